@@ -1,0 +1,63 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything installs into .venv.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+PG_URL ?= postgres://postgres@127.0.0.1:5432/eats
+REDIS_URL ?= redis://127.0.0.1:6379/0
+ORDERS ?= 300
+SEED ?= 42
+
+.PHONY: install demo test lint format bench bench-quick run worker beat web lock clean
+
+$(STAMP): requirements-dev.lock
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The product on its embedded default: SQLite, the local Stripe emulator, Celery eager.
+demo: $(STAMP)
+	DJANGO_ENV=development CELERY_EAGER=1 DATABASE_URL=sqlite:///var/demo.sqlite3 \
+		$(PY) manage.py demo --orders $(ORDERS) --seed $(SEED)
+
+# The whole suite against real PostgreSQL and Redis.
+test: $(STAMP)
+	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
+	DJANGO_ENV=test DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	DJANGO_ENV=test $(PY) manage.py makemigrations --check --dry-run
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
+	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench_db_setup
+	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench $(BENCH)
+
+bench-quick: $(STAMP)
+	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench_db_setup
+	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench --quick $(BENCH)
+
+# For real use: gunicorn + a Celery worker + Celery beat against PostgreSQL and Redis.
+run: $(STAMP)
+	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) manage.py migrate --noinput
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) scripts/run_all.sh
+
+lock:
+	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes -o requirements.lock pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --extra dev -o requirements-dev.lock pyproject.toml
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,18 @@
+"""Root URLs: health, admin, the versioned API, the OpenAPI schema, Stripe webhooks."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from ops.views import healthz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/v1/ledger/", include("ledger.urls")),
+    path("api/v1/", include("marketplace.urls")),
+    path("api/v1/payouts/", include("payouts.urls")),
+    path("api/v1/reconciliation/", include("reconciliation.urls")),
+]

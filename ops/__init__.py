@@ -1,0 +1,1 @@
+"""Operations: the health endpoint and the benchmark runner. Imports no business app."""
