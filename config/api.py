@@ -29,5 +29,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = {"code": "not_found", "message": "Not found."}
     elif isinstance(exc, exceptions.APIException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        response.data = {"code": exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code, "message": detail}
+        response.data = {
+            "code": exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code,
+            "message": detail,
+        }
     return response

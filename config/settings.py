@@ -22,7 +22,9 @@ PRODUCTION = DJANGO_ENV == "production"
 if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY")  # required: raises ImproperlyConfigured when unset
 else:
-    SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-key-do-not-use-in-production-0123456789")
+    SECRET_KEY = env.str(
+        "SECRET_KEY", default="dev-insecure-key-do-not-use-in-production-0123456789"
+    )
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "testserver"]

@@ -16,4 +16,8 @@ def bench_noop(quick: bool) -> dict:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     seconds = time.perf_counter() - started
-    return {"queries": rounds, "seconds": round(seconds, 4), "queries_per_s": round(rounds / seconds)}
+    return {
+        "queries": rounds,
+        "seconds": round(seconds, 4),
+        "queries_per_s": round(rounds / seconds),
+    }

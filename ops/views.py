@@ -25,7 +25,9 @@ def _check_redis() -> dict:
         return {"ok": True, "skipped": "celery runs eagerly; no broker in use"}
     started = time.perf_counter()
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
+        )
         client.ping()
     except Exception as exc:  # connection refused, timeout, auth...
         return {"ok": False, "error": exc.__class__.__name__}
