@@ -115,6 +115,22 @@ STRIPE_WEBHOOK_MAX_BODY = env.int("STRIPE_WEBHOOK_MAX_BODY", default=256 * 1024)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# A Stripe call inside an open DB transaction is logged as an error; tests make it raise.
+STRIPE_FORBID_IN_ATOMIC = env.bool("STRIPE_FORBID_IN_ATOMIC", default=DJANGO_ENV == "test")
+# Webhook inbox processing (marketplace.webhooks): retries with exponential backoff
+# (base * 2**(attempt-1), capped), then `failed` for good; a claimed row's lease; the queue
+# the processing tasks go to; how many due rows one sweep re-drives.
+STRIPE_EVENTS_MAX_ATTEMPTS = env.int("STRIPE_EVENTS_MAX_ATTEMPTS", default=10)
+STRIPE_EVENTS_BACKOFF_BASE = env.float("STRIPE_EVENTS_BACKOFF_BASE", default=30.0)
+STRIPE_EVENTS_BACKOFF_MAX = env.float("STRIPE_EVENTS_BACKOFF_MAX", default=3600.0)
+STRIPE_EVENTS_LEASE = env.float("STRIPE_EVENTS_LEASE", default=300.0)
+STRIPE_EVENTS_SWEEP_GRACE = env.float("STRIPE_EVENTS_SWEEP_GRACE", default=60.0)
+STRIPE_EVENTS_SWEEP_BATCH = env.int("STRIPE_EVENTS_SWEEP_BATCH", default=500)
+STRIPE_EVENTS_QUEUE = env.str("STRIPE_EVENTS_QUEUE", default="celery")
+CELERY_BEAT_SCHEDULE["stripe-events-sweep"] = {
+    "task": "marketplace.webhooks.tasks.stripe_events_sweep",
+    "schedule": 30.0,
+}
 
 # --- Ledger --------------------------------------------------------------------------------
 # Chart of accounts: address patterns (first match wins, `*` matches one segment, a trailing

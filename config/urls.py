@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from marketplace.webhooks.views import stripe_webhook
 from ops.views import healthz
 
 urlpatterns = [
@@ -15,4 +16,5 @@ urlpatterns = [
     path("api/v1/", include("marketplace.urls")),
     path("api/v1/payouts/", include("payouts.urls")),
     path("api/v1/reconciliation/", include("reconciliation.urls")),
+    path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
 ]
