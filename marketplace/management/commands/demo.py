@@ -18,8 +18,6 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0, interactive=False)
         with AppServer() as server:
             response = requests.get(f"{server.url}/healthz", timeout=5)
-            self.stdout.write(
-                f"app at {server.url}: /healthz -> {response.status_code} {response.text}"
-            )
+            self.stdout.write(f"app at {server.url}: /healthz -> {response.status_code} {response.text}")
             if response.status_code != 200:
                 raise CommandError("the app is not healthy")
