@@ -1,0 +1,217 @@
+"""Runtime values of Numscript and the parsing of caller-supplied variable strings.
+
+Representation (chosen for speed, since values are created on the hot path):
+
+* number   -> ``int`` (arbitrary precision, so amounts beyond 64 bits just work)
+* portion  -> ``fractions.Fraction`` (exact rationals, ``12.5%`` is ``Fraction(1, 8)``)
+* monetary -> :class:`Monetary` (asset + int amount)
+* account  -> :class:`Account` (a ``str`` subclass, the name without ``@``)
+* asset    -> :class:`Asset` (a ``str`` subclass)
+* string   -> :class:`String` (a ``str`` subclass)
+
+The ``str`` subclasses keep the three textual types apart for type checks (``type(v) is
+Account``) while costing nothing to compare or hash.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import TYPE_CHECKING, TypeAlias
+
+from .errors import (
+    BadPortionParsing,
+    InvalidAccountName,
+    InvalidAsset,
+    InvalidMonetaryLiteral,
+    InvalidNumberLiteral,
+    InvalidType,
+)
+
+if TYPE_CHECKING:
+    from .ast import Span
+
+
+class Account(str):
+    """An account address, stored without the leading ``@``."""
+
+    __slots__ = ()
+
+
+class Asset(str):
+    """An asset name such as ``USD/2`` or ``COIN``."""
+
+    __slots__ = ()
+
+
+class String(str):
+    """A Numscript string value."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Monetary:
+    asset: Asset
+    amount: int
+
+    def __str__(self) -> str:
+        return f"{self.asset} {self.amount}"
+
+
+Value: TypeAlias = Monetary | Fraction | int | Account | Asset | String
+
+TYPE_ACCOUNT = "account"
+TYPE_ASSET = "asset"
+TYPE_MONETARY = "monetary"
+TYPE_NUMBER = "number"
+TYPE_PORTION = "portion"
+TYPE_STRING = "string"
+ALL_TYPES = (TYPE_ACCOUNT, TYPE_ASSET, TYPE_MONETARY, TYPE_NUMBER, TYPE_PORTION, TYPE_STRING)
+
+WORLD = Account("world")
+ONE = Fraction(1)
+ZERO = Fraction(0)
+
+_ACCOUNT_RE = re.compile(r"[a-zA-Z0-9_-]+(?::[a-zA-Z0-9_-]+)*")
+# The ledger's asset rule (checked on caller input and on every emitted posting).
+_ASSET_RE = re.compile(r"[A-Z][A-Z0-9]{0,16}(?:_[A-Z]{1,16})?(?:/[0-9]{1,6})?")
+_COLOR_RE = re.compile(r"[A-Z]*")
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_PERCENT_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))?%")
+_FRACTION_RE = re.compile(r"([0-9]+)[ \t\n\f\r]?/[ \t\n\f\r]?([0-9]+)")
+
+
+def type_name(value: Value) -> str:
+    """The Numscript type name of a runtime value."""
+    t = type(value)
+    if t is Monetary:
+        return TYPE_MONETARY
+    if t is int:
+        return TYPE_NUMBER
+    if t is Fraction:
+        return TYPE_PORTION
+    if t is Account:
+        return TYPE_ACCOUNT
+    if t is Asset:
+        return TYPE_ASSET
+    return TYPE_STRING
+
+
+def value_to_string(value: Value) -> str:
+    """The string form used for metadata (notes §8): ``USD/2 7``, ``3/25``, ``42``, ``acc``.
+
+    Portions always print as ``a/b`` (Go's ``big.Rat.String()``), even ``1/1``.
+    """
+    t = type(value)
+    if t is Fraction:
+        assert isinstance(value, Fraction)
+        return f"{value.numerator}/{value.denominator}"
+    return str(value)
+
+
+def value_repr(value: Value) -> str:
+    """How a value is shown inside an error message."""
+    t = type(value)
+    if t is Monetary:
+        return f"[{value}]"
+    if t is Account:
+        return f"@{value}"
+    if t is String:
+        return f'"{value}"'
+    return value_to_string(value)
+
+
+def describe_value(value: Value) -> str:
+    return f"{type_name(value)} {value_repr(value)}"
+
+
+@lru_cache(maxsize=8192)
+def is_valid_account(name: str) -> bool:
+    return _ACCOUNT_RE.fullmatch(name) is not None
+
+
+@lru_cache(maxsize=1024)
+def is_valid_asset(name: str) -> bool:
+    return _ASSET_RE.fullmatch(name) is not None
+
+
+def is_valid_color(color: str) -> bool:
+    return _COLOR_RE.fullmatch(color) is not None
+
+
+def split_asset(asset: str) -> tuple[str, int]:
+    """``EUR/2`` -> (``EUR``, 2); ``EUR`` -> (``EUR``, 0)."""
+    base, sep, scale = asset.partition("/")
+    if sep and scale.isdigit():
+        return base, int(scale)
+    return base, 0
+
+
+def scaled_asset(base: str, scale: int) -> str:
+    return base if scale == 0 else f"{base}/{scale}"
+
+
+def parse_account(raw: str, span: Span | None = None) -> Account:
+    if not is_valid_account(raw):
+        raise InvalidAccountName(raw, span=span)
+    return Account(raw)
+
+
+def parse_asset(raw: str, span: Span | None = None) -> Asset:
+    if not is_valid_asset(raw):
+        raise InvalidAsset(raw, span=span)
+    return Asset(raw)
+
+
+def parse_number(raw: str, span: Span | None = None) -> int:
+    # Go's big.Int.SetString(raw, 10): optional sign, digits, no underscores, no spaces.
+    if _INT_RE.fullmatch(raw) is None:
+        raise InvalidNumberLiteral(raw, span=span)
+    return int(raw)
+
+
+def parse_monetary(raw: str, span: Span | None = None) -> Monetary:
+    parts = raw.split(" ")
+    if len(parts) != 2:
+        raise InvalidMonetaryLiteral(raw, span=span)
+    amount = parse_number(parts[1], span)
+    return Monetary(parse_asset(parts[0], span), amount)
+
+
+def parse_portion(raw: str, span: Span | None = None) -> Fraction:
+    """``15%``, ``12.5%``, ``1/3`` or ``1 / 3``; must lie in [0, 1]."""
+    m = _PERCENT_RE.fullmatch(raw)
+    if m is not None:
+        integral, decimals = m.group(1), m.group(2) or ""
+        result = Fraction(int(integral + decimals), 100 * 10 ** len(decimals))
+    else:
+        m = _FRACTION_RE.fullmatch(raw)
+        if m is None:
+            raise BadPortionParsing(raw, "invalid format", span=span)
+        denominator = int(m.group(2))
+        if denominator == 0:
+            raise BadPortionParsing(raw, "the denominator is zero", span=span)
+        result = Fraction(int(m.group(1)), denominator)
+    if result < 0 or result > 1:
+        raise BadPortionParsing(raw, "portion must be between 0% and 100% inclusive", span=span)
+    return result
+
+
+def parse_typed(type_: str, raw: str, span: Span | None = None) -> Value:
+    """Parse a caller- or metadata-supplied string as a value of the declared type."""
+    if type_ == TYPE_MONETARY:
+        return parse_monetary(raw, span)
+    if type_ == TYPE_ACCOUNT:
+        return parse_account(raw, span)
+    if type_ == TYPE_PORTION:
+        return parse_portion(raw, span)
+    if type_ == TYPE_ASSET:
+        return parse_asset(raw, span)
+    if type_ == TYPE_NUMBER:
+        return parse_number(raw, span)
+    if type_ == TYPE_STRING:
+        return String(raw)
+    raise InvalidType(type_, span=span)
