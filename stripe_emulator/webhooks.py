@@ -1,0 +1,371 @@
+"""Webhook delivery: a background queue that POSTs signed events to configured endpoints.
+
+Never called inside an API request: the state hands each new event to `enqueue`, which only
+appends to a queue; one worker thread delivers. Each attempt is signed afresh, exactly as
+Stripe does: `Stripe-Signature: t=<unix ts>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>`,
+the `whsec_...` secret used as raw UTF-8 bytes. Non-2xx answers and connection errors are
+retried with exponential backoff (`retry_backoff_seconds * 2**attempt`, up to
+`max_attempts`). Chaos (duplicates, shuffling, delay, drops) follows `ChaosConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import itertools
+import json
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ChaosConfig
+
+
+def sign(payload: str, secret: str, timestamp: int) -> str:
+    """The Stripe-Signature header value for `payload` (same as stripe-python's helper)."""
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.{payload}".encode(), hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+@dataclass
+class Endpoint:
+    url: str
+    secret: str
+    connect: bool = False  # receives connected-account events (those with `account`)
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    event_id: str = field(compare=False)
+    event_type: str = field(compare=False)
+    body: str = field(compare=False)
+    endpoint: Endpoint = field(compare=False)
+    attempt: int = field(compare=False, default=1)
+    original: bool = field(compare=False, default=True)  # False for chaos duplicates
+    may_drop: bool = field(compare=False, default=True)
+
+
+@dataclass
+class Delivery:
+    """One attempt, kept in `WebhookDispatcher.log` for tests and the stats endpoint."""
+
+    event_id: str
+    event_type: str
+    url: str
+    attempt: int
+    status: int | None  # HTTP status, None on a connection error or a drop
+    dropped: bool = False
+    duplicate: bool = False
+    at: float = 0.0
+
+
+class WebhookDispatcher:
+    """Queue + worker thread delivering events to endpoints, with chaos and retries."""
+
+    def __init__(
+        self,
+        *,
+        chaos: ChaosConfig,
+        max_attempts: int = 5,
+        retry_backoff_seconds: float = 0.05,
+        timeout_seconds: float = 5.0,
+        on_result: Callable[[str, bool], None] | None = None,
+        log_size: int = 100_000,
+    ) -> None:
+        self.endpoints: list[Endpoint] = []
+        self.chaos = chaos
+        self.rng = random.Random(chaos.seed + 1)
+        self.max_attempts = max_attempts
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self.timeout_seconds = timeout_seconds
+        self.on_result = on_result
+        self.log: deque[Delivery] = deque(maxlen=log_size)
+        self.stats: dict[str, int] = {
+            "enqueued": 0,
+            "attempts": 0,
+            "delivered": 0,
+            "failed_attempts": 0,
+            "gave_up": 0,
+            "dropped": 0,
+            "duplicates": 0,
+            "redelivered": 0,
+        }
+        self._cond = threading.Condition()
+        self._heap: list[_Job] = []
+        self._dropped: list[_Job] = []
+        self._in_flight = 0
+        self._seq = itertools.count()
+        self._stopping = False
+        self._paused = False
+        self._thread: threading.Thread | None = None
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def set_chaos(self, chaos: ChaosConfig, *, reseed: bool) -> None:
+        with self._cond:
+            self.chaos = chaos
+            if reseed:
+                self.rng = random.Random(chaos.seed + 1)
+            self._cond.notify_all()
+
+    def add_endpoint(self, url: str, secret: str, *, connect: bool = False) -> None:
+        with self._cond:
+            self.endpoints.append(Endpoint(url, secret, connect))
+
+    def clear_endpoints(self) -> None:
+        with self._cond:
+            self.endpoints.clear()
+
+    def targets(self, connect_event: bool) -> list[Endpoint]:
+        """Platform events go to non-Connect endpoints; connected-account events go to
+        Connect endpoints, or to the platform ones when no Connect endpoint exists."""
+        connect_endpoints = [e for e in self.endpoints if e.connect]
+        if connect_event and connect_endpoints:
+            return connect_endpoints
+        return [e for e in self.endpoints if not e.connect]
+
+    def target_count(self, connect_event: bool) -> int:
+        return len(self.targets(connect_event))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name="stripe-emulator-webhooks", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def pause(self) -> None:
+        """Hold deliveries (events keep queueing) until `resume()`."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    # -- queueing --------------------------------------------------------------------------
+
+    def enqueue(self, event: dict[str, Any]) -> None:
+        """Queue an event for every target endpoint (never blocks on the network)."""
+        public = {k: v for k, v in event.items() if not k.startswith("_")}
+        body = json.dumps(public, indent=2)
+        with self._cond:
+            targets = self.targets("account" in public)
+            now = time.monotonic()
+            delay = self.chaos.delay_ms / 1000.0
+            for endpoint in targets:
+                self.stats["enqueued"] += 1
+                self._push(
+                    _Job(now + delay, next(self._seq), public["id"], public["type"], body, endpoint)
+                )
+                if self.chaos.duplicate_rate and self.rng.random() < self.chaos.duplicate_rate:
+                    copies = self.rng.randint(1, self.chaos.max_duplicates)
+                    for i in range(copies):
+                        self.stats["duplicates"] += 1
+                        self._push(
+                            _Job(
+                                now + delay + 0.001 * (i + 1),
+                                next(self._seq),
+                                public["id"],
+                                public["type"],
+                                body,
+                                endpoint,
+                                original=False,
+                                may_drop=False,
+                            )
+                        )
+            self._cond.notify_all()
+
+    def _push(self, job: _Job) -> None:
+        heapq.heappush(self._heap, job)
+
+    def redeliver_dropped(self) -> int:
+        """Queue every dropped delivery again (without dropping it twice); returns the count."""
+        with self._cond:
+            dropped, self._dropped = self._dropped, []
+            now = time.monotonic()
+            for job in dropped:
+                job.due = now
+                job.seq = next(self._seq)
+                job.may_drop = False
+                self._push(job)
+            self.stats["redelivered"] += len(dropped)
+            self._cond.notify_all()
+            return len(dropped)
+
+    def dropped_count(self) -> int:
+        with self._cond:
+            return len(self._dropped)
+
+    def pending_count(self) -> int:
+        with self._cond:
+            return len(self._heap) + self._in_flight
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the queue is drained (dropped deliveries excluded); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._heap or self._in_flight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.05))
+            return True
+
+    def discard(self) -> None:
+        """Forget queued and dropped deliveries (used by reset)."""
+        with self._cond:
+            self._heap.clear()
+            self._dropped.clear()
+            self._cond.notify_all()
+
+    # -- worker ----------------------------------------------------------------------------
+
+    def _next_job(self) -> _Job | None:
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                now = time.monotonic()
+                if self._paused or not self._heap:
+                    self._cond.wait(0.5)
+                    continue
+                head = self._heap[0]
+                if head.due > now:
+                    self._cond.wait(head.due - now)
+                    continue
+                if self.chaos.shuffle:
+                    ready = [j for j in self._heap if j.due <= now]
+                    waited = now - min(j.due for j in ready)
+                    if (
+                        len(ready) < self.chaos.shuffle_window
+                        and waited < self.chaos.shuffle_hold_ms / 1000.0
+                    ):
+                        self._cond.wait(self.chaos.shuffle_hold_ms / 1000.0 - waited)
+                        continue
+                    job = self.rng.choice(ready)
+                    self._heap.remove(job)
+                    heapq.heapify(self._heap)
+                else:
+                    job = heapq.heappop(self._heap)
+                if (
+                    job.may_drop
+                    and job.attempt == 1
+                    and self.chaos.drop_rate
+                    and self.rng.random() < self.chaos.drop_rate
+                ):
+                    self._dropped.append(job)
+                    self.stats["dropped"] += 1
+                    self.log.append(
+                        Delivery(
+                            job.event_id,
+                            job.event_type,
+                            job.endpoint.url,
+                            job.attempt,
+                            None,
+                            dropped=True,
+                            at=time.time(),
+                        )
+                    )
+                    self._cond.notify_all()
+                    continue
+                self._in_flight += 1
+                return job
+
+    def _run(self) -> None:
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            status = self._post(job)
+            ok = status is not None and 200 <= status < 300
+            report: tuple[str, bool] | None = None
+            with self._cond:
+                self._in_flight -= 1
+                self.stats["attempts"] += 1
+                self.log.append(
+                    Delivery(
+                        job.event_id,
+                        job.event_type,
+                        job.endpoint.url,
+                        job.attempt,
+                        status,
+                        duplicate=not job.original,
+                        at=time.time(),
+                    )
+                )
+                if ok:
+                    self.stats["delivered"] += 1
+                    if job.original:
+                        report = (job.event_id, True)
+                else:
+                    self.stats["failed_attempts"] += 1
+                    if job.attempt < self.max_attempts and not self._stopping:
+                        job.attempt += 1
+                        job.due = time.monotonic() + self.retry_backoff_seconds * 2 ** (
+                            job.attempt - 2
+                        )
+                        job.seq = next(self._seq)
+                        self._push(job)
+                    else:
+                        self.stats["gave_up"] += 1
+                        if job.original:
+                            report = (job.event_id, False)
+                self._cond.notify_all()
+            if report is not None and self.on_result is not None:
+                self.on_result(*report)
+
+    def _post(self, job: _Job) -> int | None:
+        timestamp = int(time.time())
+        request = urllib.request.Request(  # noqa: S310 - the URL is configured by the test/demo
+            job.endpoint.url,
+            data=job.body.encode("utf-8"),
+            method="POST",
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": sign(job.body, job.endpoint.secret, timestamp),
+                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
+                response.read()
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except (OSError, ValueError):
+            return None
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                **self.stats,
+                "queued": len(self._heap),
+                "in_flight": self._in_flight,
+                "dropped_waiting": len(self._dropped),
+                "endpoints": [{"url": e.url, "connect": e.connect} for e in self.endpoints],
+            }
