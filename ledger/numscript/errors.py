@@ -102,8 +102,7 @@ class MissingVariable(NumscriptError):
         self.name = name
         self.type = type_
         super().__init__(
-            f"missing variable ${name}: expected a {type_} value for it in the inputs, "
-            "found none",
+            f"missing variable ${name}: expected a {type_} value for it in the inputs, found none",
             span,
         )
 

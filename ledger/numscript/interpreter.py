@@ -30,9 +30,9 @@ from .ast import (
     AssetLit,
     DestAccount,
     DestAllotment,
+    Destination,
     DestInorder,
     DestOneof,
-    Destination,
     Expr,
     FnCall,
     FnCallStmt,
@@ -334,7 +334,7 @@ class _Run:
         static = self._static
         for entry in plan:
             sent = entry.sent
-            if type(sent) is SentAll:
+            if isinstance(sent, SentAll):
                 asset = static(sent.asset)
             else:
                 monetary = static(sent)

@@ -164,7 +164,9 @@ def tokenize(source: str, smap: SourceMap | None = None) -> list[Token]:
                     smap.span(pos, pos + 1),
                 )
             if bad == '"':
-                raise ParseError("a closing '\"' on the same line", "end of line", smap.span(pos, pos + 1))
+                raise ParseError(
+                    "a closing '\"' on the same line", "end of line", smap.span(pos, pos + 1)
+                )
             raise ParseError("a token", f"unexpected character '{bad}'", smap.span(pos, pos + 1))
         kind = m.lastgroup
         end = m.end()

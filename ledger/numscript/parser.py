@@ -46,9 +46,9 @@ from .ast import (
     DestAllotItem,
     DestAllotment,
     DestCapClause,
+    Destination,
     DestInorder,
     DestOneof,
-    Destination,
     Expr,
     FeatureFlag,
     FnCall,
@@ -591,9 +591,9 @@ def _collect_sources(sent: SentValue, source: Source, out: list[PreloadEntry]) -
             out.append(PreloadEntry(sent, source.address, source.color, False))
     elif isinstance(source, SrcOverdraft):
         # an unbounded source never reads its balance
-        if source.bound is not None and not _has_call(source.address):
-            if not _has_call(source.color):
-                out.append(PreloadEntry(sent, source.address, source.color, False))
+        readable = source.bound is not None and not _has_call(source.address)
+        if readable and not _has_call(source.color):
+            out.append(PreloadEntry(sent, source.address, source.color, False))
     elif isinstance(source, SrcScaling):
         if not _has_call(source.address):
             out.append(PreloadEntry(sent, source.address, None, True))
@@ -614,9 +614,12 @@ def _preload_plan(statements: tuple[Statement, ...]) -> tuple[PreloadEntry, ...]
         if isinstance(stmt, SendStmt):
             if not _sent_has_call(stmt.sent):
                 _collect_sources(stmt.sent, stmt.source, out)
-        elif isinstance(stmt, SaveStmt):
-            if not _sent_has_call(stmt.sent) and not _has_call(stmt.account):
-                out.append(PreloadEntry(stmt.sent, stmt.account, None, False))
+        elif (
+            isinstance(stmt, SaveStmt)
+            and not _sent_has_call(stmt.sent)
+            and not _has_call(stmt.account)
+        ):
+            out.append(PreloadEntry(stmt.sent, stmt.account, None, False))
     return tuple(out)
 
 

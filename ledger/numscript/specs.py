@@ -213,9 +213,7 @@ def posting_json(source: str, destination: str, asset: str, amount: int, color: 
 
 
 def postings_json(postings: Iterable[Posting]) -> list[dict[str, Any]]:
-    return [
-        posting_json(p.source, p.destination, p.asset, p.amount, p.color) for p in postings
-    ]
+    return [posting_json(p.source, p.destination, p.asset, p.amount, p.color) for p in postings]
 
 
 def balances_json(balances: Mapping[BalanceKey, int]) -> list[dict[str, Any]]:
@@ -320,7 +318,9 @@ def _judge_success(
     if raw_movements is not None:
         rows = _posting_rows(raw_movements, f"{where}.expect.movements")
         expected_moves = sorted((s, d, a, c, n) for s, d, a, n, c in rows)
-        got_moves = sorted((s, d, a, c, n) for (s, d, a, c), n in movements(result.postings).items())
+        got_moves = sorted(
+            (s, d, a, c, n) for (s, d, a, c), n in movements(result.postings).items()
+        )
         check(
             "expect.movements",
             [posting_json(s, d, a, n, c) for s, d, a, c, n in expected_moves],
