@@ -45,7 +45,7 @@ INDEX_FIELDS: dict[str, tuple[str, ...]] = {
     "transfer_reversal": ("transfer",),
     "payout": (),
     "topup": (),
-    "balance_transaction": ("type", "source"),
+    "balance_transaction": ("type", "source", "payout"),
     "event": ("type",),
 }
 
