@@ -51,7 +51,7 @@ class _Job:
     endpoint: Endpoint = field(compare=False)
     attempt: int = field(compare=False, default=1)
     original: bool = field(compare=False, default=True)  # False for chaos duplicates
-    may_drop: bool = field(compare=False, default=True)
+    drop: bool = field(compare=False, default=False)  # chaos: drop the first attempt
 
 
 @dataclass
@@ -83,7 +83,10 @@ class WebhookDispatcher:
     ) -> None:
         self.endpoints: list[Endpoint] = []
         self.chaos = chaos
+        # Decisions made when an event is queued (drop, duplicates) use `rng`, in event order,
+        # so a seed reproduces them; shuffle picks depend on timing and use their own RNG.
         self.rng = random.Random(chaos.seed + 1)
+        self.shuffle_rng = random.Random(chaos.seed + 2)
         self.max_attempts = max_attempts
         self.retry_backoff_seconds = retry_backoff_seconds
         self.timeout_seconds = timeout_seconds
@@ -101,6 +104,7 @@ class WebhookDispatcher:
         }
         self._cond = threading.Condition()
         self._heap: list[_Job] = []
+        self._window: list[_Job] = []
         self._dropped: list[_Job] = []
         self._in_flight = 0
         self._seq = itertools.count()
@@ -115,6 +119,7 @@ class WebhookDispatcher:
             self.chaos = chaos
             if reseed:
                 self.rng = random.Random(chaos.seed + 1)
+                self.shuffle_rng = random.Random(chaos.seed + 2)
             self._cond.notify_all()
 
     def add_endpoint(self, url: str, secret: str, *, connect: bool = False) -> None:
@@ -177,8 +182,17 @@ class WebhookDispatcher:
             delay = self.chaos.delay_ms / 1000.0
             for endpoint in targets:
                 self.stats["enqueued"] += 1
+                drop = bool(self.chaos.drop_rate) and self.rng.random() < self.chaos.drop_rate
                 self._push(
-                    _Job(now + delay, next(self._seq), public["id"], public["type"], body, endpoint)
+                    _Job(
+                        now + delay,
+                        next(self._seq),
+                        public["id"],
+                        public["type"],
+                        body,
+                        endpoint,
+                        drop=drop,
+                    )
                 )
                 if self.chaos.duplicate_rate and self.rng.random() < self.chaos.duplicate_rate:
                     copies = self.rng.randint(1, self.chaos.max_duplicates)
@@ -193,7 +207,6 @@ class WebhookDispatcher:
                                 body,
                                 endpoint,
                                 original=False,
-                                may_drop=False,
                             )
                         )
             self._cond.notify_all()
@@ -209,7 +222,7 @@ class WebhookDispatcher:
             for job in dropped:
                 job.due = now
                 job.seq = next(self._seq)
-                job.may_drop = False
+                job.drop = False
                 self._push(job)
             self.stats["redelivered"] += len(dropped)
             self._cond.notify_all()
@@ -221,13 +234,13 @@ class WebhookDispatcher:
 
     def pending_count(self) -> int:
         with self._cond:
-            return len(self._heap) + self._in_flight
+            return len(self._heap) + len(self._window) + self._in_flight
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the queue is drained (dropped deliveries excluded); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._heap or self._in_flight:
+            while self._heap or self._window or self._in_flight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -238,6 +251,7 @@ class WebhookDispatcher:
         """Forget queued and dropped deliveries (used by reset)."""
         with self._cond:
             self._heap.clear()
+            self._window.clear()
             self._dropped.clear()
             self._cond.notify_all()
 
@@ -248,34 +262,28 @@ class WebhookDispatcher:
             while True:
                 if self._stopping:
                     return None
-                now = time.monotonic()
-                if self._paused or not self._heap:
+                if self._paused:
                     self._cond.wait(0.5)
                     continue
-                head = self._heap[0]
-                if head.due > now:
-                    self._cond.wait(head.due - now)
+                now = time.monotonic()
+                shuffle = self.chaos.shuffle
+                limit = self.chaos.shuffle_window if shuffle else 1
+                # Ready jobs move from the heap into a small window; with shuffle the next
+                # delivery is a random pick from it (O(window), whatever the queue length).
+                while self._heap and self._heap[0].due <= now and len(self._window) < limit:
+                    self._window.append(heapq.heappop(self._heap))
+                if not self._window:
+                    self._cond.wait(self._heap[0].due - now if self._heap else 0.5)
                     continue
-                if self.chaos.shuffle:
-                    ready = [j for j in self._heap if j.due <= now]
-                    waited = now - min(j.due for j in ready)
-                    if (
-                        len(ready) < self.chaos.shuffle_window
-                        and waited < self.chaos.shuffle_hold_ms / 1000.0
-                    ):
-                        self._cond.wait(self.chaos.shuffle_hold_ms / 1000.0 - waited)
+                if shuffle and len(self._window) < limit:
+                    waited = now - min(j.due for j in self._window)
+                    hold = self.chaos.shuffle_hold_ms / 1000.0
+                    if waited < hold:
+                        self._cond.wait(hold - waited)
                         continue
-                    job = self.rng.choice(ready)
-                    self._heap.remove(job)
-                    heapq.heapify(self._heap)
-                else:
-                    job = heapq.heappop(self._heap)
-                if (
-                    job.may_drop
-                    and job.attempt == 1
-                    and self.chaos.drop_rate
-                    and self.rng.random() < self.chaos.drop_rate
-                ):
+                job = self.shuffle_rng.choice(self._window) if shuffle else self._window[0]
+                self._window.remove(job)
+                if job.drop and job.attempt == 1:
                     self._dropped.append(job)
                     self.stats["dropped"] += 1
                     self.log.append(
@@ -364,7 +372,7 @@ class WebhookDispatcher:
         with self._cond:
             return {
                 **self.stats,
-                "queued": len(self._heap),
+                "queued": len(self._heap) + len(self._window),
                 "in_flight": self._in_flight,
                 "dropped_waiting": len(self._dropped),
                 "endpoints": [{"url": e.url, "connect": e.connect} for e in self.endpoints],

@@ -1,0 +1,153 @@
+"""Stripe list semantics: newest first, cursors, has_more, filters and expand[]."""
+
+from __future__ import annotations
+
+import pytest
+import stripe
+
+from stripe_emulator import EmulatorServer
+
+from .conftest import helper, pay
+
+
+def test_auto_paging_iter_walks_250_objects_newest_first(client: stripe.StripeClient) -> None:
+    # given
+    created = [
+        client.v1.topups.create(params={"amount": i + 1, "currency": "usd"}).balance_transaction
+        for i in range(250)
+    ]
+
+    # when
+    page = client.v1.balance_transactions.list(params={"limit": 100})
+    walked = [t.id for t in page.auto_paging_iter()]
+
+    # then
+    assert len(page.data) == 100
+    assert page.has_more is True
+    assert page.url == "/v1/balance_transactions"
+    assert walked == list(reversed(created))
+    assert len(set(walked)) == 250
+
+
+def test_default_limit_is_10_and_limit_is_capped(client: stripe.StripeClient) -> None:
+    for i in range(12):
+        client.v1.customers.create(params={"email": f"c{i}@example.com"})
+    page = client.v1.customers.list()
+    assert len(page.data) == 10
+    assert page.has_more is True
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.customers.list(params={"limit": 101})
+    assert caught.value.param == "limit"
+
+
+def test_starting_after_and_ending_before(client: stripe.StripeClient) -> None:
+    ids = [client.v1.customers.create(params={"name": str(i)}).id for i in range(7)]
+    newest_first = list(reversed(ids))
+
+    after = client.v1.customers.list(params={"limit": 3, "starting_after": newest_first[2]})
+    assert [c.id for c in after.data] == newest_first[3:6]
+    assert after.has_more is True
+
+    before = client.v1.customers.list(params={"limit": 2, "ending_before": newest_first[4]})
+    assert [c.id for c in before.data] == newest_first[2:4]
+    assert before.has_more is True
+
+    backwards = client.v1.customers.list(params={"limit": 2, "ending_before": newest_first[6]})
+    walked = [c.id for c in backwards.auto_paging_iter()]
+    assert walked == list(reversed(newest_first[:6]))  # oldest to newest, as stripe-python does
+
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.customers.list(params={"starting_after": "cus_unknown"})
+    assert caught.value.param == "starting_after"
+
+
+def test_created_filters(client: stripe.StripeClient, emulator: EmulatorServer) -> None:
+    # given: three batches one hour apart on the emulator clock
+    batches: list[list[str]] = []
+    stamps: list[int] = []
+    for _ in range(3):
+        batch = [
+            client.v1.topups.create(params={"amount": 100, "currency": "usd"}) for _ in range(4)
+        ]
+        batches.append([str(t.balance_transaction) for t in batch])
+        stamps.append(batch[0].created)
+        helper(client, "/v1/test_helpers/advance_clock", seconds=3600)
+
+    def listed(created: dict[str, int]) -> set[str]:
+        page = client.v1.balance_transactions.list(params={"created": created, "limit": 100})  # type: ignore[typeddict-item]
+        return {t.id for t in page.auto_paging_iter()}
+
+    # then
+    assert listed({"gte": stamps[1]}) == set(batches[1] + batches[2])
+    assert listed({"gt": stamps[1]}) == set(batches[2])
+    assert listed({"lt": stamps[1]}) == set(batches[0])
+    assert listed({"lte": stamps[1]}) == set(batches[0] + batches[1])
+    assert listed({"gte": stamps[1], "lt": stamps[2]}) == set(batches[1])
+    assert listed({"gte": stamps[2] + 1}) == set()
+    paged = client.v1.balance_transactions.list(
+        params={"created": {"gte": stamps[0], "lte": stamps[1]}, "limit": 3}
+    )
+    assert [t.id for t in paged.auto_paging_iter()] == list(reversed(batches[0] + batches[1]))
+
+
+def test_expand_data_source_and_type_filter(client: stripe.StripeClient) -> None:
+    # given
+    pi = pay(client, amount=2000)
+    refund = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 300})
+    topup = client.v1.topups.create(params={"amount": 700, "currency": "usd"})
+
+    # when
+    page = client.v1.balance_transactions.list(params={"expand": ["data.source"]})
+
+    # then
+    sources = [(t.type, t.source.object, t.source.id) for t in page.data]
+    assert sources == [
+        ("topup", "topup", topup.id),
+        ("refund", "refund", refund.id),
+        ("charge", "charge", pi.latest_charge),
+    ]
+    charges = client.v1.balance_transactions.list(
+        params={"type": "charge", "expand": ["data.source"]}
+    )
+    assert [t.source.payment_intent for t in charges.data] == [pi.id]
+    by_source = client.v1.balance_transactions.list(params={"source": refund.id})
+    assert [t.amount for t in by_source.data] == [-300]
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.balance_transactions.list(params={"expand": ["data.currency"]})
+    assert caught.value.param == "expand"
+
+
+def test_events_filters(client: stripe.StripeClient, emulator: EmulatorServer) -> None:
+    pay(client)
+    customer = client.v1.customers.create()
+    exact = client.v1.events.list(params={"type": "customer.created"})
+    assert [e.data.object.id for e in exact.data] == [customer.id]
+    wildcard = client.v1.events.list(params={"type": "payment_intent.*"})
+    assert [e.type for e in wildcard.data] == ["payment_intent.succeeded", "payment_intent.created"]
+    several = client.v1.events.list(params={"types": ["charge.succeeded", "customer.created"]})
+    assert [e.type for e in several.data] == ["customer.created", "charge.succeeded"]
+    event = client.v1.events.retrieve(exact.data[0].id)
+    assert event.api_version
+    assert event.request.id.startswith("req_")
+    assert event.livemode is False
+    assert event.pending_webhooks == 0  # no endpoint configured
+
+
+def test_large_window_listing_stays_consistent(
+    client: stripe.StripeClient, emulator: EmulatorServer
+) -> None:
+    # given: 2,000 top-ups created through the in-process API (fast), listed over HTTP
+    for i in range(2000):
+        status, _ = emulator.request("POST", "/v1/topups", {"amount": i + 1, "currency": "usd"})
+        assert status == 200
+
+    # when
+    amounts = [
+        t.amount
+        for t in client.v1.balance_transactions.list(
+            params={"limit": 100, "type": "topup"}
+        ).auto_paging_iter()
+    ]
+
+    # then
+    assert amounts == list(range(2000, 0, -1))

@@ -1,0 +1,231 @@
+"""Signed webhook delivery to a local receiver, retries, and delivery chaos."""
+
+from __future__ import annotations
+
+import stripe
+
+from stripe_emulator import ChaosConfig, EmulatorServer
+
+from .conftest import WEBHOOK_SECRET, Receiver, make_client, pay
+
+
+def test_events_are_delivered_signed_and_verify_with_construct_event(
+    hooked: EmulatorServer, receiver: Receiver
+) -> None:
+    # given
+    client = make_client(hooked)
+
+    # when
+    pi = pay(client, amount=1234)
+    assert hooked.flush(5)
+
+    # then
+    assert len(receiver.received) == 3
+    for delivery in receiver.received:
+        event = stripe.Webhook.construct_event(
+            delivery.body, delivery.headers["Stripe-Signature"], WEBHOOK_SECRET
+        )
+        assert isinstance(event, stripe.Event)
+    types = [r.event["type"] for r in receiver.received]
+    assert types == ["payment_intent.created", "charge.succeeded", "payment_intent.succeeded"]
+    succeeded = receiver.received[2].event
+    assert succeeded["data"]["object"]["id"] == pi.id
+    assert succeeded["data"]["object"]["status"] == "succeeded"
+    assert succeeded["object"] == "event"
+    assert succeeded["livemode"] is False
+    assert succeeded["request"]["id"].startswith("req_")
+    assert "account" not in succeeded
+    header = receiver.received[0].headers["Stripe-Signature"]
+    assert header.startswith("t=") and ",v1=" in header
+    # delivered events report no pending webhooks any more
+    assert client.v1.events.retrieve(succeeded["id"]).pending_webhooks == 0
+
+
+def test_wrong_secret_fails_verification(hooked: EmulatorServer, receiver: Receiver) -> None:
+    client = make_client(hooked)
+    client.v1.customers.create()
+    assert hooked.flush(5)
+    delivery = receiver.received[0]
+    try:
+        stripe.Webhook.construct_event(
+            delivery.body, delivery.headers["Stripe-Signature"], "whsec_other"
+        )
+    except stripe.SignatureVerificationError:
+        pass
+    else:  # pragma: no cover - the assertion is the point
+        raise AssertionError("a wrong secret must not verify")
+
+
+def test_non_2xx_answers_are_retried_with_a_fresh_signature(
+    hooked: EmulatorServer, receiver: Receiver
+) -> None:
+    # given: the receiver fails twice
+    receiver.statuses = [500, 503]
+    client = make_client(hooked)
+
+    # when
+    customer = client.v1.customers.create()
+    assert hooked.flush(5)
+
+    # then
+    assert [r.event["data"]["object"]["id"] for r in receiver.received] == [customer.id] * 3
+    assert hooked.webhooks.snapshot()["failed_attempts"] == 2
+    attempts = [d["attempt"] for d in hooked.deliveries()]
+    assert attempts == [1, 2, 3]
+    for delivery in receiver.received:
+        stripe.Webhook.construct_event(
+            delivery.body, delivery.headers["Stripe-Signature"], WEBHOOK_SECRET
+        )
+
+
+def test_delivery_gives_up_after_max_attempts(receiver: Receiver) -> None:
+    receiver.statuses = [500] * 10
+    server = EmulatorServer(
+        port=0,
+        webhook_url=receiver.url,
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_max_attempts=3,
+        webhook_retry_backoff_seconds=0.01,
+    ).start()
+    try:
+        client = make_client(server)
+        customer = client.v1.customers.create()
+        assert server.flush(5)
+        assert len(receiver.received) == 3
+        failed = client.v1.events.list(params={"delivery_success": False})  # type: ignore[typeddict-unknown-key]
+        assert [e.data.object.id for e in failed.data] == [customer.id]
+        assert failed.data[0].pending_webhooks == 1
+    finally:
+        server.stop()
+
+
+def test_connected_account_events_carry_account(hooked: EmulatorServer, receiver: Receiver) -> None:
+    client = make_client(hooked)
+    account = client.v1.accounts.create(params={"type": "express"})
+    assert hooked.flush(5)
+    event = receiver.received[-1].event
+    assert event["type"] == "account.updated"
+    assert event["account"] == account.id
+
+
+def test_connect_endpoint_gets_connected_account_events_with_its_own_secret(
+    receiver: Receiver,
+) -> None:
+    platform_receiver_url = receiver.url
+    server = EmulatorServer(
+        port=0,
+        webhook_url=platform_receiver_url + "?platform",
+        webhook_secret=WEBHOOK_SECRET,
+        connect_webhook_url=platform_receiver_url + "?connect",
+        connect_webhook_secret="whsec_connect_secret",
+    ).start()
+    try:
+        client = make_client(server)
+        client.v1.accounts.create(params={"type": "express"})
+        client.v1.customers.create()
+        assert server.flush(5)
+        by_type = {r.event["type"]: r for r in receiver.received}
+        connect = by_type["account.updated"]
+        stripe.Webhook.construct_event(
+            connect.body, connect.headers["Stripe-Signature"], "whsec_connect_secret"
+        )
+        platform = by_type["customer.created"]
+        stripe.Webhook.construct_event(
+            platform.body, platform.headers["Stripe-Signature"], WEBHOOK_SECRET
+        )
+        assert len(receiver.received) == 2
+    finally:
+        server.stop()
+
+
+def _chaotic(receiver: Receiver, chaos: ChaosConfig) -> EmulatorServer:
+    return EmulatorServer(
+        port=0, webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET, chaos=chaos
+    ).start()
+
+
+def test_duplicate_rate_delivers_some_events_more_than_once(receiver: Receiver) -> None:
+    server = _chaotic(receiver, ChaosConfig(seed=3, duplicate_rate=0.5, max_duplicates=2))
+    try:
+        client = make_client(server)
+        created = [client.v1.customers.create().id for _ in range(40)]
+        assert server.flush(10)
+        ids = [r.event["data"]["object"]["id"] for r in receiver.received]
+        assert set(ids) == set(created)
+        duplicated = {i for i in ids if ids.count(i) > 1}
+        assert 5 <= len(duplicated) <= 35
+        assert len(ids) == 40 + server.webhooks.snapshot()["duplicates"]
+        # every copy is validly signed and the same event id
+        for delivery in receiver.received:
+            stripe.Webhook.construct_event(
+                delivery.body, delivery.headers["Stripe-Signature"], WEBHOOK_SECRET
+            )
+    finally:
+        server.stop()
+
+
+def test_shuffle_delivers_out_of_order_but_completely(receiver: Receiver) -> None:
+    server = _chaotic(
+        receiver, ChaosConfig(seed=5, shuffle=True, shuffle_window=10, shuffle_hold_ms=50)
+    )
+    try:
+        client = make_client(server)
+        server.webhooks.pause()  # let a window of events queue up
+        created = [client.v1.customers.create().id for _ in range(30)]
+        server.webhooks.resume()
+        assert server.flush(10)
+        delivered = [r.event["data"]["object"]["id"] for r in receiver.received]
+        assert sorted(delivered) == sorted(created)
+        assert delivered != created
+    finally:
+        server.stop()
+
+
+def test_drop_then_redeliver_dropped(receiver: Receiver) -> None:
+    server = _chaotic(receiver, ChaosConfig(seed=11, drop_rate=0.5))
+    try:
+        client = make_client(server)
+        created = [client.v1.customers.create().id for _ in range(30)]
+        assert server.flush(10)
+        first_pass = [r.event["data"]["object"]["id"] for r in receiver.received]
+        dropped = server.webhooks.dropped_count()
+        assert 5 <= dropped <= 25
+        assert len(first_pass) == 30 - dropped
+
+        redelivered = server.redeliver_dropped()
+        assert server.flush(10)
+
+        assert redelivered == dropped
+        delivered = [r.event["data"]["object"]["id"] for r in receiver.received]
+        assert sorted(delivered) == sorted(created)
+        assert server.webhooks.dropped_count() == 0
+    finally:
+        server.stop()
+
+
+def test_delay_ms_postpones_delivery(receiver: Receiver) -> None:
+    server = _chaotic(receiver, ChaosConfig(delay_ms=300))
+    try:
+        client = make_client(server)
+        client.v1.customers.create()
+        assert receiver.received == []
+        assert server.flush(5)
+        assert len(receiver.received) == 1
+    finally:
+        server.stop()
+
+
+def test_same_seed_same_chaos_decisions(receiver: Receiver) -> None:
+    outcomes = []
+    for _ in range(2):
+        server = _chaotic(receiver, ChaosConfig(seed=42, drop_rate=0.3, duplicate_rate=0.3))
+        try:
+            client = make_client(server)
+            for _ in range(20):
+                client.v1.customers.create()
+            assert server.flush(10)
+            snapshot = server.webhooks.snapshot()
+            outcomes.append((snapshot["dropped"], snapshot["duplicates"]))
+        finally:
+            server.stop()
+    assert outcomes[0] == outcomes[1]
