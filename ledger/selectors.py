@@ -1,0 +1,452 @@
+"""Reading the ledger: balances (current, past, by pattern), volumes, accounts, transactions,
+the balance sheet. Reads take no locks.
+
+A current balance is the sum of at most LEDGER_BALANCE_SHARDS rows, whatever the history
+length. A balance at a past instant and volumes over a period are sums over the postings,
+through the (account, asset, timestamp) indexes; `at` is inclusive, a period is [start, end).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+
+from ledger import conf
+from ledger.domain import (
+    DEBIT_NORMAL,
+    Chart,
+    Volumes,
+    format_amount,
+    pattern_prefix,
+    pattern_regex,
+    validate_address,
+    validate_asset,
+    validate_pattern,
+    validate_timestamp,
+)
+from ledger.errors import AccountNotFound, TransactionNotFound
+from ledger.models import Account, AccountMetadataChange, Posting, Transaction
+
+# --- balances and volumes ------------------------------------------------------------------
+
+
+def balance_get(*, address: str, asset: str, at: datetime | None = None) -> int:
+    """The balance of (address, asset), now or at instant `at` (inclusive). 0 if unknown."""
+    return volumes_get(address=address, asset=asset, end=at, end_inclusive=True).balance
+
+
+def volumes_get(
+    *,
+    address: str,
+    asset: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    end_inclusive: bool = False,
+) -> Volumes:
+    """Input and output volumes of (address, asset): all time from the balance rows, or over
+    [start, end) from the postings."""
+    validate_address(address)
+    validate_asset(asset)
+    start = validate_timestamp(start)
+    end = validate_timestamp(end)
+    with connection.cursor() as cursor:
+        if start is None and end is None:
+            cursor.execute(
+                "SELECT coalesce(sum(b.input), 0), coalesce(sum(b.output), 0) "
+                "FROM ledger_balance b WHERE b.asset = %s AND b.account_id = "
+                "(SELECT id FROM ledger_account WHERE address = %s)",
+                [asset, address],
+            )
+        else:
+            clause, params = _period(start, end, end_inclusive)
+            cursor.execute(
+                "WITH a AS (SELECT id FROM ledger_account WHERE address = %s) SELECT "
+                "(SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a "
+                f" WHERE p.destination_id = a.id AND p.asset = %s{clause}), "
+                "(SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a "
+                f" WHERE p.source_id = a.id AND p.asset = %s{clause})",
+                [address, asset, *params, asset, *params],
+            )
+        input_, output = cursor.fetchone()
+    return Volumes(input=int(input_), output=int(output))
+
+
+def _period(
+    start: datetime | None, end: datetime | None, end_inclusive: bool
+) -> tuple[str, list[Any]]:
+    clause, params = "", []
+    if start is not None:
+        clause += " AND p.timestamp >= %s"
+        params.append(start)
+    if end is not None:
+        clause += " AND p.timestamp <= %s" if end_inclusive else " AND p.timestamp < %s"
+        params.append(end)
+    return clause, params
+
+
+def account_volumes_get(*, address: str, at: datetime | None = None) -> dict[str, Volumes]:
+    """asset -> volumes of one account (now, or up to `at` inclusive)."""
+    return {
+        asset: vols
+        for (addr, asset), vols in _volumes_by_account(pattern=address, at=at).items()
+        if addr == address
+    }
+
+
+def _volumes_by_account(
+    *, pattern: str, asset: str | None = None, at: datetime | None = None
+) -> dict[tuple[str, str], Volumes]:
+    """(address, asset) -> volumes over the accounts matching `pattern`."""
+    regex = pattern_regex(pattern)
+    prefix = pattern_prefix(pattern)
+    where = ["a.address ~ %s" if connection.vendor == "postgresql" else "a.address REGEXP %s"]
+    params: list[Any] = [regex]
+    if prefix:
+        # a literal prefix lets the address (varchar_pattern_ops) index narrow the scan
+        where.append("a.address LIKE %s ESCAPE '\\'")
+        params.append(_like_escape(prefix) + ("%" if prefix.endswith(":") else ""))
+    if asset is not None:
+        where.append("x.asset = %s")
+        params.append(validate_asset(asset))
+    at = validate_timestamp(at)
+    if at is None:
+        sql = (
+            "SELECT a.address, x.asset, sum(x.input), sum(x.output) FROM ledger_balance x "
+            "JOIN ledger_account a ON a.id = x.account_id WHERE "
+            + " AND ".join(where)
+            + " GROUP BY a.address, x.asset"
+        )
+        all_params = params
+    else:
+        sql = (
+            "SELECT a.address, x.asset, sum(x.input), sum(x.output) FROM ("
+            " SELECT p.destination_id AS account_id, p.asset, p.amount AS input, 0 AS output "
+            " FROM ledger_posting p WHERE p.timestamp <= %s"
+            " UNION ALL"
+            " SELECT p.source_id, p.asset, 0, p.amount FROM ledger_posting p"
+            " WHERE p.timestamp <= %s"
+            ") x JOIN ledger_account a ON a.id = x.account_id WHERE "
+            + " AND ".join(where)
+            + " GROUP BY a.address, x.asset"
+        )
+        all_params = [at, at, *params]
+    result: dict[tuple[str, str], Volumes] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, all_params)
+        for address, row_asset, input_, output in cursor.fetchall():
+            result[(address, row_asset)] = Volumes(input=int(input_), output=int(output))
+    return result
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True, slots=True)
+class Balances:
+    """Balances of the accounts matching a pattern: per account, and summed per asset."""
+
+    pattern: str
+    accounts: dict[str, dict[str, int]]
+    totals: dict[str, int]
+
+
+def balances_get(
+    *, pattern: str = "**", asset: str | None = None, at: datetime | None = None
+) -> Balances:
+    """Balances of every account matching `pattern` (`*` one segment, `**` one or more; the
+    default `**` is every account), per account and aggregated per asset, now or at `at`."""
+    validate_pattern(pattern)
+    accounts: dict[str, dict[str, int]] = defaultdict(dict)
+    totals: dict[str, int] = defaultdict(int)
+    for (address, row_asset), vols in sorted(
+        _volumes_by_account(pattern=pattern, asset=asset, at=at).items()
+    ):
+        accounts[address][row_asset] = vols.balance
+        totals[row_asset] += vols.balance
+    return Balances(pattern=pattern, accounts=dict(accounts), totals=dict(sorted(totals.items())))
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+
+def account_get(*, address: str) -> Account:
+    validate_address(address)
+    account = Account.objects.filter(address=address).first()
+    if account is None:
+        raise AccountNotFound(f"Account {address} does not exist.", extra={"address": address})
+    return account
+
+
+def account_metadata_get(*, address: str) -> dict[str, str]:
+    """The account's metadata ({} for an account never used)."""
+    validate_address(address)
+    row = Account.objects.filter(address=address).values_list("metadata", flat=True).first()
+    return dict(row or {})
+
+
+def account_metadata_history(*, address: str) -> QuerySet[AccountMetadataChange]:
+    account = account_get(address=address)
+    return AccountMetadataChange.objects.filter(account=account).order_by("id")
+
+
+def accounts_list(
+    *, pattern: str | None = None, metadata: Mapping[str, str] | None = None
+) -> QuerySet[Account]:
+    qs = Account.objects.order_by("address")
+    if pattern:
+        qs = qs.filter(address__regex=pattern_regex(pattern))
+        prefix = pattern_prefix(pattern)
+        if prefix:
+            qs = qs.filter(address__startswith=prefix)
+    if metadata:
+        qs = qs.filter(metadata__contains=dict(metadata))
+    return qs
+
+
+def account_balances_map(*, account_ids: list[int]) -> dict[int, dict[str, int]]:
+    """account id -> {asset: balance} for a page of accounts (one query)."""
+    result: dict[int, dict[str, int]] = defaultdict(dict)
+    if not account_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT account_id, asset, sum(input - output) FROM ledger_balance WHERE account_id "
+            f"IN ({', '.join(['%s'] * len(account_ids))}) GROUP BY account_id, asset "
+            "ORDER BY account_id, asset",
+            account_ids,
+        )
+        for account_id, asset, balance in cursor.fetchall():
+            result[account_id][asset] = int(balance)
+    return dict(result)
+
+
+# --- transactions --------------------------------------------------------------------------
+
+
+def transactions_list(
+    *,
+    account: str | None = None,
+    source: str | None = None,
+    destination: str | None = None,
+    reference: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    reverted: bool | None = None,
+) -> QuerySet[Transaction]:
+    """Transactions, newest first, with their postings (and accounts) prefetched. `account`
+    matches either side of any posting; `account`, `source` and `destination` accept patterns;
+    `metadata` is a containment filter (JSONB @>, GIN-indexed); [start, end) is on the
+    effective timestamp."""
+    qs = Transaction.objects.order_by("-id")
+    for value, fields in (
+        (account, ("source", "destination")),
+        (source, ("source",)),
+        (destination, ("destination",)),
+    ):
+        if value is None:
+            continue
+        accounts = _accounts_matching(value)
+        condition = Q()
+        for f in fields:
+            condition |= Q(**{f"{f}_id__in": accounts})
+        qs = qs.filter(Exists(Posting.objects.filter(condition, transaction_id=OuterRef("pk"))))
+    if reference is not None:
+        qs = qs.filter(reference=reference)
+    if metadata:
+        qs = qs.filter(metadata__contains=dict(metadata))
+    start = validate_timestamp(start)
+    end = validate_timestamp(end)
+    if start is not None:
+        qs = qs.filter(timestamp__gte=start)
+    if end is not None:
+        qs = qs.filter(timestamp__lt=end)
+    if reverted is not None:
+        reverts = Transaction.objects.filter(reverts_id=OuterRef("pk"))
+        qs = qs.filter(Exists(reverts)) if reverted else qs.exclude(Exists(reverts))
+    return qs.prefetch_related(
+        Prefetch(
+            "postings",
+            queryset=Posting.objects.select_related("source", "destination").order_by("index"),
+        )
+    )
+
+
+def _accounts_matching(value: str) -> QuerySet[Account]:
+    if "*" in value:
+        return accounts_list(pattern=value).values("id")
+    validate_address(value)
+    return Account.objects.filter(address=value).values("id")
+
+
+def transaction_get(*, transaction_id: int) -> Transaction:
+    tx = transactions_list().filter(pk=transaction_id).first()
+    if tx is None:
+        raise TransactionNotFound(
+            f"Transaction {transaction_id} does not exist.",
+            extra={"transaction_id": transaction_id},
+        )
+    return tx
+
+
+def transaction_reverted_by(*, transaction_id: int) -> int | None:
+    return (
+        Transaction.objects.filter(reverts_id=transaction_id).values_list("id", flat=True).first()
+    )
+
+
+# --- balance sheet -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SheetLine:
+    address: str
+    type: str  # asset, liability, equity, revenue, expense, or "unclassified"
+    asset: str
+    balance: int  # the ledger's sign: input - output (credit-normal)
+    amount: int  # the accountant's sign: debit-normal types negated
+
+    @property
+    def debit(self) -> int:
+        return -self.balance if self.balance < 0 else 0
+
+    @property
+    def credit(self) -> int:
+        return self.balance if self.balance > 0 else 0
+
+
+@dataclass(slots=True)
+class AssetSheet:
+    """One asset's balance sheet. Totals are in the accountant's sign."""
+
+    asset: str
+    lines: list[SheetLine] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def net_income(self) -> int:
+        return self.totals.get("revenue", 0) - self.totals.get("expense", 0)
+
+    @property
+    def liabilities_and_equity(self) -> int:
+        """liabilities + equity + (revenue - expense) + unclassified (shown as-is)."""
+        return (
+            self.totals.get("liability", 0)
+            + self.totals.get("equity", 0)
+            + self.net_income
+            + self.totals.get("unclassified", 0)
+        )
+
+    @property
+    def balanced(self) -> bool:
+        return self.totals.get("asset", 0) == self.liabilities_and_equity
+
+    @property
+    def total_debits(self) -> int:
+        return sum(line.debit for line in self.lines)
+
+    @property
+    def total_credits(self) -> int:
+        return sum(line.credit for line in self.lines)
+
+    def fmt(self, amount: int) -> str:
+        return format_amount(self.asset, amount)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceSheet:
+    at: datetime | None
+    assets: list[AssetSheet]
+
+    @property
+    def balanced(self) -> bool:
+        return all(sheet.balanced for sheet in self.assets)
+
+    @property
+    def unclassified(self) -> list[str]:
+        return sorted(
+            {line.address for s in self.assets for line in s.lines if line.type == "unclassified"}
+        )
+
+
+SECTIONS = ("asset", "liability", "equity", "revenue", "expense", "unclassified")
+
+
+def balance_sheet_get(*, at: datetime | None = None) -> BalanceSheet:
+    """Balance sheet and trial balance per asset, now or at `at`, from the chart of accounts
+    (LEDGER_CHART_OF_ACCOUNTS: first matching pattern wins; `world` is the outside, equity).
+
+    The ledger's sign is credit-normal (balance = input - output): money received shows as a
+    negative balance on `stripe:balance`. Asset and expense accounts are debit-normal and shown
+    negated, so that assets = liabilities + equity + (revenue - expense) per asset. Accounts no
+    pattern matches are listed as "unclassified" and counted on the right-hand side."""
+    chart = Chart.from_setting(conf.get("LEDGER_CHART_OF_ACCOUNTS"))
+    sheets: dict[str, AssetSheet] = {}
+    for (address, asset), vols in sorted(_volumes_by_account(pattern="**", at=at).items()):
+        balance = vols.balance
+        if balance == 0:
+            continue
+        kind = chart.classify(address) or "unclassified"
+        amount = -balance if kind in DEBIT_NORMAL else balance
+        sheet = sheets.setdefault(asset, AssetSheet(asset=asset))
+        sheet.lines.append(SheetLine(address, kind, asset, balance, amount))
+        sheet.totals[kind] = sheet.totals.get(kind, 0) + amount
+    for sheet in sheets.values():
+        sheet.lines.sort(key=lambda line: (SECTIONS.index(line.type), line.address))
+        sheet.totals = {k: sheet.totals.get(k, 0) for k in SECTIONS if k != "unclassified"} | (
+            {"unclassified": sheet.totals["unclassified"]} if "unclassified" in sheet.totals else {}
+        )
+    return BalanceSheet(at=at, assets=[sheets[a] for a in sorted(sheets)])
+
+
+# --- invariants ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Invariants:
+    asset_sums: dict[str, int]  # assets whose balances do not sum to zero (should be empty)
+    balance_mismatches: list[tuple[str, str, int, int]]  # (address, asset, rows, postings)
+    negative: list[tuple[str, str, int]]  # (address, asset, balance) below zero
+
+
+def ledger_invariants_check() -> Invariants:
+    """I2: per asset, balances sum to zero; I10: every balance equals the sum of its
+    postings; and the list of negative balances (legitimate only where overdraft was allowed)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT asset, sum(input - output) FROM ledger_balance GROUP BY asset "
+            "HAVING sum(input - output) <> 0"
+        )
+        sums = {asset: int(total) for asset, total in cursor.fetchall()}
+        cursor.execute(
+            "WITH r AS (SELECT account_id, asset, sum(input) AS i, sum(output) AS o "
+            "  FROM ledger_balance GROUP BY account_id, asset), "
+            "p AS (SELECT account_id, asset, sum(i) AS i, sum(o) AS o FROM ("
+            "  SELECT destination_id AS account_id, asset, amount AS i, 0 AS o FROM ledger_posting"
+            "  UNION ALL SELECT source_id, asset, 0, amount FROM ledger_posting) x"
+            "  GROUP BY account_id, asset) "
+            "SELECT a.address, coalesce(r.asset, p.asset), coalesce(r.i - r.o, 0), "
+            "  coalesce(p.i - p.o, 0) "
+            "FROM r FULL OUTER JOIN p ON p.account_id = r.account_id AND p.asset = r.asset "
+            "JOIN ledger_account a ON a.id = coalesce(r.account_id, p.account_id) "
+            "WHERE coalesce(r.i, 0) <> coalesce(p.i, 0) OR coalesce(r.o, 0) <> coalesce(p.o, 0) "
+            "ORDER BY 1, 2"
+        )
+        mismatches = [
+            (address, asset, int(rows), int(post))
+            for address, asset, rows, post in cursor.fetchall()
+        ]
+        cursor.execute(
+            "SELECT a.address, b.asset, sum(b.input - b.output) FROM ledger_balance b "
+            "JOIN ledger_account a ON a.id = b.account_id GROUP BY a.address, b.asset "
+            "HAVING sum(b.input - b.output) < 0 ORDER BY 1, 2"
+        )
+        negative = [(address, asset, int(bal)) for address, asset, bal in cursor.fetchall()]
+    return Invariants(asset_sums=sums, balance_mismatches=mismatches, negative=negative)

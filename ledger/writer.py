@@ -1,0 +1,212 @@
+"""Storing a plan: the PostgreSQL fast path (one `ledger_post(...)` call, one round trip) and the
+portable path (the same steps from Python, for SQLite; also runnable on PostgreSQL, where the
+tests prove both paths give the same results).
+
+Both paths take the same inputs: validated transactions and the `Plan` that
+`ledger.domain.plan_postings` computed from them, and do, in this order:
+
+1. if any reference is already used: write nothing, return the stored transactions;
+2. create missing accounts (address order);
+3. for each balance key in (address, asset) order, the global lock order: a checked key locks
+   all its shard rows, compares their sum with `required` (InsufficientFunds otherwise) and adds
+   its volumes to its lowest shard; an unchecked key adds its volumes to the writer's shard row
+   without reading it;
+4. insert the transactions, their sealer-queue rows and their postings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from ledger import lock_objects
+from ledger.domain import BalanceKey, Plan, PostingInput
+from ledger.errors import InsufficientFunds
+from ledger.models import Posting, Transaction, Unsealed
+
+
+@dataclass(slots=True)
+class PreparedTx:
+    """A validated transaction ready to store."""
+
+    postings: list[PostingInput]
+    reference: str | None
+    metadata: dict[str, Any]
+    timestamp: datetime | None
+    overdraft: dict[str, int | None]
+    fingerprint: str | None
+    reverts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """One stored (or, when `replayed`, already existing) transaction. `ordinal` is 1-based."""
+
+    ordinal: int
+    id: int
+    timestamp: datetime
+    inserted_at: datetime
+    replayed: bool
+    stored_hash: str | None
+
+
+def insufficient_funds(key: BalanceKey, balance: int) -> InsufficientFunds:
+    return InsufficientFunds(
+        account=key.address,
+        asset=key.asset,
+        needed=key.needed,
+        available=balance + key.bound,
+        extra={"balance": balance, "overdraft": key.bound},
+    )
+
+
+_POST_SQL = (
+    "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash FROM ledger_post("
+    "%s::text[], %s::timestamptz[], %s::jsonb, %s::text[], %s::bigint[], %s::text[], "
+    "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::bigint[], "
+    "%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::int)"
+)
+
+
+def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any]:
+    index = plan.address_index
+    p_tx: list[int] = []
+    p_idx: list[int] = []
+    p_src: list[int] = []
+    p_dst: list[int] = []
+    p_assets: list[str] = []
+    p_amounts: list[int] = []
+    for ordinal, item in enumerate(items, 1):
+        for i, p in enumerate(item.postings):
+            p_tx.append(ordinal)
+            p_idx.append(i)
+            p_src.append(index[p.source] + 1)
+            p_dst.append(index[p.destination] + 1)
+            p_assets.append(p.asset)
+            p_amounts.append(p.amount)
+    keys = plan.keys
+    return [
+        [item.reference for item in items],
+        [item.timestamp for item in items],
+        json.dumps([item.metadata for item in items], separators=(",", ":")),
+        [item.fingerprint for item in items],
+        [item.reverts for item in items],
+        plan.addresses,
+        p_tx,
+        p_idx,
+        p_src,
+        p_dst,
+        p_assets,
+        p_amounts,
+        [index[k.address] + 1 for k in keys],
+        [k.asset for k in keys],
+        [k.input for k in keys],
+        [k.output for k in keys],
+        [k.required for k in keys],
+        shard,
+    ]
+
+
+def write_postgres(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Written]:
+    """One statement. Raises InsufficientFunds; lets IntegrityError (a reference or a revert
+    raced by a concurrent writer) and deadlock errors through to the service."""
+    from django.db import DatabaseError
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_POST_SQL, post_params(items, plan, shard))
+            rows = cursor.fetchall()
+    except DatabaseError as exc:
+        cause = exc.__cause__
+        if getattr(cause, "sqlstate", None) == "LD001":
+            detail = cause.diag.message_detail or "0|0"  # type: ignore[union-attr]
+            key_number, _, balance = detail.partition("|")
+            raise insufficient_funds(plan.keys[int(key_number) - 1], int(balance)) from None
+        raise
+    return [Written(*row) for row in rows]
+
+
+def write_portable(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Written]:
+    """The same steps as `ledger_post`, one statement at a time (must run inside atomic)."""
+    references = [item.reference for item in items]
+    wanted = {ref: ordinal for ordinal, ref in enumerate(references, 1) if ref is not None}
+    if wanted:
+        existing = Transaction.objects.filter(reference__in=list(wanted)).values_list(
+            "reference", "id", "timestamp", "inserted_at", "idempotency_hash"
+        )
+        found = [Written(wanted[ref], id_, ts, ins, True, h) for ref, id_, ts, ins, h in existing]
+        if found:
+            return sorted(found, key=lambda w: w.ordinal)
+
+    now = timezone.now()
+    account_ids = lock_objects.accounts_get_or_create(addresses=plan.addresses, now=now)
+
+    for key in plan.keys:
+        account_id = account_ids[key.address]
+        if key.required is None:
+            lock_objects.balance_shard_add(
+                account_id=account_id,
+                asset=key.asset,
+                shard=shard,
+                input=key.input,
+                output=key.output,
+            )
+            continue
+        while True:
+            rows = lock_objects.balance_shards_lock(account_id=account_id, asset=key.asset)
+            balance = sum(i - o for _shard, i, o in rows)
+            if balance < key.required:
+                raise insufficient_funds(key, balance)
+            if rows:
+                lock_objects.balance_shard_add(
+                    account_id=account_id,
+                    asset=key.asset,
+                    shard=rows[0][0],
+                    input=key.input,
+                    output=key.output,
+                )
+                break
+            if lock_objects.balance_shard_create(
+                account_id=account_id, asset=key.asset, input=key.input, output=key.output
+            ):
+                break
+
+    transactions = Transaction.objects.bulk_create(
+        [
+            Transaction(
+                reference=item.reference,
+                timestamp=item.timestamp or now,
+                inserted_at=now,
+                metadata=item.metadata,
+                idempotency_hash=item.fingerprint,
+                reverts_id=item.reverts,
+            )
+            for item in items
+        ]
+    )
+    Unsealed.objects.bulk_create([Unsealed(transaction_id=tx.pk) for tx in transactions])
+    Posting.objects.bulk_create(
+        [
+            Posting(
+                transaction_id=tx.pk,
+                index=i,
+                source_id=account_ids[p.source],
+                destination_id=account_ids[p.destination],
+                asset=p.asset,
+                amount=p.amount,
+                timestamp=tx.timestamp,
+            )
+            for tx, item in zip(transactions, items, strict=True)
+            for i, p in enumerate(item.postings)
+        ]
+    )
+    return [
+        Written(ordinal, tx.pk, tx.timestamp, now, False, tx.idempotency_hash)
+        for ordinal, tx in enumerate(transactions, 1)
+    ]
