@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
+from typing import Any
 
 import pytest
+import requests
 import stripe
 
 from stripe_emulator import EmulatorServer
@@ -14,17 +13,13 @@ from stripe_emulator import EmulatorServer
 from .conftest import pay
 
 
-def _raw(emulator: EmulatorServer, path: str, headers: dict[str, str], data: bytes | None = None):
-    request = urllib.request.Request(emulator.url + path, data=data, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
+def _raw(emulator: EmulatorServer, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+    response = requests.get(emulator.url + path, headers=headers, timeout=5)
+    return response.status_code, response.json()
 
 
 def test_missing_api_key_is_401_stripe_error_json(emulator: EmulatorServer) -> None:
-    status, _, body = _raw(emulator, "/v1/balance", {})
+    status, body = _raw(emulator, "/v1/balance", {})
     assert status == 401
     assert body["error"]["type"] == "invalid_request_error"
     assert "did not provide an API key" in body["error"]["message"]
@@ -70,7 +65,7 @@ def test_missing_and_unknown_params_are_400(client: stripe.StripeClient) -> None
 
 
 def test_unrecognized_url_is_404(emulator: EmulatorServer) -> None:
-    status, _, body = _raw(emulator, "/v1/nothing_here", {"Authorization": "Bearer sk_test_x"})
+    status, body = _raw(emulator, "/v1/nothing_here", {"Authorization": "Bearer sk_test_x"})
     assert status == 404
     assert "Unrecognized request URL" in body["error"]["message"]
 
