@@ -648,6 +648,9 @@ class _Run:
         balances = self.balances
         asset = self.asset
         postings = self.postings
+        # postings expose plain str (not our Account/Asset subclasses) to callers
+        plain_asset = str(asset)
+        plain_destination = str(destination) if destination is not None else ""
         while amount > 0 and queue:
             front = queue[0]
             chunk = front[2]
@@ -662,7 +665,7 @@ class _Run:
                 key = (sender, asset, color)
             else:
                 key = (destination, asset, color)
-                postings.append(Posting(sender, destination, asset, chunk, color))
+                postings.append(Posting(str(sender), plain_destination, plain_asset, chunk, color))
             balances[key] = balances.get(key, 0) + chunk
 
     def _force_posting(self, source: str, destination: str, amount: int, asset: str) -> None:
@@ -672,7 +675,7 @@ class _Run:
         balances = self.balances
         balances[(source, asset, "")] = balances.get((source, asset, ""), 0) - amount
         balances[(destination, asset, "")] = balances.get((destination, asset, ""), 0) + amount
-        self.postings.append(Posting(source, destination, asset, amount))
+        self.postings.append(Posting(str(source), str(destination), str(asset), amount))
 
     # --- sources ---------------------------------------------------------------------
 

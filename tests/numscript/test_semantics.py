@@ -145,3 +145,13 @@ def test_portion_parsing_and_printing() -> None:
     assert parse_portion("12.5%") == Fraction(1, 8)
     assert value_to_string(Fraction(1)) == "1/1"
     assert value_to_string(Fraction(21, 50)) == "21/50"
+
+
+def test_results_expose_plain_strings() -> None:
+    result = run_script(
+        'vars { account $a }\nsend [COIN 2] ( source = @world destination = $a )\nset_tx_meta("to", $a)',
+        vars={"a": "users:1"},
+    )
+    [posting] = result.postings
+    assert [type(v) for v in (posting.source, posting.destination, posting.asset)] == [str] * 3
+    assert type(result.tx_meta["to"]) is str
