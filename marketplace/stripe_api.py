@@ -144,9 +144,13 @@ def _transaction_guard(operation: str) -> None:
 
 # --- the gateway --------------------------------------------------------------------------
 def _plain(value: Any) -> Any:
-    """Recursively turn stripe objects into dicts/lists of JSON-able values."""
+    """Recursively turn stripe objects into dicts/lists of JSON-able values.
+
+    `for_json=True`: stripe-python 16 parses `*_decimal` fields into `Decimal`; they go back
+    to the strings Stripe sent, so results can be stored in a JSONField as they are.
+    """
     if isinstance(value, stripe.StripeObject):
-        return value.to_dict(recursive=True)
+        return value.to_dict(recursive=True, for_json=True)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):

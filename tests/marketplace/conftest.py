@@ -1,0 +1,74 @@
+"""Fixtures of the marketplace tests: the Stripe-in-transaction guard (autouse), webhook
+secrets, eager Celery (never publish to the shared Redis from tests), a Stripe gateway
+pointed at a `responses` mock, and temporary handler registrations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import responses as responses_lib
+
+from config.celery import app as celery_app
+from marketplace.stripe_api import StripeGateway
+from marketplace.testing import stripe_calls_forbidden_in_atomic
+from marketplace.webhooks.registry import HANDLERS, Registration
+from tests.marketplace.helpers import OLD_SECRET, SECRET
+
+API_BASE = "https://stripe.test"
+
+
+@pytest.fixture(autouse=True)
+def stripe_atomic_violations() -> Iterator[list[str]]:
+    """Fails any test in which a Stripe call happened inside an open transaction."""
+    with stripe_calls_forbidden_in_atomic() as violations:
+        yield violations
+    if violations:
+        pytest.fail("Stripe called inside a database transaction: " + "; ".join(violations))
+
+
+@pytest.fixture(autouse=True)
+def stripe_settings(settings: Any) -> Any:
+    settings.STRIPE_WEBHOOK_SECRETS = [SECRET, OLD_SECRET]
+    settings.STRIPE_WEBHOOK_TOLERANCE = 300
+    settings.STRIPE_WEBHOOK_MAX_BODY = 64 * 1024
+    settings.STRIPE_API_KEY = "sk_test_marketplace"
+    settings.STRIPE_API_BASE = API_BASE
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    settings.STRIPE_EVENTS_MAX_ATTEMPTS = 3
+    settings.STRIPE_EVENTS_BACKOFF_BASE = 10.0
+    settings.STRIPE_EVENTS_BACKOFF_MAX = 60.0
+    return settings
+
+
+@pytest.fixture(autouse=True)
+def celery_eager() -> Iterator[None]:
+    conf = celery_app.conf
+    saved = (conf.task_always_eager, conf.task_eager_propagates)
+    conf.task_always_eager, conf.task_eager_propagates = True, True
+    yield
+    conf.task_always_eager, conf.task_eager_propagates = saved
+
+
+@pytest.fixture
+def mock_stripe() -> Iterator[responses_lib.RequestsMock]:
+    with responses_lib.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def gateway() -> StripeGateway:
+    return StripeGateway(api_key="sk_test_marketplace", api_base=API_BASE, max_network_retries=0)
+
+
+@pytest.fixture
+def register_handler(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """register_handler("type", apply, prepare=None): a handler for this test only."""
+
+    def register(event_type: str, apply: Callable[..., Any], prepare: Any = None) -> None:
+        monkeypatch.setitem(
+            HANDLERS, event_type, Registration(event_type=event_type, apply=apply, prepare=prepare)
+        )
+
+    return register
