@@ -29,10 +29,10 @@ def render_span(
     if span is None:
         return f"{filename}: {severity}: {message}"
     head = f"{filename}:{span.line}:{span.column}: {severity}: {message}"
-    lines = source.splitlines()
+    lines = source.split("\n")  # keeps a last empty line, so an error at EOF still shows
     if not 1 <= span.line <= len(lines):
         return head
-    text = lines[span.line - 1].replace("\t", " ")
+    text = lines[span.line - 1].rstrip("\r").replace("\t", " ")
     start_col = span.column - 1
     end_col = span.end_column - 1 if span.end_line == span.line else len(text)
     width = max(1, end_col - start_col)

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from ledger.numscript.cli import format_test_report
 from ledger.numscript.specs import SpecFileResult, find_spec_files, json_diff, run_spec_file
 
-from .conftest import conformance_dir
+from .helpers import conformance_dir
 
 SUITE = conformance_dir()
 EXPECTED_FILES = 149

@@ -13,7 +13,7 @@ import pytest
 from ledger import numscript as ns
 from ledger.numscript import flags as ff
 
-from .conftest import postings, run_script
+from .helpers import postings, run_script
 
 E = TypeVar("E", bound=ns.NumscriptError)
 
@@ -463,3 +463,12 @@ def test_every_error_is_a_numscript_error_with_a_position() -> None:
         assert issubclass(error, ns.NumscriptError)
     err = _raises(ns.UnboundVariable, "send $x ( source = @world destination = @b )")
     assert str(err).startswith("1:6: unbound variable $x")
+
+
+def test_parse_error_at_end_of_input_is_rendered_on_the_last_line() -> None:
+    source = "send [COIN 1] (\n"
+    err = _raises(ns.ParseError, source, parse_only=True)
+    assert (err.line, err.column) == (2, 1)
+    assert err.render(source, "eof.num") == (
+        "eof.num:2:1: error: expected 'source', found end of input\n\n^"
+    )

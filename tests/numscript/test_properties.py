@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ledger.numscript import MissingFundsError
 
-from .conftest import run_script
+from .helpers import run_script
 
 settings.register_profile(
     "numscript",

@@ -12,7 +12,7 @@ from ledger.numscript.ast import Infix, MonetaryLit, Prefix, SendStmt
 from ledger.numscript.interpreter import find_scaling_solution
 from ledger.numscript.values import parse_portion, value_to_string
 
-from .conftest import postings, run_script
+from .helpers import postings, run_script
 
 
 @pytest.mark.parametrize(

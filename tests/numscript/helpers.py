@@ -1,4 +1,4 @@
-"""Helpers for the Numscript tests (pure: no database)."""
+"""Helpers shared by the Numscript tests (pure: no database)."""
 
 from __future__ import annotations
 
