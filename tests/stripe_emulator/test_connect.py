@@ -57,7 +57,7 @@ def test_transfer_and_partial_reversal_move_both_balances(
     assert transfer.destination == restaurant.id
     assert transfer.source_transaction == charge_id
     assert transfer.destination_payment is not None
-    assert transfer.destination_payment.startswith("py_")
+    assert str(transfer.destination_payment).startswith("py_")
     txn = client.v1.balance_transactions.retrieve(str(transfer.balance_transaction))
     assert (txn.type, txn.reporting_category, txn.amount, txn.net, txn.source) == (
         "transfer",
@@ -66,7 +66,7 @@ def test_transfer_and_partial_reversal_move_both_balances(
         -2000,
         transfer.id,
     )
-    connected = {"stripe_account": restaurant.id}
+    connected: stripe.RequestOptions = {"stripe_account": restaurant.id}
     assert client.v1.balance.retrieve(options=connected).available[0].amount == 2000
     incoming = client.v1.balance_transactions.list(options=connected).data
     assert [(t.type, t.amount, t.source) for t in incoming] == [
@@ -219,7 +219,7 @@ def test_connected_account_payout_events_carry_the_account(
     client.v1.transfers.create(
         params={"amount": 3000, "currency": "usd", "destination": restaurant.id}
     )
-    connected = {"stripe_account": restaurant.id}
+    connected: stripe.RequestOptions = {"stripe_account": restaurant.id}
 
     # when
     payout = client.v1.payouts.create(params={"amount": 2500, "currency": "usd"}, options=connected)

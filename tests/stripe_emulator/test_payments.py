@@ -116,6 +116,7 @@ def test_declined_card_raises_card_error_and_leaves_no_money_movement(
     assert error.code == "card_declined"
     assert error.error is not None
     assert error.error.decline_code == "generic_decline"
+    assert error.error.payment_intent is not None
     pi_id = error.error.payment_intent.id
     pi = client.v1.payment_intents.retrieve(pi_id)
     assert pi.status == "requires_payment_method"
@@ -162,10 +163,12 @@ def test_partial_then_full_refund(client: stripe.StripeClient, emulator: Emulato
     assert first.status == "succeeded"
     assert first.amount == 1200
     assert first.charge == charge_id
+    assert first.metadata is not None
     assert first.metadata.to_dict() == {"reason_code": "late"}
     assert second.amount == 3800  # the remaining refundable amount
     charge = client.v1.charges.retrieve(charge_id)
     assert (charge.amount_refunded, charge.refunded) == (5000, True)
+    assert charge.refunds is not None
     assert [r.id for r in charge.refunds.data] == [second.id, first.id]
     txn = client.v1.balance_transactions.retrieve(str(first.balance_transaction))
     assert (txn.type, txn.reporting_category, txn.amount, txn.fee, txn.net) == (
@@ -316,6 +319,7 @@ def test_global_api_style_works_too(global_stripe: None) -> None:
         amount=1500, currency="usd", payment_method="pm_card_visa", confirm=True
     )
     charge = stripe.Charge.retrieve(str(pi.latest_charge), expand=["balance_transaction"])
+    assert isinstance(charge.balance_transaction, stripe.BalanceTransaction)
     assert charge.balance_transaction.fee == card_fee(1500) == 74
     refund = stripe.Refund.create(payment_intent=pi.id, amount=500)
     assert refund.amount == 500

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -45,22 +45,21 @@ def test_unknown_object_is_404_resource_missing(client: stripe.StripeClient) -> 
     assert error.code == "resource_missing"
     assert error.param == "id"
     assert str(error.user_message) == "No such charge: 'ch_missing'"
-    assert error.json_body is not None
-    assert error.json_body["error"]["doc_url"].endswith("resource-missing")
+    body: Any = error.json_body
+    assert body["error"]["doc_url"].endswith("resource-missing")
 
 
 def test_missing_and_unknown_params_are_400(client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.InvalidRequestError) as caught:
-        client.v1.payment_intents.create(params={"currency": "usd"})  # type: ignore[typeddict-item]
+        client.v1.payment_intents.create(params=cast(Any, {"currency": "usd"}))
     assert (caught.value.http_status, caught.value.param, caught.value.code) == (
         400,
         "amount",
         "parameter_missing",
     )
     with pytest.raises(stripe.InvalidRequestError) as unknown:
-        client.v1.transfers.create(
-            params={"amount": 1, "currency": "usd", "destination": "x", "colour": "red"}
-        )  # type: ignore[typeddict-unknown-key]
+        unknown_param: Any = {"amount": 1, "currency": "usd", "destination": "x", "colour": "red"}
+        client.v1.transfers.create(params=unknown_param)
     assert unknown.value.code == "parameter_unknown"
 
 
@@ -136,10 +135,11 @@ def test_card_errors_are_replayed_but_validation_errors_are_not(
     assert emulator.state.count("payment_intent") == 1
 
     with pytest.raises(stripe.InvalidRequestError):
-        client.v1.topups.create(params={"currency": "usd"}, options={"idempotency_key": "val"})  # type: ignore[typeddict-item]
+        no_amount: Any = {"currency": "usd"}
+        client.v1.topups.create(params=no_amount, options={"idempotency_key": "val"})
     fixed = client.v1.topups.create(
-        params={"currency": "usd"} | {"amount": 5}, options={"idempotency_key": "val"}
-    )  # type: ignore[arg-type]
+        params={"currency": "usd", "amount": 5}, options={"idempotency_key": "val"}
+    )
     assert fixed.amount == 5
 
 
