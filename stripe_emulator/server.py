@@ -42,6 +42,7 @@ CONTROL_ENDPOINTS = {
     "GET /_emulator/chaos": "current chaos switches",
     "POST /_emulator/chaos": "change chaos switches (form or JSON body, e.g. drop_rate=0.5)",
     "POST /_emulator/redeliver_dropped": "queue every dropped webhook again",
+    "POST /_emulator/redeliver_failed": "queue again webhooks that exhausted their retries",
     "POST /_emulator/flush": "wait until the webhook queue is drained (timeout=seconds)",
     "POST /_emulator/advance_clock": "move the emulator clock (seconds=N)",
     "POST /_emulator/reset": "forget all objects, events and queued deliveries",
@@ -263,7 +264,12 @@ class EmulatorServer:
         return self.webhooks.flush(timeout)
 
     def redeliver_dropped(self) -> int:
+        """Deliver the events chaos `drop_rate` held back; returns how many."""
         return self.webhooks.redeliver_dropped()
+
+    def redeliver_failed(self) -> int:
+        """Deliver again the events whose retries were exhausted; returns how many."""
+        return self.webhooks.redeliver_failed()
 
     def set_chaos(self, chaos: ChaosConfig | None = None, **changes: Any) -> ChaosConfig:
         """Replace the chaos switches (or change some); reseeds the RNGs when `seed` is given."""
@@ -367,6 +373,8 @@ class EmulatorServer:
             return self.set_chaos(**params).to_dict()
         if route == "POST /_emulator/redeliver_dropped":
             return {"redelivered": self.redeliver_dropped()}
+        if route == "POST /_emulator/redeliver_failed":
+            return {"redelivered": self.redeliver_failed()}
         if route == "POST /_emulator/flush":
             return {"drained": self.flush(float(params.get("timeout", 10)))}
         if route == "POST /_emulator/advance_clock":

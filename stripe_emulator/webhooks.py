@@ -106,6 +106,7 @@ class WebhookDispatcher:
         self._heap: list[_Job] = []
         self._window: list[_Job] = []
         self._dropped: list[_Job] = []
+        self._gave_up: list[_Job] = []
         self._in_flight = 0
         self._seq = itertools.count()
         self._stopping = False
@@ -228,6 +229,21 @@ class WebhookDispatcher:
             self._cond.notify_all()
             return len(dropped)
 
+    def redeliver_failed(self) -> int:
+        """Queue again every delivery that exhausted its attempts (e.g. the endpoint was down)."""
+        with self._cond:
+            failed, self._gave_up = self._gave_up, []
+            now = time.monotonic()
+            for job in failed:
+                job.due = now
+                job.seq = next(self._seq)
+                job.attempt = 1
+                job.drop = False
+                self._push(job)
+            self.stats["redelivered"] += len(failed)
+            self._cond.notify_all()
+            return len(failed)
+
     def dropped_count(self) -> int:
         with self._cond:
             return len(self._dropped)
@@ -253,6 +269,7 @@ class WebhookDispatcher:
             self._heap.clear()
             self._window.clear()
             self._dropped.clear()
+            self._gave_up.clear()
             self._cond.notify_all()
 
     # -- worker ----------------------------------------------------------------------------
@@ -339,6 +356,7 @@ class WebhookDispatcher:
                         self._push(job)
                     else:
                         self.stats["gave_up"] += 1
+                        self._gave_up.append(job)
                         if job.original:
                             report = (job.event_id, False)
                 self._cond.notify_all()
@@ -375,5 +393,6 @@ class WebhookDispatcher:
                 "queued": len(self._heap) + len(self._window),
                 "in_flight": self._in_flight,
                 "dropped_waiting": len(self._dropped),
+                "failed_waiting": len(self._gave_up),
                 "endpoints": [{"url": e.url, "connect": e.connect} for e in self.endpoints],
             }

@@ -79,7 +79,7 @@ def test_non_2xx_answers_are_retried_with_a_fresh_signature(
 
 
 def test_delivery_gives_up_after_max_attempts(receiver: Receiver) -> None:
-    receiver.statuses = [500] * 10
+    receiver.statuses = [500] * 3
     server = EmulatorServer(
         port=0,
         webhook_url=receiver.url,
@@ -95,6 +95,12 @@ def test_delivery_gives_up_after_max_attempts(receiver: Receiver) -> None:
         failed = client.v1.events.list(params={"delivery_success": False})  # type: ignore[typeddict-unknown-key]
         assert [e.data.object.id for e in failed.data] == [customer.id]
         assert failed.data[0].pending_webhooks == 1
+
+        # the endpoint is back: failed deliveries can be sent again
+        assert server.redeliver_failed() == 1
+        assert server.flush(5)
+        assert len(receiver.received) == 4
+        assert client.v1.events.retrieve(failed.data[0].id).pending_webhooks == 0
     finally:
         server.stop()
 
