@@ -436,9 +436,9 @@ def reversal_list(st: EmulatorState, ctx: Ctx, p: Params, transfer_id: str) -> O
     return st.list_page(
         "transfer_reversal",
         ctx.account,
-        p,
+        {**p, "transfer": transfer_id},
         f"/v1/transfers/{transfer_id}/reversals",
-        extra_eq={"transfer": transfer_id},
+        filters=("transfer",),
     )
 
 

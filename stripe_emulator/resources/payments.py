@@ -767,7 +767,11 @@ def refund_list(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
 def charge_refunds_list(st: EmulatorState, ctx: Ctx, p: Params, charge_id: str) -> Obj:
     st.get_owned("charge", charge_id, ctx.account)
     return st.list_page(
-        "refund", ctx.account, p, f"/v1/charges/{charge_id}/refunds", extra_eq={"charge": charge_id}
+        "refund",
+        ctx.account,
+        {**p, "charge": charge_id},
+        f"/v1/charges/{charge_id}/refunds",
+        filters=("charge",),
     )
 
 

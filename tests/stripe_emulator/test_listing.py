@@ -161,3 +161,38 @@ def test_large_window_listing_stays_consistent(
 
     # then
     assert amounts == list(range(2000, 0, -1))
+
+
+def test_nested_lists_of_refunds_and_reversals(client: stripe.StripeClient) -> None:
+    pi = pay(client, amount=5000)
+    other = pay(client, amount=5000)
+    charge_id = str(pi.latest_charge)
+    refunds = [
+        client.v1.refunds.create(params={"charge": charge_id, "amount": 100}).id for _ in range(3)
+    ]
+    client.v1.refunds.create(params={"charge": str(other.latest_charge), "amount": 100})
+    first_page: Any = client.deserialize(
+        client.raw_request("get", f"/v1/charges/{charge_id}/refunds", limit=2), api_mode="V1"
+    )
+    assert [r.id for r in first_page.data] == [refunds[2], refunds[1]]
+    assert first_page.has_more is True
+    second_page: Any = client.deserialize(
+        client.raw_request(
+            "get", f"/v1/charges/{charge_id}/refunds", limit=2, starting_after=refunds[1]
+        ),
+        api_mode="V1",
+    )
+    assert [r.id for r in second_page.data] == [refunds[0]]
+    assert second_page.has_more is False
+
+    account = client.v1.accounts.create(params={"type": "express"})
+    transfer = client.v1.transfers.create(
+        params={"amount": 1000, "currency": "usd", "destination": account.id}
+    )
+    reversals = [
+        client.v1.transfers.reversals.create(transfer.id, params={"amount": 10}).id
+        for _ in range(2)
+    ]
+    listed_reversals = client.v1.transfers.reversals.list(transfer.id)
+    assert [r.id for r in listed_reversals.data] == list(reversed(reversals))
+    assert client.v1.transfers.reversals.retrieve(transfer.id, reversals[0]).amount == 10
