@@ -313,7 +313,15 @@ class EmulatorState:
         filters: Iterable[str] = (),
         predicate: Callable[[Obj], bool] | None = None,
         extra_eq: dict[str, Any] | None = None,
+        allowed: Iterable[str] = (),
     ) -> Obj:
+        """One Stripe list page. `filters` are equality filters taken from the params (the
+        first one with a secondary index drives the walk); `allowed` names other accepted
+        params the caller handles itself. Unknown params are refused, as on Stripe."""
+        filters = tuple(filters)
+        forms.check_allowed(
+            params, ("limit", "starting_after", "ending_before", "created", *filters, *allowed)
+        )
         limit = forms.get_int(params, "limit")
         if limit is None:
             limit = 10

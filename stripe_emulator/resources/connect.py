@@ -656,6 +656,7 @@ def payout_list(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
         "/v1/payouts",
         extra_eq={"status": status} if status else None,
         filters=("destination",),
+        allowed=("status", "arrival_date"),
     )
 
 
@@ -750,6 +751,7 @@ def balance_transaction_list(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
         "/v1/balance_transactions",
         filters=("payout", "source", "type"),
         extra_eq={"currency": currency.lower()} if currency else None,
+        allowed=("currency",),
     )
 
 
@@ -786,6 +788,7 @@ def event_list(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
         "/v1/events",
         filters=("type",),
         predicate=predicate if predicates else None,
+        allowed=("types", "delivery_success"),
     )
 
 

@@ -196,3 +196,11 @@ def test_nested_lists_of_refunds_and_reversals(client: stripe.StripeClient) -> N
     listed_reversals = client.v1.transfers.reversals.list(transfer.id)
     assert [r.id for r in listed_reversals.data] == list(reversed(reversals))
     assert client.v1.transfers.reversals.retrieve(transfer.id, reversals[0]).amount == 10
+
+
+def test_unknown_list_filters_are_refused_not_ignored(client: stripe.StripeClient) -> None:
+    params: Any = {"metadata": {"payout_id": "p-1"}}
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.transfers.list(params=params)
+    assert caught.value.code == "parameter_unknown"
+    assert caught.value.param == "metadata"
