@@ -260,7 +260,7 @@ class Api:
                 api_key=api_key,
             )
             status, text, save = self._execute(handler, ids, ctx, params, expand)
-            if chaos == "error_after":
+            if chaos == "error_after" and status == 200:
                 self._count("chaos_errors_after")
                 status = 500
                 text = _error(

@@ -35,8 +35,9 @@ class ChaosConfig:
       api_error_rate: answer 500 api_error BEFORE doing anything (nothing is saved).
       api_timeout_rate: sleep `api_timeout_seconds` (longer than the client's timeout),
         THEN perform the operation: the client sees a timeout although the object exists.
-      api_error_after_rate: perform the operation, then answer 500. As on Stripe, that 500
-        is saved under the idempotency key and replayed to retries with the same key.
+      api_error_after_rate: perform the operation, then answer 500 (only when it succeeded;
+        a refused request keeps its real error). As on Stripe, that 500 is saved under the
+        idempotency key and replayed to retries with the same key.
     """
 
     seed: int = 0

@@ -83,7 +83,7 @@ def test_timeout_chaos_times_out_the_client_but_the_transfer_exists(
 ) -> None:
     # given
     _, destination = funded
-    emulator.set_chaos(api_timeout_rate=1.0, api_timeout_seconds=1.0, api_paths=("/v1/transfers",))
+    emulator.set_chaos(api_timeout_rate=1.0, api_timeout_seconds=2.0, api_paths=("/v1/transfers",))
     impatient = make_client(emulator, timeout=0.3)
 
     # when

@@ -210,7 +210,7 @@ def test_drop_then_redeliver_dropped(receiver: Receiver) -> None:
 
 
 def test_delay_ms_postpones_delivery(receiver: Receiver) -> None:
-    server = _chaotic(receiver, ChaosConfig(delay_ms=300))
+    server = _chaotic(receiver, ChaosConfig(delay_ms=1000))
     try:
         client = make_client(server)
         client.v1.customers.create()
