@@ -47,7 +47,13 @@ DECLARE
     v_ids bigint[];
     v_bal numeric;
     v_min_shard int;
+    v_k int;
+    v_na int;
+    v_id bigint;
+    v_new boolean[];
+    v_row record;
     i int;
+    j int;
 BEGIN
     IF current_setting('lock_timeout') = '0' THEN
         PERFORM set_config('lock_timeout', '5s', true);
@@ -55,58 +61,98 @@ BEGIN
 
     -- 1. A reference already used: write nothing and return the stored transaction(s); the
     --    caller tells a replay from a conflict by comparing the fingerprints.
-    RETURN QUERY
-        SELECT r.ord::int, t.id, t.timestamp, t.inserted_at, true, t.idempotency_hash::text
-        FROM unnest(p_refs) WITH ORDINALITY AS r(ref, ord)
-        JOIN ledger_transaction t ON t.reference = r.ref;
-    IF FOUND THEN
-        RETURN;
+    IF array_position(p_refs, NULL) IS DISTINCT FROM 1 OR v_n > 1 THEN
+        RETURN QUERY
+            SELECT array_position(p_refs, t.reference::text), t.id, t.timestamp, t.inserted_at,
+                   true, t.idempotency_hash::text
+            FROM ledger_transaction t
+            WHERE t.reference = ANY(p_refs);
+        IF FOUND THEN
+            RETURN;
+        END IF;
     END IF;
 
-    -- 2. Accounts, created on first use, inserted in address order.
-    INSERT INTO ledger_account (address, metadata, created_at)
-    SELECT a, '{}'::jsonb, v_now FROM unnest(p_addrs) AS a
-    WHERE NOT EXISTS (SELECT 1 FROM ledger_account x WHERE x.address = a)
-    ORDER BY a
-    ON CONFLICT (address) DO NOTHING;
-    SELECT array_agg(x.id ORDER BY u.ord) INTO v_acc
-    FROM unnest(p_addrs) WITH ORDINALITY AS u(a, ord)
-    JOIN ledger_account x ON x.address = u.a;
+    -- 2. Accounts, created on first use, in address order. v_new marks the ones this call
+    --    created: nobody else can hold balance rows for them until we commit.
+    v_na := coalesce(array_length(p_addrs, 1), 0);
+    v_acc := array_fill(NULL::bigint, ARRAY[v_na]);
+    v_new := array_fill(false, ARRAY[v_na]);
+    IF v_na <= 64 THEN
+        -- one index scan (a join on unnest() could be planned as a scan of every account)
+        FOR v_row IN SELECT x.id, x.address FROM ledger_account x WHERE x.address = ANY(p_addrs)
+        LOOP
+            v_acc[array_position(p_addrs, v_row.address::text)] := v_row.id;
+        END LOOP;
+    ELSE
+        SELECT array_agg(x.id ORDER BY u.ord) INTO v_acc
+        FROM unnest(p_addrs) WITH ORDINALITY AS u(a, ord)
+        LEFT JOIN ledger_account x ON x.address = u.a;
+    END IF;
+    IF array_position(v_acc, NULL) IS NOT NULL THEN
+        FOR i IN 1..v_na LOOP
+            CONTINUE WHEN v_acc[i] IS NOT NULL;
+            INSERT INTO ledger_account (address, metadata, created_at)
+            VALUES (p_addrs[i], '{}'::jsonb, v_now)
+            ON CONFLICT (address) DO NOTHING
+            RETURNING id INTO v_id;
+            IF v_id IS NULL THEN  -- a concurrent writer created it first
+                SELECT x.id INTO v_id FROM ledger_account x WHERE x.address = p_addrs[i];
+            ELSE
+                v_new[i] := true;
+            END IF;
+            v_acc[i] := v_id;
+        END LOOP;
+    END IF;
 
     -- 3. Balances, one key at a time in (address, asset) order: the global lock order.
-    FOR i IN 1..coalesce(array_length(p_key_acc, 1), 0) LOOP
-        IF p_key_req[i] IS NULL THEN
-            -- not checked: add to this writer's shard without reading
+    v_k := coalesce(array_length(p_key_acc, 1), 0);
+    i := 1;
+    WHILE i <= v_k LOOP
+        -- A run of consecutive keys that need no lock-and-read is one multi-row upsert,
+        -- processed in key order: unchecked keys (added to this writer's shard without
+        -- reading), and keys of accounts created by this call (balance 0, nobody else's rows).
+        j := i - 1;
+        WHILE j < v_k AND (p_key_req[j + 1] IS NULL OR v_new[p_key_acc[j + 1]]) LOOP
+            j := j + 1;
+            IF p_key_req[j] > 0 THEN
+                RAISE EXCEPTION USING ERRCODE = 'LD001', MESSAGE = 'insufficient funds',
+                    DETAIL = j::text || '|0';
+            END IF;
+        END LOOP;
+        IF j >= i THEN
             INSERT INTO ledger_balance AS b (account_id, asset, shard, input, output)
-            VALUES (v_acc[p_key_acc[i]], p_key_asset[i], p_shard, p_key_in[i], p_key_out[i])
+            SELECT v_acc[p_key_acc[g]], p_key_asset[g], p_shard, p_key_in[g], p_key_out[g]
+            FROM generate_series(i, j) AS g ORDER BY g
             ON CONFLICT (account_id, asset, shard) DO UPDATE
             SET input = b.input + EXCLUDED.input, output = b.output + EXCLUDED.output;
-        ELSE
-            LOOP
-                -- checked: lock every shard row in shard order, then compare the sum
-                SELECT coalesce(sum(s.input - s.output), 0), min(s.shard) INTO v_bal, v_min_shard
-                FROM (SELECT bb.input, bb.output, bb.shard FROM ledger_balance bb
-                      WHERE bb.account_id = v_acc[p_key_acc[i]] AND bb.asset = p_key_asset[i]
-                      ORDER BY bb.shard FOR UPDATE) s;
-                IF v_bal < p_key_req[i] THEN
-                    RAISE EXCEPTION USING ERRCODE = 'LD001', MESSAGE = 'insufficient funds',
-                        DETAIL = i::text || '|' || v_bal::text;
-                END IF;
-                IF v_min_shard IS NOT NULL THEN
-                    UPDATE ledger_balance
-                    SET input = input + p_key_in[i], output = output + p_key_out[i]
-                    WHERE account_id = v_acc[p_key_acc[i]] AND asset = p_key_asset[i]
-                      AND shard = v_min_shard;
-                    EXIT;
-                END IF;
-                -- no row yet (balance 0, checked above): create it; if another writer created
-                -- it first, lock and check again
-                INSERT INTO ledger_balance (account_id, asset, shard, input, output)
-                VALUES (v_acc[p_key_acc[i]], p_key_asset[i], 0, p_key_in[i], p_key_out[i])
-                ON CONFLICT (account_id, asset, shard) DO NOTHING;
-                EXIT WHEN FOUND;
-            END LOOP;
+            i := j + 1;
+            CONTINUE;
         END IF;
+        LOOP
+            -- checked: lock every shard row in shard order, then compare the sum
+            SELECT coalesce(sum(s.input - s.output), 0), min(s.shard) INTO v_bal, v_min_shard
+            FROM (SELECT bb.input, bb.output, bb.shard FROM ledger_balance bb
+                  WHERE bb.account_id = v_acc[p_key_acc[i]] AND bb.asset = p_key_asset[i]
+                  ORDER BY bb.shard FOR UPDATE) s;
+            IF v_bal < p_key_req[i] THEN
+                RAISE EXCEPTION USING ERRCODE = 'LD001', MESSAGE = 'insufficient funds',
+                    DETAIL = i::text || '|' || v_bal::text;
+            END IF;
+            IF v_min_shard IS NOT NULL THEN
+                UPDATE ledger_balance
+                SET input = input + p_key_in[i], output = output + p_key_out[i]
+                WHERE account_id = v_acc[p_key_acc[i]] AND asset = p_key_asset[i]
+                  AND shard = v_min_shard;
+                EXIT;
+            END IF;
+            -- no row yet (balance 0, checked above): create it; if another writer created
+            -- it first, lock and check again
+            INSERT INTO ledger_balance (account_id, asset, shard, input, output)
+            VALUES (v_acc[p_key_acc[i]], p_key_asset[i], 0, p_key_in[i], p_key_out[i])
+            ON CONFLICT (account_id, asset, shard) DO NOTHING;
+            EXIT WHEN FOUND;
+        END LOOP;
+        i := i + 1;
     END LOOP;
 
     -- 4. Transactions (ids in ordinal order), the sealer's queue, postings.

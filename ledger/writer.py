@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+import psycopg
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from ledger import lock_objects
 from ledger.domain import BalanceKey, Plan, PostingInput
 from ledger.errors import InsufficientFunds
 from ledger.models import Posting, Transaction, Unsealed
+from ledger.pgsql import INSUFFICIENT_FUNDS_SQLSTATE
 
 
 @dataclass(slots=True)
@@ -115,17 +117,25 @@ def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any
 
 def write_postgres(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Written]:
     """One statement. Raises InsufficientFunds; lets IntegrityError (a reference or a revert
-    raced by a concurrent writer) and deadlock errors through to the service."""
-    from django.db import DatabaseError
+    raced by a concurrent writer) and deadlock errors through to the service.
 
+    It bypasses Django's client-side-binding cursor for a psycopg cursor with server-side
+    binding and a prepared statement (parsed and planned once per connection); errors are still
+    mapped to Django's exceptions and the connection's state kept by `wrap_database_errors`."""
+    connection.ensure_connection()
+    raw = connection.connection
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(_POST_SQL, post_params(items, plan, shard))
-            rows = cursor.fetchall()
+        with connection.wrap_database_errors:
+            cursor = psycopg.Cursor(raw)
+            try:
+                cursor.execute(_POST_SQL, post_params(items, plan, shard), prepare=True)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
     except DatabaseError as exc:
         cause = exc.__cause__
-        if getattr(cause, "sqlstate", None) == "LD001":
-            detail = cause.diag.message_detail or "0|0"  # type: ignore[union-attr]
+        if getattr(cause, "sqlstate", None) == INSUFFICIENT_FUNDS_SQLSTATE:
+            detail = cause.diag.message_detail or "1|0"  # type: ignore[union-attr]
             key_number, _, balance = detail.partition("|")
             raise insufficient_funds(plan.keys[int(key_number) - 1], int(balance)) from None
         raise

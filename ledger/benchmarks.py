@@ -1,0 +1,286 @@
+"""`python manage.py bench ledger [--quick]`: the ledger's write and read speed, one JSON line.
+
+Workload: an order's split, one transaction of 4 postings: `stripe:balance` -> `orders:<id>`
+(unbounded overdraft on `stripe:balance`), then `orders:<id>` -> the rider, the restaurant and
+`platform:fees` (the order account checked: it may not go below zero). 1,000 restaurants and
+1,000 riders; `stripe:balance` and `platform:fees` are in every transaction.
+
+- serial_tx_per_s: one writer, `transaction_post`, autocommit (each transaction durable).
+- contention_tx_per_s / contention_errors: 4 writer threads (own connections), same workload,
+  all through the two hot accounts.
+- bulk_postings_per_s: `transactions_post_bulk(atomic=True)` in batches of 500 transactions.
+- balance_read_p50_ms: `balance_get` of an account with balance_read_postings postings. That
+  history is generated once per database with set-based SQL (INSERT ... SELECT over
+  generate_series, 10 postings per transaction, balance rows and sealer queue filled the same
+  way, so the ledger stays consistent) and reused by later runs.
+- raw_sql_tx_per_s: the least SQL that records the same transaction: one prepared statement,
+  autocommit, inserting the transaction row and its 4 postings into bare tables (primary keys
+  only, no accounts, no balances, no checks, no indexes for reads). serial_vs_raw is our ratio.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+import uuid
+from typing import Any
+
+from django.db import connection, connections
+
+from ledger.domain import PostingInput
+from ledger.selectors import balance_get
+from ledger.services import transaction_post, transactions_post_bulk
+from ops.bench import benchmark
+
+RESTAURANTS = 1000
+RIDERS = 1000
+ASSET = "USD/2"
+HISTORY_ACCOUNT = "bench:history"
+HOT = {"stripe:balance": None}
+
+
+def split_postings(order: str, i: int) -> list[PostingInput]:
+    restaurant = f"restaurants:{i % RESTAURANTS:04d}"
+    rider = f"riders:{(i * 7) % RIDERS:04d}"
+    return [
+        PostingInput("stripe:balance", order, ASSET, 5000),
+        PostingInput(order, rider, ASSET, 500),
+        PostingInput(order, restaurant, ASSET, 3750),
+        PostingInput(order, "platform:fees", ASSET, 750),
+    ]
+
+
+def _post_orders(run: str, start: int, count: int) -> int:
+    errors = 0
+    for i in range(start, start + count):
+        try:
+            transaction_post(postings=split_postings(f"orders:{run}-{i}", i), overdraft=HOT)
+        except Exception:
+            errors += 1
+    return errors
+
+
+def _setup_accounts() -> None:
+    """Create the 1,000 restaurants and riders (and the hot accounts) once."""
+    items = [
+        {
+            "postings": [
+                PostingInput("world", f"restaurants:{i:04d}", ASSET, 1),
+                PostingInput("world", f"riders:{i:04d}", ASSET, 1),
+            ],
+            "reference": f"bench:setup:{i}",
+        }
+        for i in range(max(RESTAURANTS, RIDERS))
+    ]
+    items.append(
+        {
+            "postings": [
+                PostingInput("world", "stripe:balance", ASSET, 1),
+                PostingInput("world", "platform:fees", ASSET, 1),
+            ],
+            "reference": "bench:setup:hot",
+        }
+    )
+    transactions_post_bulk(items=items)
+
+
+def _serial(run: str, count: int) -> float:
+    _post_orders(run + "w", 0, min(200, count))  # warm the connection's prepared statement
+    started = time.perf_counter()
+    _post_orders(run, 0, count)
+    return count / (time.perf_counter() - started)
+
+
+def _contention(run: str, writers: int, per_writer: int) -> tuple[float, int]:
+    errors = [0] * writers
+    barrier = threading.Barrier(writers + 1)
+
+    def work(w: int) -> None:
+        try:
+            _post_orders(f"{run}w{w}", 0, 50)  # warm up
+            barrier.wait()
+            errors[w] = _post_orders(f"{run}c{w}", 0, per_writer)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    return writers * per_writer / seconds, sum(errors)
+
+
+def _bulk(run: str, batches: int, batch_size: int) -> float:
+    started = time.perf_counter()
+    postings = 0
+    for b in range(batches):
+        items = [
+            {"postings": split_postings(f"orders:{run}-b{b}-{i}", i), "overdraft": HOT}
+            for i in range(batch_size)
+        ]
+        transactions_post_bulk(items=items, atomic=True)
+        postings += 4 * batch_size
+    return postings / (time.perf_counter() - started)
+
+
+def _history_postings() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM ledger_posting p JOIN ledger_account a "
+            "ON a.id = p.destination_id WHERE a.address = %s",
+            [HISTORY_ACCOUNT],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def ensure_history(postings: int) -> int:
+    """Give HISTORY_ACCOUNT at least `postings` postings (world -> it, 1 minor unit each, 10
+    per transaction), with set-based SQL: transactions, postings, the sealer queue and the
+    balance rows, all inserts (the ledger is append-only), in one database transaction."""
+    have = _history_postings()
+    missing = postings - have
+    if missing <= 0:
+        return have
+    per_tx = 10
+    txs = (missing + per_tx - 1) // per_tx
+    transaction_post(postings=[PostingInput("world", HISTORY_ACCOUNT, ASSET, 1)])
+    from django.db import transaction as db_transaction
+
+    with db_transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT id FROM ledger_account WHERE address = 'world'), "
+            "(SELECT id FROM ledger_account WHERE address = %s)",
+            [HISTORY_ACCOUNT],
+        )
+        world, target = cursor.fetchone()
+        cursor.execute(
+            "CREATE TEMP TABLE bench_ids ON COMMIT DROP AS SELECT "
+            "nextval('ledger_transaction_id_seq'::regclass) AS id, "
+            "now() - (g || ' seconds')::interval AS ts FROM generate_series(1, %s) g",
+            [txs],
+        )
+        cursor.execute(
+            "INSERT INTO ledger_transaction (id, reference, timestamp, inserted_at, metadata) "
+            'SELECT id, NULL, ts, now(), \'{"bench": "history"}\'::jsonb FROM bench_ids'
+        )
+        cursor.execute(
+            "INSERT INTO ledger_unsealed (transaction_id) SELECT id FROM bench_ids ORDER BY id"
+        )
+        cursor.execute(
+            "INSERT INTO ledger_posting "
+            "(transaction_id, index, source_id, destination_id, asset, amount, timestamp) "
+            "SELECT b.id, k, %s, %s, %s, 1, b.ts FROM bench_ids b, generate_series(0, %s) k",
+            [world, target, ASSET, per_tx - 1],
+        )
+        total = txs * per_tx
+        for account_id, column in ((target, "input"), (world, "output")):
+            cursor.execute(
+                "INSERT INTO ledger_balance AS b (account_id, asset, shard, input, output) "
+                f"VALUES (%s, %s, 0, {'%s, 0' if column == 'input' else '0, %s'}) "
+                "ON CONFLICT (account_id, asset, shard) DO UPDATE SET "
+                f"{column} = b.{column} + EXCLUDED.{column}",
+                [account_id, ASSET, total],
+            )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ledger_posting")
+    return _history_postings()
+
+
+def _balance_reads(rounds: int) -> tuple[float, float]:
+    for _ in range(50):
+        balance_get(address=HISTORY_ACCOUNT, asset=ASSET)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        balance_get(address=HISTORY_ACCOUNT, asset=ASSET)
+        samples.append(time.perf_counter() - started)
+    p50 = statistics.median(samples) * 1000
+    p99 = sorted(samples)[int(len(samples) * 0.99) - 1] * 1000
+    return p50, p99
+
+
+RAW_DDL = [
+    "CREATE TABLE IF NOT EXISTS ledger_bench_raw_tx (id bigserial PRIMARY KEY, "
+    "timestamp timestamptz NOT NULL, metadata jsonb NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS ledger_bench_raw_posting (transaction_id bigint NOT NULL, "
+    "index int NOT NULL, source text NOT NULL, destination text NOT NULL, asset text NOT NULL, "
+    "amount bigint NOT NULL, PRIMARY KEY (transaction_id, index))",
+]
+RAW_SQL = (
+    "WITH t AS (INSERT INTO ledger_bench_raw_tx (timestamp, metadata) "
+    "VALUES (now(), '{}') RETURNING id) "
+    "INSERT INTO ledger_bench_raw_posting "
+    "SELECT t.id, p.i - 1, p.s, p.d, p.a, p.m FROM t, "
+    "unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) WITH ORDINALITY AS p(s, d, a, m, i)"
+)
+
+
+def _raw_sql(run: str, count: int) -> float:
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        for ddl in RAW_DDL:
+            cursor.execute(ddl)
+    raw = connection.connection
+    cursor = psycopg.Cursor(raw)
+
+    def post(i: int) -> None:
+        ps = split_postings(f"orders:{run}-raw-{i}", i)
+        cursor.execute(
+            RAW_SQL,
+            [
+                [p.source for p in ps],
+                [p.destination for p in ps],
+                [p.asset for p in ps],
+                [p.amount for p in ps],
+            ],
+            prepare=True,
+        )
+
+    for i in range(200):
+        post(i)
+    started = time.perf_counter()
+    for i in range(count):
+        post(i)
+    rate = count / (time.perf_counter() - started)
+    cursor.close()
+    with connection.cursor() as c:
+        c.execute("DROP TABLE ledger_bench_raw_posting, ledger_bench_raw_tx")
+    return rate
+
+
+@benchmark("ledger")
+def bench_ledger(quick: bool) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    serial_n = 1000 if quick else 5000
+    per_writer = 500 if quick else 2500
+    bulk_batches = 4 if quick else 40
+    history = 20_000 if quick else 1_000_000
+
+    _setup_accounts()
+    figures: dict[str, Any] = {}
+    figures["serial_tx_per_s"] = round(_serial(run + "s", serial_n))
+    rate, errors = _contention(run + "c", 4, per_writer)
+    figures["contention_tx_per_s"] = round(rate)
+    figures["contention_errors"] = errors
+    figures["bulk_postings_per_s"] = round(_bulk(run + "b", bulk_batches, 500))
+    started = time.perf_counter()
+    figures["balance_read_postings"] = ensure_history(history)
+    figures["history_setup_s"] = round(time.perf_counter() - started, 1)
+    p50, p99 = _balance_reads(1000)
+    figures["balance_read_p50_ms"] = round(p50, 3)
+    figures["balance_read_p99_ms"] = round(p99, 3)
+    figures["raw_sql_tx_per_s"] = round(_raw_sql(run, serial_n))
+    figures["serial_vs_raw"] = round(figures["serial_tx_per_s"] / figures["raw_sql_tx_per_s"], 2)
+    figures["sizes"] = {
+        "serial": serial_n,
+        "contention": 4 * per_writer,
+        "bulk_transactions": bulk_batches * 500,
+    }
+    return figures
