@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from django.db import connection
+from django.db import DataError, connection
 
+from ledger.domain import MAX_AMOUNT
 from ledger.models import Account, Balance
 
 _CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
@@ -79,9 +80,21 @@ def balance_shard_add(*, account_id: int, asset: str, shard: int, input: int, ou
             "INSERT INTO ledger_balance (account_id, asset, shard, input, output) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (account_id, asset, shard) DO UPDATE SET "
             "input = ledger_balance.input + excluded.input, "
-            "output = ledger_balance.output + excluded.output",
+            "output = ledger_balance.output + excluded.output RETURNING input, output",
             [account_id, asset, shard, input, output],
         )
+        _check_range(cursor.fetchone())
+
+
+def _check_range(row: tuple[object, ...] | None) -> None:
+    """SQLite turns an overflowing integer into a float instead of failing: fail like
+    PostgreSQL does (numeric_value_out_of_range), so the service reports InvalidAmount."""
+    if row is not None and any(not isinstance(v, int) or v > MAX_AMOUNT for v in row):
+        raise DataError("volume out of range") from _OutOfRange()
+
+
+class _OutOfRange(Exception):
+    sqlstate = "22003"
 
 
 def balance_shard_create(*, account_id: int, asset: str, input: int, output: int) -> bool:

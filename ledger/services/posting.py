@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from ledger import conf, writer
 from ledger.domain import (
+    MAX_AMOUNT,
     PostingInput,
     TxInput,
     plan_postings,
@@ -24,6 +25,7 @@ from ledger.domain import (
 )
 from ledger.errors import (
     AlreadyReverted,
+    InvalidAmount,
     InvalidTransaction,
     LedgerError,
     ReferenceConflict,
@@ -165,13 +167,21 @@ def _write(items: Sequence[writer.PreparedTx], *, check: bool = True) -> list[wr
     savepoint) atomic block."""
     plan = plan_postings([(item.postings, item.overdraft) for item in items], check=check)
     shard = _writer_shard()
-    if _use_fast_path():
-        if connection.in_atomic_block:
-            with transaction.atomic():
-                return writer.write_postgres(items, plan, shard)
-        return writer.write_postgres(items, plan, shard)
-    with transaction.atomic(durable=not connection.in_atomic_block):
-        return writer.write_portable(items, plan, shard)
+    try:
+        if _use_fast_path():
+            if connection.in_atomic_block:
+                with transaction.atomic():
+                    return writer.write_postgres(items, plan, shard)
+            return writer.write_postgres(items, plan, shard)
+        with transaction.atomic(durable=not connection.in_atomic_block):
+            return writer.write_portable(items, plan, shard)
+    except DataError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == "22003":  # numeric_value_out_of_range
+            raise InvalidAmount(
+                "The transaction would take an account's volumes beyond the maximum storable "
+                f"amount {MAX_AMOUNT}."
+            ) from None
+        raise
 
 
 @retry_on_conflict
