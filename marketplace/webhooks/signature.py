@@ -89,9 +89,11 @@ def verify_signature(
         raise SignatureError(
             "signature_mismatch", "No signatures found matching the expected signature."
         )
-    # Integer arithmetic: `t` can be any int() the header spells, far beyond a float's range.
-    current = int(time.time() if now is None else now)
-    if tolerance and abs(current - timestamp) > tolerance:
+    # Comparisons only (int vs float compare exactly): `t` can be any int() the header
+    # spells, far beyond a float's range, so no arithmetic on it. Same bound as stripe-python
+    # in the past (`t < now - tolerance`), mirrored into the future.
+    current = time.time() if now is None else now
+    if tolerance and (timestamp < current - tolerance or timestamp > current + tolerance):
         raise SignatureError(
             "timestamp_outside_tolerance",
             f"Timestamp outside the tolerance zone ({timestamp}).",

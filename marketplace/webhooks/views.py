@@ -69,7 +69,8 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return _error(400, exc.code, exc.message)
 
     try:
-        result = event_ingest(payload=event_parse(body))
+        payload = event_parse(body)
+        result = event_ingest(payload=payload, raw=body.decode("utf-8"))
     except InvalidEvent as exc:
         logger.warning("signed Stripe webhook with a bad body: %s", exc.message)
         return _error(400, exc.code, exc.message)

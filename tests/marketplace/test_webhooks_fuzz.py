@@ -184,3 +184,22 @@ def test_stripe_python_signatures_verify_with_ours(body: bytes, skew: int) -> No
     timestamp = int(time.time()) + skew
     header = stripe.WebhookSignature.generate_signature_header(body.decode(), SECRET, timestamp)
     assert verify_signature(body, header, ["whsec_other", SECRET], tolerance=300) == timestamp
+
+
+@pytest.mark.parametrize("age", [300, 300.5, 301])
+def test_the_tolerance_edge_matches_stripe_python(age: float) -> None:
+    # given: a timestamp `age` seconds before `now` (a fractional now, as time.time() is)
+    now = 1_800_000_000.25
+    timestamp = int(now - age)
+    body = b"{}"
+    header = f"t={timestamp},v1={sign(body, SECRET, timestamp)}"
+
+    # when
+    try:
+        verify_signature(body, header, [SECRET], tolerance=300, now=now)
+        ours = True
+    except SignatureError:
+        ours = False
+
+    # then: the same verdict as stripe-python's `timestamp < time.time() - tolerance`
+    assert ours is (not timestamp < now - 300)
