@@ -1,0 +1,210 @@
+"""The marketplace's Stripe webhook handlers (imported by `MarketplaceConfig.ready()`).
+
+Each handler has two halves (see `marketplace.webhooks.registry`): `prepare` runs with no
+transaction open and fetches the object from Stripe (the payload is only a hint: the current
+object and its balance transaction are what we book from); the handler runs inside the
+transaction that marks the event processed and calls one service. An event about an order we
+do not know is recorded as an anomaly and the event is `ignored`, never an error; an event
+that arrived before the one it depends on (a refund before its payment) is deferred.
+
+| event                                   | service                    | ledger reference         |
+|-----------------------------------------|----------------------------|--------------------------|
+| payment_intent.succeeded, charge.succeeded | payments.payment_book   | payment:<ch>             |
+| payment_intent.payment_failed / .canceled | payments.payment_failed_book | coupon-release:<order> |
+| refund.created / .updated / .failed, charge.refund.updated, charge.refunded | refunds.refund_sync | refund:<re>, refund-failed:<re> |
+| charge.dispute.created / .updated / .funds_withdrawn / .funds_reinstated / .closed | disputes.dispute_sync | dispute-withdrawn:<dp>, dispute-reinstated:<dp> |
+| topup.succeeded                         | treasury.topup_book        | topup:<tu>               |
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+
+from marketplace.errors import ProviderObjectNotFound
+from marketplace.models import Order, StripeEvent
+from marketplace.services.anomalies import anomaly_record
+from marketplace.services.disputes import DisputeNotReady, dispute_sync
+from marketplace.services.locks import order_lock
+from marketplace.services.payments import PaymentNotReady, payment_book, payment_failed_book
+from marketplace.services.refunds import RefundNotReady, refund_sync
+from marketplace.services.treasury import topup_book
+from marketplace.stripe_api import get_gateway
+from marketplace.webhooks.registry import DeferEvent, HandlerResult, handler_register
+
+logger = logging.getLogger(__name__)
+
+
+def _defer_seconds() -> float:
+    """How long an out-of-order event waits before its retry (short in the demo)."""
+    return float(getattr(settings, "MARKETPLACE_DEFER_SECONDS", 5.0))
+
+
+def _order_id(metadata: dict[str, Any] | None) -> int | None:
+    value = (metadata or {}).get("order_id")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _unknown_order(event: StripeEvent, stripe_object: str, what: str) -> HandlerResult:
+    anomaly_record(
+        kind="unknown_order",
+        stripe_object=stripe_object,
+        stripe_event_id=event.stripe_id,
+        message=f"{event.type} {stripe_object}: {what}",
+        details={"event_type": event.type},
+    )
+    return HandlerResult.ignored(f"unknown order: {what}")
+
+
+# --- payments ---------------------------------------------------------------------------------
+
+
+def _fetch_charge(event: StripeEvent) -> dict[str, Any] | None:
+    obj = event.data_object
+    if obj.get("object") == "payment_intent":
+        charge_id = obj.get("latest_charge")
+        if isinstance(charge_id, dict):
+            charge_id = charge_id.get("id")
+        if not charge_id:
+            intent = get_gateway().payment_intent_retrieve(obj["id"])
+            charge_id = intent.get("latest_charge")
+        if not charge_id:
+            return None
+    else:
+        charge_id = obj["id"]
+    try:
+        return get_gateway().charge_retrieve(charge_id, expand=("balance_transaction",))
+    except ProviderObjectNotFound:
+        return None
+
+
+def _payment_succeeded(event: StripeEvent, charge: dict[str, Any] | None) -> HandlerResult | None:
+    if charge is None:
+        return _unknown_order(event, event.data_object.get("id", ""), "charge not found")
+    if charge.get("status") != "succeeded":
+        return HandlerResult.ignored(f"charge {charge['id']} is {charge.get('status')}")
+    order_id = _order_id(charge.get("metadata"))
+    order = Order.objects.filter(pk=order_id).first() if order_id else None
+    if order is None:
+        return _unknown_order(
+            event, charge["id"], f"no order for metadata {charge.get('metadata')}"
+        )
+    order = order_lock(order_id=order.pk)
+    try:
+        booked = payment_book(order=order, charge=charge, event_id=event.stripe_id)
+    except PaymentNotReady as exc:
+        raise DeferEvent(str(exc), retry_in=_defer_seconds()) from None
+    return None if booked else HandlerResult.ignored("not booked: see anomalies")
+
+
+handler_register("payment_intent.succeeded", prepare=_fetch_charge)(_payment_succeeded)
+handler_register("charge.succeeded", prepare=_fetch_charge)(_payment_succeeded)
+
+
+def _fetch_intent(event: StripeEvent) -> dict[str, Any] | None:
+    try:
+        return get_gateway().payment_intent_retrieve(event.data_object["id"])
+    except ProviderObjectNotFound:
+        return None
+
+
+def _payment_not_succeeded(
+    event: StripeEvent, intent: dict[str, Any] | None
+) -> HandlerResult | None:
+    intent = intent or event.data_object
+    order_id = _order_id(intent.get("metadata"))
+    order = Order.objects.filter(pk=order_id).first() if order_id else None
+    if order is None:
+        return _unknown_order(event, intent.get("id", ""), "no order for this PaymentIntent")
+    order = order_lock(order_id=order.pk)
+    canceled = event.type == "payment_intent.canceled" or intent.get("status") == "canceled"
+    if not payment_failed_book(order=order, intent=intent, canceled=canceled):
+        return HandlerResult.processed("nothing to do: paid, or already released")
+    return None
+
+
+handler_register("payment_intent.payment_failed", prepare=_fetch_intent)(_payment_not_succeeded)
+handler_register("payment_intent.canceled", prepare=_fetch_intent)(_payment_not_succeeded)
+
+
+# --- refunds ----------------------------------------------------------------------------------
+
+
+def _fetch_refunds(event: StripeEvent) -> list[dict[str, Any]]:
+    """The refunds the event is about, fresh from Stripe: the refund itself, or for
+    `charge.refunded` every refund of ours on that charge whose id we know."""
+    obj = event.data_object
+    gateway = get_gateway()
+    if obj.get("object") == "refund":
+        return [gateway.refund_retrieve(obj["id"])]
+    from marketplace.models import Refund
+
+    ids = list(
+        Refund.objects.filter(order__charge_id=obj.get("id", ""))
+        .exclude(stripe_refund_id="")
+        .values_list("stripe_refund_id", flat=True)
+    )
+    embedded = (obj.get("refunds") or {}).get("data") or []
+    ids += [r["id"] for r in embedded if isinstance(r, dict) and r.get("id") not in ids]
+    return [gateway.refund_retrieve(re_id) for re_id in ids]
+
+
+def _refund_event(event: StripeEvent, refunds: list[dict[str, Any]]) -> HandlerResult | None:
+    if not refunds:
+        return HandlerResult.processed("no refund of ours to sync")
+    outcomes = []
+    for stripe_refund in refunds:
+        try:
+            outcomes.append(refund_sync(stripe_refund=stripe_refund, event_id=event.stripe_id))
+        except RefundNotReady as exc:
+            raise DeferEvent(str(exc), retry_in=_defer_seconds()) from None
+    if all(outcome == "unknown_order" for outcome in outcomes):
+        return HandlerResult.ignored("unknown order: refund on a charge that is not ours")
+    return HandlerResult.processed(", ".join(outcomes))
+
+
+for _type in ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"):
+    handler_register(_type, prepare=_fetch_refunds)(_refund_event)
+handler_register("charge.refunded", prepare=_fetch_refunds)(_refund_event)
+
+
+# --- disputes ---------------------------------------------------------------------------------
+
+
+def _fetch_dispute(event: StripeEvent) -> dict[str, Any]:
+    return get_gateway().dispute_retrieve(event.data_object["id"])
+
+
+def _dispute_event(event: StripeEvent, stripe_dispute: dict[str, Any]) -> HandlerResult | None:
+    try:
+        outcome = dispute_sync(stripe_dispute=stripe_dispute, event_id=event.stripe_id)
+    except DisputeNotReady as exc:
+        raise DeferEvent(str(exc), retry_in=_defer_seconds()) from None
+    if outcome == "unknown_order":
+        return HandlerResult.ignored("unknown order: dispute on a charge that is not ours")
+    return None
+
+
+for _type in (
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.closed",
+):
+    handler_register(_type, prepare=_fetch_dispute)(_dispute_event)
+
+
+# --- top-ups ----------------------------------------------------------------------------------
+
+
+def _topup_succeeded(event: StripeEvent) -> HandlerResult | None:
+    # No topup retrieve in the seam: the payload is used, and it is only ever booked when it
+    # says succeeded (a top-up's amount and balance transaction never change).
+    topup_book(stripe_topup=event.data_object)
+    return None
+
+
+handler_register("topup.succeeded")(_topup_succeeded)

@@ -1,0 +1,146 @@
+"""Coupon campaigns: create, fund (a ledger flow from the marketing budget into
+`coupons:<code>`), pause and resume, and the discount an order gets."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ledger.retry import retry_on_conflict
+from marketplace.flows import flow_post, monetary
+from marketplace.models import Campaign, CampaignFunding
+from marketplace.models.campaigns import CODE_REGEX
+from marketplace.services.common import amount_validate, apply_portion, portion_parse, stripe_meta
+from marketplace.services.errors import (
+    CampaignOverBudget,
+    CouponUnavailable,
+    InvalidInput,
+    NotFound,
+)
+from marketplace.services.locks import campaign_lock
+
+
+def campaign_create(
+    *,
+    code: str,
+    budget: int,
+    per_order_cap: int,
+    percent_off: str = "100%",
+    name: str = "",
+    asset: str = "USD/2",
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+) -> Campaign:
+    """Create a campaign (unfunded). Raises InvalidInput (bad code, amounts, portion,
+    window, or the code is taken)."""
+    if not isinstance(code, str) or not re.match(CODE_REGEX, code.strip().upper()):
+        raise InvalidInput(
+            "code must be 2-32 characters: letters, digits, '_' or '-'.", extra={"field": "code"}
+        )
+    code = code.strip().upper()
+    amount_validate(budget, field="budget")
+    amount_validate(per_order_cap, field="per_order_cap")
+    portion = portion_parse(percent_off, field="percent_off")
+    if portion == 0:
+        raise InvalidInput("percent_off must be above 0%.", extra={"field": "percent_off"})
+    starts = starts_at or timezone.now()
+    if ends_at is not None and ends_at <= starts:
+        raise InvalidInput("ends_at must be after starts_at.", extra={"field": "ends_at"})
+    try:
+        with transaction.atomic(durable=True):
+            return Campaign.objects.create(
+                code=code,
+                name=name or code,
+                asset=asset,
+                budget=budget,
+                per_order_cap=per_order_cap,
+                percent_off=percent_off.strip(),
+                starts_at=starts,
+                ends_at=ends_at,
+            )
+    except IntegrityError:
+        if Campaign.objects.filter(code=code).exists():
+            raise InvalidInput(
+                f"A campaign with code {code} already exists.", code="campaign_code_taken"
+            ) from None
+        raise
+
+
+@retry_on_conflict
+def campaign_fund(*, campaign_id: int, amount: int, requested_by: Any = None) -> CampaignFunding:
+    """Fund a campaign: `campaign-fund:<code>:<n>` moves `amount` from platform:marketing to
+    coupons:<code>, with the funding row and the campaign's `funded` total, in one
+    transaction. Raises InvalidInput, NotFound, CampaignOverBudget."""
+    amount_validate(amount, field="amount")
+    with transaction.atomic(durable=True):
+        campaign = campaign_lock(campaign_id=campaign_id)
+        if campaign.funded + amount > campaign.budget:
+            raise CampaignOverBudget(
+                f"Funding {amount} would take campaign {campaign.code} over its budget "
+                f"({campaign.funded} of {campaign.budget} funded).",
+                extra={"funded": campaign.funded, "budget": campaign.budget},
+            )
+        n = campaign.fundings.count() + 1
+        result = flow_post(
+            "campaign_fund",
+            vars={"amount": monetary(campaign.asset, amount), "campaign": campaign.ledger_address},
+            reference=f"campaign-fund:{campaign.code}:{n}",
+            metadata=stripe_meta(campaign=campaign.code, funding=n),
+        )
+        funding = CampaignFunding.objects.create(
+            campaign=campaign,
+            n=n,
+            amount=amount,
+            requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+            ledger_transaction_id=result.transaction.pk,
+        )
+        campaign.funded += amount
+        campaign.save(update_fields=["funded"])
+    return funding
+
+
+def campaign_pause(*, campaign_id: int, paused: bool = True) -> Campaign:
+    """Pause (or resume) a campaign: a paused campaign takes no new orders; reservations
+    already made stay valid."""
+    with transaction.atomic(durable=True):
+        campaign = campaign_lock(campaign_id=campaign_id)
+        campaign.paused = paused
+        campaign.save(update_fields=["paused"])
+    return campaign
+
+
+def campaign_for_code(*, code: str, asset: str, at: datetime | None = None) -> Campaign:
+    """The active campaign with this code, usable for an order in `asset`.
+    Raises CouponUnavailable."""
+    if not isinstance(code, str):
+        raise CouponUnavailable("Unknown coupon code.")
+    campaign = Campaign.objects.filter(code=code.strip().upper()).first()
+    if campaign is None:
+        raise CouponUnavailable(f"Unknown coupon code {code!r}.", extra={"coupon": code})
+    if not campaign.is_active(at):
+        raise CouponUnavailable(
+            f"Coupon {campaign.code} is not active.", extra={"coupon": campaign.code}
+        )
+    if campaign.asset != asset:
+        raise CouponUnavailable(
+            f"Coupon {campaign.code} is in {campaign.asset}, the order in {asset}.",
+            extra={"coupon": campaign.code},
+        )
+    return campaign
+
+
+def coupon_discount(*, campaign: Campaign, subtotal: int) -> int:
+    """The discount an order gets: `percent_off` of the subtotal, floored, at most the cap."""
+    portion = portion_parse(campaign.percent_off, field="percent_off")
+    return min(campaign.per_order_cap, apply_portion(subtotal, portion))
+
+
+def campaign_get(*, campaign_id: int) -> Campaign:
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None:
+        raise NotFound(f"Campaign {campaign_id} does not exist.")
+    return campaign

@@ -1,0 +1,75 @@
+"""Small pure helpers shared by the marketplace services: amounts, portions, metadata."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from marketplace.services.errors import InvalidInput
+
+# Stripe refuses charges below 50 minor units of USD (and similar minimums elsewhere).
+MIN_CHARGE_AMOUNT = 50
+# Amounts a single order, refund or funding may carry (Stripe's 8-digit limit for USD).
+MAX_AMOUNT = 99_999_999
+
+
+def amount_validate(value: Any, *, field: str, allow_zero: bool = False) -> int:
+    """An int amount in minor units (bools, floats and strings are refused, never rounded)."""
+    if type(value) is not int:
+        raise InvalidInput(
+            f"{field} must be an integer amount in minor units.", extra={"field": field}
+        )
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidInput(
+            f"{field} must be {'zero or ' if allow_zero else ''}positive.", extra={"field": field}
+        )
+    if value > MAX_AMOUNT:
+        raise InvalidInput(f"{field} must be at most {MAX_AMOUNT}.", extra={"field": field})
+    return value
+
+
+def portion_parse(value: Any, *, field: str) -> Fraction:
+    """A Numscript portion ("15%", "12.5%", "3/20") as an exact fraction in [0, 1]."""
+    if not isinstance(value, str):
+        raise InvalidInput(
+            f"{field} must be a portion such as '15%' or '3/20'.", extra={"field": field}
+        )
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            number = text[:-1]
+            if (
+                not number
+                or not all(c.isdigit() or c == "." for c in number)
+                or number.count(".") > 1
+            ):
+                raise ValueError(text)
+            portion = Fraction(number) / 100
+        else:
+            numerator, slash, denominator = text.partition("/")
+            if not slash or not numerator.strip().isdigit() or not denominator.strip().isdigit():
+                raise ValueError(text)
+            portion = Fraction(int(numerator), int(denominator))
+    except (ValueError, ZeroDivisionError):
+        raise InvalidInput(
+            f"{field} must be a portion such as '15%' or '3/20', got {value!r}.",
+            extra={"field": field},
+        ) from None
+    if not 0 <= portion <= 1:
+        raise InvalidInput(f"{field} must be between 0% and 100%.", extra={"field": field})
+    return portion
+
+
+def portion_text(portion: Fraction) -> str:
+    """An exact portion as Numscript reads it: "1/1", "29/40", "0/1"."""
+    return f"{portion.numerator}/{portion.denominator}"
+
+
+def apply_portion(amount: int, portion: Fraction) -> int:
+    """floor(amount * portion), exactly."""
+    return (amount * portion.numerator) // portion.denominator
+
+
+def stripe_meta(**values: Any) -> dict[str, str]:
+    """Ledger transaction metadata: string values, None dropped (so replays compare equal)."""
+    return {key: str(value) for key, value in values.items() if value is not None and value != ""}

@@ -1,0 +1,46 @@
+"""Row locks of the marketplace, in one place, taken in one global order:
+
+    campaign -> order -> refund / dispute -> (the ledger's balance rows, taken by the ledger)
+
+A service that needs several takes them in that order; the ledger's own locks always come
+last (a ledger post inside the service's transaction). Locks are held until commit.
+"""
+
+from __future__ import annotations
+
+from marketplace.models import Campaign, Dispute, Order, Refund, Topup
+from marketplace.services.errors import NotFound
+
+
+def campaign_lock(*, campaign_id: int) -> Campaign:
+    campaign = Campaign.objects.select_for_update().filter(pk=campaign_id).first()
+    if campaign is None:
+        raise NotFound(
+            f"Campaign {campaign_id} does not exist.", extra={"campaign_id": campaign_id}
+        )
+    return campaign
+
+
+def order_lock(*, order_id: int) -> Order:
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFound(f"Order {order_id} does not exist.", extra={"order_id": order_id})
+    return order
+
+
+def refund_lock(*, refund_id: int) -> Refund:
+    refund = Refund.objects.select_for_update().filter(pk=refund_id).first()
+    if refund is None:
+        raise NotFound(f"Refund {refund_id} does not exist.", extra={"refund_id": refund_id})
+    return refund
+
+
+def dispute_lock(*, stripe_dispute_id: str) -> Dispute | None:
+    return Dispute.objects.select_for_update().filter(stripe_dispute_id=stripe_dispute_id).first()
+
+
+def topup_lock(*, topup_id: int) -> Topup:
+    topup = Topup.objects.select_for_update().filter(pk=topup_id).first()
+    if topup is None:
+        raise NotFound(f"Top-up {topup_id} does not exist.", extra={"topup_id": topup_id})
+    return topup

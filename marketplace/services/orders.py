@@ -1,0 +1,365 @@
+"""Orders: placing one (the row and the coupon reservation in one transaction, then the
+PaymentIntent at Stripe after the commit), assigning a rider, delivering (the split), and
+the status machine every change goes through.
+
+Status machine (one table, checked under the order's row lock, audited):
+
+    created ──> pending_payment ──> paid ──> delivered
+       │              │   ▲          ▲
+       │              ▼   │          │ a late payment is honoured
+       └────────> payment_failed ──> canceled
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from ledger.errors import InsufficientFunds
+from ledger.retry import retry_on_conflict
+from marketplace.errors import PaymentProviderError
+from marketplace.flows import flow_post, monetary
+from marketplace.models import Order, OrderStatusChange, Refund, Restaurant, Rider
+from marketplace.services.campaigns import campaign_for_code, coupon_discount
+from marketplace.services.common import MIN_CHARGE_AMOUNT, amount_validate, stripe_meta
+from marketplace.services.errors import CouponExhausted, InvalidInput, InvalidState, NotFound
+from marketplace.services.locks import order_lock
+from marketplace.services.parties import customer_get_or_create
+from marketplace.stripe_api import get_gateway
+
+logger = logging.getLogger(__name__)
+
+Status = Order.Status
+CouponState = Order.CouponState
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.CREATED: frozenset(
+        {Status.PENDING_PAYMENT, Status.PAID, Status.PAYMENT_FAILED, Status.CANCELED}
+    ),
+    Status.PENDING_PAYMENT: frozenset({Status.PAID, Status.PAYMENT_FAILED, Status.CANCELED}),
+    Status.PAYMENT_FAILED: frozenset({Status.PAID, Status.CANCELED}),
+    Status.CANCELED: frozenset({Status.PAID}),
+    Status.PAID: frozenset({Status.DELIVERED}),
+    Status.DELIVERED: frozenset(),
+}
+
+
+def order_transition(*, order: Order, to: str, actor: str = "", note: str = "") -> None:
+    """Move a LOCKED order to status `to` and audit it (saves `status` only; the caller saves
+    any other field it changed). Raises InvalidState if the table forbids it."""
+    if to not in TRANSITIONS[order.status]:
+        raise InvalidState(
+            f"Order {order.pk} cannot go from {order.status} to {to}.",
+            code=f"order_{order.status}",
+            extra={"order_id": order.pk, "status": order.status},
+        )
+    OrderStatusChange.objects.create(
+        order=order, from_status=order.status, to_status=to, actor=actor[:255], note=note[:500]
+    )
+    order.status = to
+    order.save(update_fields=["status"])
+
+
+# --- placing -------------------------------------------------------------------------------
+
+
+def order_create(
+    *,
+    restaurant_id: int,
+    subtotal: int,
+    delivery_fee: int,
+    coupon_code: str | None = None,
+    customer_email: str = "",
+    customer_name: str = "",
+) -> Order:
+    """The order row and, with a coupon, the reservation of its discount
+    (`coupon-reserve:<id>`: coupons:<code> -> orders:<id>:coupon, no overdraft), in one
+    transaction: if the campaign cannot pay, nothing is created.
+
+    Raises NotFound, InvalidInput, CouponUnavailable, CouponExhausted."""
+    amount_validate(subtotal, field="subtotal")
+    amount_validate(delivery_fee, field="delivery_fee", allow_zero=True)
+    restaurant = Restaurant.objects.filter(pk=restaurant_id).first()
+    if restaurant is None:
+        raise NotFound(f"Restaurant {restaurant_id} does not exist.", extra={"field": "restaurant"})
+    campaign = None
+    discount = 0
+    if coupon_code:
+        campaign = campaign_for_code(code=coupon_code, asset=restaurant.asset)
+        discount = coupon_discount(campaign=campaign, subtotal=subtotal)
+        if discount == 0:
+            campaign = None
+    total = subtotal + delivery_fee - discount
+    if total < MIN_CHARGE_AMOUNT:
+        raise InvalidInput(
+            f"The order total ({total}) is below the minimum charge ({MIN_CHARGE_AMOUNT}).",
+            code="order_total_too_small",
+        )
+    return _order_create(
+        restaurant=restaurant,
+        campaign=campaign,
+        subtotal=subtotal,
+        delivery_fee=delivery_fee,
+        discount=discount,
+        total=total,
+        customer_email=customer_email,
+        customer_name=customer_name,
+    )
+
+
+@retry_on_conflict
+def _order_create(
+    *,
+    restaurant: Restaurant,
+    campaign: Any,
+    subtotal: int,
+    delivery_fee: int,
+    discount: int,
+    total: int,
+    customer_email: str,
+    customer_name: str,
+) -> Order:
+    with transaction.atomic(durable=True):
+        order = Order.objects.create(
+            customer=customer_get_or_create(email=customer_email, name=customer_name),
+            restaurant=restaurant,
+            campaign=campaign,
+            asset=restaurant.asset,
+            subtotal=subtotal,
+            delivery_fee=delivery_fee,
+            discount=discount,
+            total=total,
+            coupon_state=CouponState.RESERVED if discount else CouponState.NONE,
+        )
+        if discount:
+            try:
+                flow_post(
+                    "coupon_reserve",
+                    vars={
+                        "discount": monetary(order.asset, discount),
+                        "campaign": campaign.ledger_address,
+                        "hold": order.coupon_hold_address,
+                    },
+                    reference=f"coupon-reserve:{order.pk}",
+                    metadata=stripe_meta(order_id=order.pk, campaign=campaign.code),
+                )
+            except InsufficientFunds as exc:
+                raise CouponExhausted(
+                    f"Coupon {campaign.code} has no budget left for this order.",
+                    extra={"coupon": campaign.code, "available": exc.available},
+                ) from None
+    return order
+
+
+def order_payment_intent_create(*, order_id: int) -> dict[str, Any]:
+    """Create the order's PaymentIntent at Stripe (after the order is committed; idempotency
+    key `order:<id>:payment_intent`, so a retry returns the same PaymentIntent) and record
+    its id. Returns the PaymentIntent (its `client_secret` goes to the customer's app).
+
+    A refusal that retrying cannot fix cancels the order (and releases its coupon); a
+    retryable failure leaves it `created`, to be retried with the same key.
+    Raises NotFound, InvalidState, PaymentProviderError."""
+    order = Order.objects.filter(pk=order_id).first()
+    if order is None:
+        raise NotFound(f"Order {order_id} does not exist.")
+    if order.status not in (Status.CREATED, Status.PENDING_PAYMENT):
+        raise InvalidState(
+            f"Order {order.pk} is {order.status}: no new payment.", code=f"order_{order.status}"
+        )
+    try:
+        intent = get_gateway().payment_intent_create(
+            amount=order.total,
+            asset=order.asset,
+            idempotency_key=f"order:{order.pk}:payment_intent",
+            metadata={"order_id": str(order.pk), "restaurant": order.restaurant.ledger_address},
+            transfer_group=order.transfer_group,
+        )
+    except PaymentProviderError as exc:
+        if not exc.retryable:
+            order_cancel(order_id=order.pk, note=f"PaymentIntent refused: {exc.code}")
+        raise
+    with transaction.atomic(durable=True):
+        locked = order_lock(order_id=order.pk)
+        if not locked.payment_intent_id:
+            locked.payment_intent_id = intent["id"]
+            locked.save(update_fields=["payment_intent_id"])
+        if locked.status == Status.CREATED:
+            order_transition(order=locked, to=Status.PENDING_PAYMENT, note=intent["id"])
+    return intent
+
+
+def order_place(**kwargs: Any) -> tuple[Order, dict[str, Any]]:
+    """order_create, then order_payment_intent_create: (order, PaymentIntent)."""
+    order = order_create(**kwargs)
+    intent = order_payment_intent_create(order_id=order.pk)
+    order.refresh_from_db()
+    return order, intent
+
+
+# --- coupon release, cancel, expiry ----------------------------------------------------------
+
+
+def coupon_release(*, order: Order) -> None:
+    """Give a LOCKED order's reserved discount back to its campaign (`coupon-release:<id>`).
+    A no-op unless the coupon is still reserved."""
+    if order.coupon_state != CouponState.RESERVED or order.campaign is None:
+        return
+    flow_post(
+        "coupon_release",
+        vars={
+            "discount": monetary(order.asset, order.discount),
+            "campaign": order.campaign.ledger_address,
+            "hold": order.coupon_hold_address,
+        },
+        reference=f"coupon-release:{order.pk}",
+        metadata=stripe_meta(order_id=order.pk, campaign=order.campaign.code),
+    )
+    order.coupon_state = CouponState.RELEASED
+    order.save(update_fields=["coupon_state"])
+
+
+def order_payment_failed(*, order: Order, to: str, note: str = "") -> bool:
+    """A LOCKED, unpaid order whose payment failed (`payment_failed`) or was canceled or
+    expired (`canceled`): release the coupon. Returns False when there is nothing to do
+    (already paid: a late or out-of-order failure event changes nothing)."""
+    if order.status in (Status.PAID, Status.DELIVERED) or order.status == to:
+        return False
+    if to not in TRANSITIONS[order.status]:
+        return False
+    coupon_release(order=order)
+    order_transition(order=order, to=to, actor="stripe", note=note)
+    return True
+
+
+@retry_on_conflict
+def order_cancel(*, order_id: int, note: str = "", actor: str = "") -> Order:
+    with transaction.atomic(durable=True):
+        order = order_lock(order_id=order_id)
+        if order.status in (Status.PAID, Status.DELIVERED):
+            raise InvalidState(
+                f"Order {order.pk} is {order.status}; refund it instead.",
+                code=f"order_{order.status}",
+            )
+        if order.status != Status.CANCELED:
+            coupon_release(order=order)
+            order_transition(order=order, to=Status.CANCELED, actor=actor, note=note)
+    return order
+
+
+def orders_expire(*, older_than_seconds: float | None = None) -> int:
+    """Cancel unpaid orders older than ORDER_PAYMENT_TTL (default 1 h): their coupons go
+    back to the campaigns. A payment that still arrives later is honoured (the payment flow
+    takes the discount from the campaign again, or from the marketing budget)."""
+    ttl = older_than_seconds
+    if ttl is None:
+        ttl = float(getattr(settings, "ORDER_PAYMENT_TTL", 3600))
+    cutoff = timezone.now() - timedelta(seconds=ttl)
+    ids = list(
+        Order.objects.filter(
+            status__in=[Status.CREATED, Status.PENDING_PAYMENT, Status.PAYMENT_FAILED],
+            created_at__lt=cutoff,
+        ).values_list("id", flat=True)
+    )
+    done = 0
+    for order_id in ids:
+        try:
+            order_cancel(order_id=order_id, note="expired", actor="expiry")
+            done += 1
+        except InvalidState:
+            continue  # paid meanwhile
+    return done
+
+
+# --- rider and delivery ---------------------------------------------------------------------
+
+
+@retry_on_conflict
+def order_rider_assign(*, order_id: int, rider_id: int, actor: str = "") -> Order:
+    with transaction.atomic(durable=True):
+        order = order_lock(order_id=order_id)
+        if order.status in (Status.DELIVERED, Status.CANCELED):
+            raise InvalidState(f"Order {order.pk} is {order.status}.", code=f"order_{order.status}")
+        rider = Rider.objects.filter(pk=rider_id).first()
+        if rider is None:
+            raise NotFound(f"Rider {rider_id} does not exist.", extra={"field": "rider"})
+        if rider.asset != order.asset:
+            raise InvalidInput(f"Rider {rider_id} is paid in {rider.asset}, not {order.asset}.")
+        order.rider = rider
+        order.save(update_fields=["rider"])
+    return order
+
+
+def order_split_amount(*, order: Order) -> int:
+    """What the order's account holds for the split: what was paid plus the coupon, minus
+    refunds claimed on it before delivery (a pending one included, so that its money is still
+    there when Stripe confirms it)."""
+    claimed = (
+        Refund.objects.filter(order=order, source=Refund.Source.ORDER)
+        .exclude(status=Refund.Status.FAILED)
+        .aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    return order.amount_paid + order.discount - claimed
+
+
+@retry_on_conflict
+def order_deliver(*, order_id: int, rider_id: int | None = None, actor: str = "") -> Order:
+    """Mark a paid order delivered and split its money (`delivery:<id>`): the delivery fee to
+    the rider, the restaurant's commission to platform:fees, the rest to the restaurant.
+    Delivering a delivered order again is a no-op. Raises NotFound, InvalidState."""
+    with transaction.atomic(durable=True):
+        order = order_lock(order_id=order_id)
+        if order.status == Status.DELIVERED:
+            return order
+        if rider_id is not None and order.rider_id != rider_id:
+            rider = Rider.objects.filter(pk=rider_id).first()
+            if rider is None:
+                raise NotFound(f"Rider {rider_id} does not exist.", extra={"field": "rider"})
+            order.rider = rider
+            order.save(update_fields=["rider"])
+        if order.status != Status.PAID:
+            raise InvalidState(
+                f"Order {order.pk} is {order.status}: only a paid order can be delivered.",
+                code="order_not_paid",
+                extra={"order_id": order.pk, "status": order.status},
+            )
+        if order.rider is None:
+            raise InvalidState(f"Order {order.pk} has no rider.", code="order_without_rider")
+        amount = order_split_amount(order=order)
+        if amount > 0:
+            flow_post(
+                "split",
+                vars={
+                    "amount": monetary(order.asset, amount),
+                    "delivery_fee": monetary(order.asset, order.delivery_fee),
+                    "order": order.ledger_address,
+                    "restaurant": order.restaurant.ledger_address,
+                    "rider": order.rider.ledger_address,
+                },
+                reference=f"delivery:{order.pk}",
+                metadata=stripe_meta(
+                    order_id=order.pk,
+                    payment_intent=order.payment_intent_id,
+                    charge=order.charge_id,
+                    campaign=order.campaign.code if order.campaign else None,
+                ),
+            )
+        order.delivered_at = timezone.now()
+        order.save(update_fields=["delivered_at"])
+        order_transition(order=order, to=Status.DELIVERED, actor=actor)
+    return order
+
+
+def order_get(*, order_id: int) -> Order:
+    order = (
+        Order.objects.select_related("restaurant", "rider", "campaign").filter(pk=order_id).first()
+    )
+    if order is None:
+        raise NotFound(f"Order {order_id} does not exist.")
+    return order

@@ -1,0 +1,398 @@
+"""Refunds, full or partial, requested by staff.
+
+1. `refund_request` (one transaction, under the order's row lock): the amount must not exceed
+   what was paid and not yet refunded (`amount_refunded <= amount_paid` is also a database
+   CHECK); the refund row is created `pending` with who bears it and, fixed now, where the
+   money will come from (the order's account before delivery, the bearers after).
+2. `refund_submit` (no transaction): Stripe's refund is created with the idempotency key
+   `refund:<refund id>` and metadata `refund_id`; its `re_` id is recorded.
+3. `refund_sync` (from the refund webhooks, inside the inbox transaction): when Stripe says
+   succeeded, the ledger is written (`refund:<re_id>`); when it says failed, the refund is
+   written if it had been booked at Stripe, then reverted (`refund-failed:<re_id>`), and the
+   claim on the order is released.
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ledger.models import Transaction
+from ledger.retry import retry_on_conflict
+from ledger.services import transaction_revert
+from marketplace.errors import PaymentProviderError
+from marketplace.flows import flow_post, monetary
+from marketplace.models import Order, Refund
+from marketplace.services.anomalies import anomaly_record
+from marketplace.services.common import (
+    amount_validate,
+    portion_parse,
+    portion_text,
+    stripe_meta,
+)
+from marketplace.services.errors import (
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    RefundTooLarge,
+)
+from marketplace.services.locks import order_lock, refund_lock
+from marketplace.stripe_api import get_gateway
+
+logger = logging.getLogger(__name__)
+
+Bearer = Refund.Bearer
+Status = Refund.Status
+
+
+def refund_shares(
+    *, bearer: str, restaurant_share: str | None = None, rider_share: str | None = None
+) -> tuple[Fraction, Fraction, Fraction]:
+    """(platform, restaurant, rider) shares, exact and summing to 1. Raises InvalidInput."""
+    if bearer == Bearer.PLATFORM:
+        return Fraction(1), Fraction(0), Fraction(0)
+    if bearer == Bearer.RESTAURANT:
+        return Fraction(0), Fraction(1), Fraction(0)
+    if bearer == Bearer.RIDER:
+        return Fraction(0), Fraction(0), Fraction(1)
+    if bearer == Bearer.SHARED:
+        restaurant = portion_parse(restaurant_share or "0%", field="restaurant_share")
+        rider = portion_parse(rider_share or "0%", field="rider_share")
+        if restaurant + rider > 1:
+            raise InvalidInput(
+                "restaurant_share + rider_share must not exceed 100%.",
+                extra={"field": "restaurant_share"},
+            )
+        return 1 - restaurant - rider, restaurant, rider
+    raise InvalidInput(
+        f"bearer must be one of {', '.join(Bearer.values)}.", extra={"field": "bearer"}
+    )
+
+
+@retry_on_conflict
+def refund_request(
+    *,
+    order_id: int,
+    amount: int,
+    bearer: str = Bearer.PLATFORM,
+    restaurant_share: str | None = None,
+    rider_share: str | None = None,
+    reason: str = "",
+    requested_by: Any = None,
+    request_key: str = "",
+) -> Refund:
+    """Validate and record a refund (pending). The same `request_key` on the same order
+    returns the first refund (a double-submitted form). Raises NotFound, InvalidInput,
+    InvalidState (`order_not_paid`), RefundTooLarge."""
+    amount_validate(amount, field="amount")
+    platform, restaurant, rider = refund_shares(
+        bearer=bearer, restaurant_share=restaurant_share, rider_share=rider_share
+    )
+    if not isinstance(request_key, str) or len(request_key) > 255:
+        raise InvalidInput("request_key must be a string of at most 255 characters.")
+    with transaction.atomic(durable=True):
+        order = order_lock(order_id=order_id)
+        if request_key:
+            existing = Refund.objects.filter(order=order, request_key=request_key).first()
+            if existing is not None:
+                if existing.amount != amount or existing.bearer != bearer:
+                    raise InvalidInput(
+                        "This request_key was used for a different refund.",
+                        code="request_key_reused",
+                        extra={"refund_id": existing.pk},
+                    )
+                return existing
+        if order.status not in (Order.Status.PAID, Order.Status.DELIVERED):
+            raise InvalidState(
+                f"Order {order.pk} is {order.status}: nothing was paid to refund.",
+                code="order_not_paid",
+                extra={"order_id": order.pk, "status": order.status},
+            )
+        if amount > order.refundable:
+            raise RefundTooLarge(
+                f"Refund of {amount} exceeds what was paid and not yet refunded "
+                f"({order.refundable}).",
+                extra={"refundable": order.refundable, "amount": amount},
+            )
+        delivered = order.status == Order.Status.DELIVERED
+        if delivered and rider > 0 and order.rider is None:
+            raise InvalidInput("The order has no rider to bear the refund.")
+        refund = Refund.objects.create(
+            order=order,
+            amount=amount,
+            asset=order.asset,
+            bearer=bearer,
+            platform_share=portion_text(platform),
+            restaurant_share=portion_text(restaurant),
+            rider_share=portion_text(rider),
+            source=Refund.Source.PARTIES if delivered else Refund.Source.ORDER,
+            reason=reason[:500],
+            requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+            request_key=request_key,
+        )
+        order.amount_refunded += amount
+        order.save(update_fields=["amount_refunded"])
+    return refund
+
+
+def refund_submit(*, refund_id: int) -> Refund:
+    """Create the refund at Stripe (no transaction open; idempotency key `refund:<id>`) and
+    record its id. A refusal that retrying cannot fix marks the refund failed and releases
+    its claim; a retryable failure leaves it pending (submit again: same key).
+    Raises NotFound, PaymentProviderError."""
+    refund = Refund.objects.select_related("order").filter(pk=refund_id).first()
+    if refund is None:
+        raise NotFound(f"Refund {refund_id} does not exist.")
+    if refund.status != Status.PENDING or refund.stripe_refund_id:
+        return refund
+    try:
+        stripe_refund = get_gateway().refund_create(
+            charge_id=refund.order.charge_id,
+            amount=refund.amount,
+            asset=refund.asset,
+            idempotency_key=refund.idempotency_key,
+            metadata={"refund_id": str(refund.pk), "order_id": str(refund.order_id)},
+            reason="requested_by_customer",
+        )
+    except PaymentProviderError as exc:
+        if not exc.retryable:
+            _refund_refused(refund_id=refund.pk, reason=f"{exc.code}: {exc.message}")
+        raise
+    with transaction.atomic(durable=True):
+        locked = refund_lock(refund_id=refund.pk)
+        if not locked.stripe_refund_id:
+            locked.stripe_refund_id = stripe_refund["id"]
+            fields = ["stripe_refund_id"]
+            if locked.status == Status.PENDING:
+                locked.status = Status.SUBMITTED
+                fields.append("status")
+            locked.save(update_fields=fields)
+    refund.refresh_from_db()
+    return refund
+
+
+def refund_issue(**kwargs: Any) -> Refund:
+    """refund_request then refund_submit: what the API and the admin call."""
+    refund = refund_request(**kwargs)
+    return refund_submit(refund_id=refund.pk)
+
+
+@retry_on_conflict
+def _refund_refused(*, refund_id: int, reason: str) -> None:
+    with transaction.atomic(durable=True):
+        refund = Refund.objects.filter(pk=refund_id).values_list("order_id", flat=True).first()
+        if refund is None:
+            return
+        order = order_lock(order_id=refund)
+        locked = refund_lock(refund_id=refund_id)
+        if locked.status == Status.PENDING and not locked.stripe_refund_id:
+            _release_claim(order=order, refund=locked, reason=reason)
+
+
+def _release_claim(*, order: Order, refund: Refund, reason: str) -> None:
+    refund.status = Status.FAILED
+    refund.failure_reason = reason[:500]
+    refund.failed_at = timezone.now()
+    refund.save(update_fields=["status", "failure_reason", "failed_at"])
+    order.amount_refunded -= refund.amount
+    order.save(update_fields=["amount_refunded"])
+
+
+# --- from Stripe -----------------------------------------------------------------------------
+
+
+class RefundNotReady(Exception):
+    """The refund's payment is not booked yet: the caller defers the event."""
+
+
+def refund_find(*, stripe_refund: dict[str, Any]) -> Refund | None:
+    """Our refund row for a Stripe refund: by `re_` id, else by `metadata.refund_id` (the
+    webhook can arrive before `refund_submit` records the id)."""
+    refund = Refund.objects.filter(stripe_refund_id=stripe_refund["id"]).first()
+    if refund is not None:
+        return refund
+    refund_id = (stripe_refund.get("metadata") or {}).get("refund_id")
+    if refund_id and str(refund_id).isdigit():
+        return Refund.objects.filter(pk=int(refund_id), stripe_refund_id="").first()
+    return None
+
+
+def refund_sync(*, stripe_refund: dict[str, Any], event_id: str = "") -> str:
+    """Bring the ledger in line with a Stripe refund (fetched, not from the payload), inside
+    the caller's transaction. Returns what happened: "booked", "failed", "waiting",
+    "unknown_order". Raises RefundNotReady when the payment is not booked yet."""
+    re_id = stripe_refund["id"]
+    refund = refund_find(stripe_refund=stripe_refund)
+    if refund is None:
+        refund = _external_refund(stripe_refund=stripe_refund, event_id=event_id)
+        if refund is None:
+            return "unknown_order"
+    order = order_lock(order_id=refund.order_id)
+    refund = refund_lock(refund_id=refund.pk)
+    if order.status not in (Order.Status.PAID, Order.Status.DELIVERED):
+        raise RefundNotReady(f"Order {order.pk}'s payment is not booked yet.")
+    if not refund.stripe_refund_id:
+        refund.stripe_refund_id = re_id
+        refund.save(update_fields=["stripe_refund_id"])
+    status = stripe_refund.get("status")
+    booked_at_stripe = bool(stripe_refund.get("balance_transaction"))
+    tx_id: int | None = None
+    if status == "succeeded" or (status in ("failed", "canceled") and booked_at_stripe):
+        tx_id = _refund_book(order=order, refund=refund, stripe_refund=stripe_refund)
+    if status == "succeeded":
+        if refund.status != Status.SUCCEEDED:
+            refund.status = Status.SUCCEEDED
+            refund.succeeded_at = timezone.now()
+            refund.ledger_transaction_id = tx_id
+            refund.save(update_fields=["status", "succeeded_at", "ledger_transaction_id"])
+        return "booked"
+    if status in ("failed", "canceled"):
+        if booked_at_stripe and tx_id is not None:
+            _refund_revert(order=order, refund=refund, stripe_refund=stripe_refund, tx_id=tx_id)
+        if refund.status != Status.FAILED:
+            refund.ledger_transaction_id = refund.ledger_transaction_id or (
+                tx_id if booked_at_stripe else None
+            )
+            refund.save(update_fields=["ledger_transaction_id"])
+            _release_claim(
+                order=order,
+                refund=refund,
+                reason=str(stripe_refund.get("failure_reason") or status),
+            )
+        return "failed"
+    return "waiting"  # pending / requires_action: a later event will tell
+
+
+def _refund_meta(order: Order, refund: Refund, stripe_refund: dict[str, Any]) -> dict[str, str]:
+    return stripe_meta(
+        order_id=order.pk,
+        refund_id=refund.pk,
+        payment_intent=order.payment_intent_id,
+        charge=order.charge_id,
+        campaign=order.campaign.code if order.campaign else None,
+        bearer=refund.bearer,
+    )
+
+
+def _refund_book(*, order: Order, refund: Refund, stripe_refund: dict[str, Any]) -> int:
+    re_id = stripe_refund["id"]
+    txn = stripe_refund.get("balance_transaction")
+    txn_id = txn.get("id") if isinstance(txn, dict) else txn
+    metadata = {
+        "stripe_object": re_id,
+        "stripe_balance_transaction": str(txn_id) if txn_id else None,
+        **_refund_meta(order, refund, stripe_refund),
+    }
+    metadata = {k: v for k, v in metadata.items() if v}
+    if refund.source == Refund.Source.ORDER:
+        result = flow_post(
+            "refund_order",
+            vars={"amount": monetary(refund.asset, refund.amount), "order": order.ledger_address},
+            reference=f"refund:{re_id}",
+            metadata=metadata,
+        )
+    else:
+        rider = order.rider.ledger_address if order.rider else "riders:none"
+        result = flow_post(
+            "refund",
+            vars={
+                "amount": monetary(refund.asset, refund.amount),
+                "restaurant": order.restaurant.ledger_address,
+                "rider": rider,
+                "platform_share": refund.platform_share,
+                "restaurant_share": refund.restaurant_share,
+                "rider_share": refund.rider_share,
+            },
+            reference=f"refund:{re_id}",
+            metadata=metadata,
+        )
+    return int(result.transaction.pk)
+
+
+def _refund_revert(
+    *, order: Order, refund: Refund, stripe_refund: dict[str, Any], tx_id: int
+) -> None:
+    re_id = stripe_refund["id"]
+    failure_txn = stripe_refund.get("failure_balance_transaction")
+    failure_txn_id = failure_txn.get("id") if isinstance(failure_txn, dict) else failure_txn
+    metadata = {
+        "stripe_object": re_id,
+        "stripe_balance_transaction": str(failure_txn_id) if failure_txn_id else None,
+        "flow": "refund_failed",
+        **_refund_meta(order, refund, stripe_refund),
+    }
+    reference = f"refund-failed:{re_id}"
+    already = Transaction.objects.filter(reference=reference).exists()
+    transaction_revert(
+        transaction_id=tx_id,
+        reference=reference,
+        metadata={k: v for k, v in metadata.items() if v},
+        overdraft={"stripe:balance": None},
+    )
+    if (
+        not already
+        and refund.source == Refund.Source.ORDER
+        and order.status == Order.Status.DELIVERED
+    ):
+        anomaly_record(
+            kind="refund_failed_after_delivery",
+            stripe_object=re_id,
+            order=order,
+            message=f"Refund {re_id} of order {order.pk} failed after the order was delivered: "
+            f"{refund.amount} is back in {order.ledger_address}, outside the split. Decide "
+            "who it belongs to.",
+        )
+
+
+def _external_refund(*, stripe_refund: dict[str, Any], event_id: str) -> Refund | None:
+    """A refund made outside the platform (Stripe dashboard): booked at the platform's loss
+    (it did leave our Stripe balance) and flagged. None when the charge is not ours."""
+    charge_id = stripe_refund.get("charge") or ""
+    order = Order.objects.filter(charge_id=charge_id).first() if charge_id else None
+    if order is None:
+        pi_id = stripe_refund.get("payment_intent") or ""
+        order = Order.objects.filter(payment_intent_id=pi_id).first() if pi_id else None
+    if order is None:
+        anomaly_record(
+            kind="unknown_order",
+            stripe_object=stripe_refund["id"],
+            stripe_event_id=event_id,
+            message=f"Refund {stripe_refund['id']} is for charge {charge_id or '?'}, which is "
+            "not one of our orders.",
+        )
+        return None
+    order = order_lock(order_id=order.pk)
+    if order.status not in (Order.Status.PAID, Order.Status.DELIVERED):
+        raise RefundNotReady(f"Order {order.pk}'s payment is not booked yet.")
+    amount = int(stripe_refund["amount"])
+    anomaly_record(
+        kind="external_refund",
+        stripe_object=stripe_refund["id"],
+        stripe_event_id=event_id,
+        order=order,
+        message=f"Refund {stripe_refund['id']} of {amount} on order {order.pk} was not "
+        "requested here; booked as a platform loss.",
+    )
+    try:
+        with transaction.atomic():
+            refund = Refund.objects.create(
+                order=order,
+                amount=amount,
+                asset=order.asset,
+                bearer=Bearer.PLATFORM,
+                source=Refund.Source.PARTIES
+                if order.status == Order.Status.DELIVERED
+                else Refund.Source.ORDER,
+                reason="created outside the platform",
+                stripe_refund_id=stripe_refund["id"],
+                status=Status.SUBMITTED,
+            )
+    except IntegrityError:
+        return Refund.objects.get(stripe_refund_id=stripe_refund["id"])
+    order.amount_refunded = min(order.amount_paid, order.amount_refunded + amount)
+    order.save(update_fields=["amount_refunded"])
+    return refund
