@@ -157,6 +157,7 @@ def classify(f: Figures) -> Outcome:
 # The same rules over columns has_s, has_l, s_unknown, linked, l_stale (0/1 integers) and
 # s_net, s_fee, l_net, l_fee, l_dup (integers). SQL's `%` and `/` truncate towards zero where
 # Python's floor; the multiple test only divides when the remainder is 0, where both agree.
+# NULLIF: SQL does not promise to evaluate `s_net <> 0` before the division.
 CLASSIFY_SQL = f"""CASE
     WHEN has_s = 1 AND s_unknown = 1 THEN '{Outcome.SUSPENSE}'
     WHEN has_s = 0 AND linked = 0 THEN '{Outcome.SUSPENSE}'
@@ -166,7 +167,7 @@ CLASSIFY_SQL = f"""CASE
         THEN '{Outcome.MATCHED}'
     WHEN has_l = 0 OR (l_net = 0 AND l_fee = 0) THEN '{Outcome.MISSING_IN_LEDGER}'
     WHEN l_net = s_net AND l_fee = s_fee THEN '{Outcome.MATCHED}'
-    WHEN l_dup > 1 OR (s_net <> 0 AND l_net % s_net = 0 AND l_net / s_net >= 2)
+    WHEN l_dup > 1 OR (l_net % NULLIF(s_net, 0) = 0 AND l_net / NULLIF(s_net, 0) >= 2)
         THEN '{Outcome.MATCHED_TWICE}'
     WHEN s_fee - l_fee > 0 AND l_net - s_net = s_fee - l_fee THEN '{Outcome.FEE_MISSING}'
     ELSE '{Outcome.AMOUNT_MISMATCH}'

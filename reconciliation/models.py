@@ -108,7 +108,9 @@ class ReconciliationRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"run {self.pk} [{self.window_start:%Y-%m-%d %H:%M}, {self.window_end:%Y-%m-%d %H:%M})"
+        return (
+            f"run {self.pk} [{self.window_start:%Y-%m-%d %H:%M}, {self.window_end:%Y-%m-%d %H:%M})"
+        )
 
 
 class ReconciliationItem(models.Model):

@@ -1,6 +1,6 @@
 """Services of the reconciliation app (they write; reconciliation.selectors reads).
 
-    from reconciliation.services import reconciliation_run, run_repairs_apply
+from reconciliation.services import reconciliation_run, run_repairs_apply
 """
 
 from reconciliation.services.importing import (

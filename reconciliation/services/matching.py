@@ -4,7 +4,9 @@ One database transaction, a handful of statements, no rows through Python:
 
 1. `recon_s`: the Stripe side. Every source object with a balance transaction created in the
    window, aggregated per (source, asset) over ALL its imported balance transactions (a
-   dispute's reinstatement days later joins its withdrawal).
+   dispute's reinstatement days later joins its withdrawal). For Stripe's own fees
+   (`reporting_category = 'fee'`, e.g. a standalone `stripe_fee`) the whole amount is the fee:
+   the ledger books them `platform:stripe_fees -> stripe:balance` like any other fee.
 2. `recon_wl`: ledger transactions moving `stripe:balance` in [start - grace, end), with the
    Stripe object they name (a revert inherits the object of the transaction it reverts).
 3. `recon_objs`: the objects in scope, from both sides.
@@ -117,7 +119,8 @@ def _statements(
             f"""CREATE TEMP TABLE recon_s AS
 SELECT b.source_key AS obj, b.asset AS asset,
     CAST(SUM(b.amount) AS BIGINT) AS s_amount,
-    CAST(SUM(b.fee) AS BIGINT) AS s_fee,
+    CAST(SUM(CASE WHEN b.reporting_category = 'fee' THEN b.fee - b.amount ELSE b.fee END)
+         AS BIGINT) AS s_fee,
     CAST(SUM(b.net) AS BIGINT) AS s_net,
     COUNT(*) AS s_count,
     MIN(b.created) AS s_first,

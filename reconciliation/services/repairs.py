@@ -107,6 +107,9 @@ def _apply(item: ReconciliationItem) -> str:
                         META_FLOW: FLOW_REVERT,
                         "duplicate_of": str(repair["original"]),
                     },
+                    # The mirror of Stripe and the fee expense may go negative (they do by
+                    # design); every other account the revert takes from is still checked.
+                    overdraft={STRIPE_BALANCE: None, STRIPE_FEES: None},
                 )
                 reverts.append(str(result.transaction.pk))
             except AlreadyReverted:
@@ -200,7 +203,9 @@ def fees_book(*, run: ReconciliationRun) -> RepairReport:
             inputs.append(
                 TxInput(
                     postings=[
-                        PostingInput(STRIPE_FEES, STRIPE_BALANCE, repair["asset"], int(repair["amount"]))
+                        PostingInput(
+                            STRIPE_FEES, STRIPE_BALANCE, repair["asset"], int(repair["amount"])
+                        )
                     ],
                     reference=f"stripe-fee:{repair['balance_transaction']}",
                     metadata={

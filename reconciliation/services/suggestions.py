@@ -88,13 +88,15 @@ def suggestions_enrich(*, run: ReconciliationRun, gateway: StripeGateway | None 
 
 
 # --- fees ----------------------------------------------------------------------------------
-def _fee_txns(items: Iterable[ReconciliationItem]) -> dict[tuple[str, str], StripeBalanceTransaction]:
+def _fee_txns(
+    items: Iterable[ReconciliationItem],
+) -> dict[tuple[str, str], StripeBalanceTransaction]:
     """Per (key, asset): the balance transaction with the largest fee (ties: smallest id)."""
     keys = {(i.key, i.asset) for i in items}
     best: dict[tuple[str, str], StripeBalanceTransaction] = {}
-    rows = StripeBalanceTransaction.objects.filter(
-        source_key__in=[k for k, _a in keys]
-    ).only("id", "source_key", "asset", "fee", "created", "reporting_category", "net")
+    rows = StripeBalanceTransaction.objects.filter(source_key__in=[k for k, _a in keys]).only(
+        "id", "source_key", "asset", "fee", "created", "reporting_category", "net"
+    )
     for row in rows.order_by("id"):
         key = (row.source_key, row.asset)
         if key in keys and (key not in best or row.fee > best[key].fee):
@@ -156,9 +158,13 @@ def _primary_transactions(key: str, asset: str, sb: int, fees: int) -> list[_Led
         if flow in (FLOW_FEE, FLOW_REVERT):
             continue
         txs[tx_id] = _LedgerTx(tx_id, (metadata or {}).get(META_TXN), (), 0, 0)
-    postings = Posting.objects.filter(transaction_id__in=list(txs)).order_by("transaction_id", "index")
+    postings = Posting.objects.filter(transaction_id__in=list(txs)).order_by(
+        "transaction_id", "index"
+    )
     grouped: dict[int, list[tuple[int, int, str, int]]] = defaultdict(list)
-    for p in postings.values_list("transaction_id", "source_id", "destination_id", "asset", "amount"):
+    for p in postings.values_list(
+        "transaction_id", "source_id", "destination_id", "asset", "amount"
+    ):
         grouped[p[0]].append((p[1], p[2], p[3], p[4]))
     for tx_id, tx in txs.items():
         tx.postings = tuple(grouped.get(tx_id, ()))
@@ -237,10 +243,18 @@ def _choose(candidates: list[_Candidate], wanted: tuple[str, ...]) -> _Candidate
 
 def _missing(items: list[ReconciliationItem], gateway: StripeGateway | None) -> None:
     bts = defaultdict(list)
-    for row in StripeBalanceTransaction.objects.filter(
-        source_key__in=[i.key for i in items]
-    ).only("id", "source_key", "asset", "source_object", "created", "source_type", "net",
-           "reporting_category", "fee", "source_id"):
+    for row in StripeBalanceTransaction.objects.filter(source_key__in=[i.key for i in items]).only(
+        "id",
+        "source_key",
+        "asset",
+        "source_object",
+        "created",
+        "source_type",
+        "net",
+        "reporting_category",
+        "fee",
+        "source_id",
+    ):
         bts[(row.source_key, row.asset)].append(row)
 
     wanted: dict[int, tuple[str, ...]] = {}
@@ -333,16 +347,15 @@ def _stripe_events(
     earliest = min(since[item.pk] for item in items) - timedelta(hours=1)
     limit = int(conf.get("RECONCILIATION_EVENT_SCAN_LIMIT"))
     candidates: dict[int, list[_Candidate]] = defaultdict(list)
-    scanned = 0
-    for event in gateway.events_iter(
+    events = gateway.events_iter(
         created_gte=int(earliest.timestamp()), types=types if len(types) <= 20 else None
-    ):
-        scanned += 1
+    )
+    for scanned, event in enumerate(events, 1):
         obj = (event.get("data") or {}).get("object") or {}
-        object_id = obj.get("id") if isinstance(obj, dict) else None
-        for item in owners.get(object_id or "", []):
-            candidates[item.pk].append(
-                _Candidate(str(event["id"]), str(event.get("type")), str(object_id))
+        found_id = str(obj.get("id") or "") if isinstance(obj, dict) else ""
+        for owner in owners.get(found_id, []):
+            candidates[owner.pk].append(
+                _Candidate(str(event["id"]), str(event.get("type")), found_id)
             )
         if scanned >= limit:
             logger.warning("reconciliation: stopped after scanning %d Stripe events", scanned)
@@ -406,4 +419,3 @@ def _describe_missing(
             repair,
             safe=False,
         )
-

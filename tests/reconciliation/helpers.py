@@ -103,7 +103,9 @@ def book_payment(
 
 
 def book_refund(refund: str, amount: int, **kw: Any) -> Transaction:
-    return post([("platform:losses", "stripe:balance", amount)], stripe_object=refund, flow="refund", **kw)
+    return post(
+        [("platform:losses", "stripe:balance", amount)], stripe_object=refund, flow="refund", **kw
+    )
 
 
 def payment(gross: int = 2599, fee: int | None = None, **kw: Any) -> tuple[str, dict[str, Any]]:

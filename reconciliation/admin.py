@@ -1,0 +1,127 @@
+"""Admin pages of reconciliation: runs (summary, totals, CSV, "apply safe repairs"), items
+(filter by run, outcome, repair status) and the imported balance transactions. Everything is
+read-only: runs and items change only through the services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from config.errors import ApplicationError
+from reconciliation import selectors
+from reconciliation.models import ReconciliationItem, ReconciliationRun, StripeBalanceTransaction
+from reconciliation.services import run_repairs_apply
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "window_start",
+        "window_end",
+        "status",
+        "trigger",
+        "problems",
+        "outcome_counts",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "trigger"]
+    readonly_fields = ["summary_pretty", "links"]
+    fields = ["links", "summary_pretty"]
+    actions = ["apply_safe_repairs"]
+
+    @admin.display(description="outcomes")
+    def outcome_counts(self, obj: ReconciliationRun) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted((obj.counts or {}).items()))
+
+    @admin.display(description="summary")
+    def summary_pretty(self, obj: ReconciliationRun) -> str:
+        text = json.dumps(selectors.run_summary(run=obj), indent=2)
+        return format_html("<pre>{}</pre>", text)
+
+    @admin.display(description="items")
+    def links(self, obj: ReconciliationRun) -> str:
+        items = reverse("admin:reconciliation_reconciliationitem_changelist")
+        csv = reverse("reconciliation:run-items-csv", kwargs={"run_id": obj.pk})
+        return format_html(
+            '<a href="{}?run__id__exact={}">all items</a> · '
+            '<a href="{}?run__id__exact={}&repair_status__exact=pending">safe repairs pending</a>'
+            ' · <a href="{}">CSV</a>',
+            items,
+            obj.pk,
+            items,
+            obj.pk,
+            csv,
+        )
+
+    @admin.action(description="Apply the safe repairs of the selected runs")
+    def apply_safe_repairs(
+        self, request: HttpRequest, queryset: QuerySet[ReconciliationRun]
+    ) -> None:
+        for run in queryset.order_by("id"):
+            try:
+                report = run_repairs_apply(run=run)
+            except ApplicationError as exc:
+                self.message_user(request, f"run {run.pk}: {exc.message}", messages.ERROR)
+                continue
+            self.message_user(
+                request,
+                f"run {run.pk}: {report.applied} repair(s) applied, {report.failed} failed; "
+                "run the window again to confirm.",
+                messages.WARNING if report.failed else messages.SUCCESS,
+            )
+
+
+@admin.register(ReconciliationItem)
+class ReconciliationItemAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "run",
+        "outcome",
+        "key",
+        "asset",
+        "stripe_net",
+        "ledger_net",
+        "difference",
+        "repair_status",
+        "suggested_action",
+    ]
+    list_filter = ["outcome", "repair_status", "safe"]
+    search_fields = ["key", "balance_transactions", "ledger_transactions"]
+    list_select_related = ["run"]
+    show_full_result_count = False
+
+
+@admin.register(StripeBalanceTransaction)
+class StripeBalanceTransactionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "created",
+        "reporting_category",
+        "type",
+        "source_id",
+        "net",
+        "fee",
+        "asset",
+    ]
+    list_filter = ["reporting_category", "status", "asset"]
+    search_fields = ["id", "source_id"]
+    show_full_result_count = False
