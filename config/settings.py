@@ -152,6 +152,34 @@ LEDGER_CHART_OF_ACCOUNTS = [
     ("platform:**", "equity"),
 ]
 
+# --- Payouts -------------------------------------------------------------------------------
+# See payouts/conf.py for what each one means. Amounts are minor units of the payee's asset.
+PAYOUTS_MIN_AMOUNT = env.int("PAYOUTS_MIN_AMOUNT", default=1000)
+PAYOUTS_ROLLING_RESERVE_BPS = env.int("PAYOUTS_ROLLING_RESERVE_BPS", default=0)
+PAYOUTS_ROLLING_RESERVE_DAYS = env.int("PAYOUTS_ROLLING_RESERVE_DAYS", default=7)
+PAYOUTS_SCHEDULE_SECONDS = env.float("PAYOUTS_SCHEDULE_SECONDS", default=3600.0)
+PAYOUTS_SWEEP_SECONDS = env.float("PAYOUTS_SWEEP_SECONDS", default=60.0)
+PAYOUTS_LEASE_SECONDS = env.float("PAYOUTS_LEASE_SECONDS", default=300.0)
+PAYOUTS_STUCK_SECONDS = {
+    "pending": 60.0,
+    "reserved": env.float("PAYOUTS_STUCK_RESERVED_SECONDS", default=120.0),
+    "submitting": env.float("PAYOUTS_STUCK_SUBMITTING_SECONDS", default=120.0),
+    "submitted": env.float("PAYOUTS_STUCK_SUBMITTED_SECONDS", default=60.0),
+    "failed": 300.0,
+}
+PAYOUTS_ESCALATE_SECONDS = env.float("PAYOUTS_ESCALATE_SECONDS", default=3600.0)
+PAYOUTS_QUEUE = env.str("PAYOUTS_QUEUE", default="celery")
+CELERY_BEAT_SCHEDULE["payouts-schedule"] = {
+    "task": "payouts.tasks.payouts_schedule",
+    "schedule": PAYOUTS_SCHEDULE_SECONDS,
+    "options": {"queue": PAYOUTS_QUEUE},
+}
+CELERY_BEAT_SCHEDULE["payouts-sweep"] = {
+    "task": "payouts.tasks.payouts_sweep",
+    "schedule": PAYOUTS_SWEEP_SECONDS,
+    "options": {"queue": PAYOUTS_QUEUE},
+}
+
 # --- REST API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

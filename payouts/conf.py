@@ -1,0 +1,65 @@
+"""Payouts settings with their defaults (override any of them in Django settings).
+
+PAYOUTS_MIN_AMOUNT            smallest payout, minor units; an int for every asset or a dict
+                              {asset: int} (missing assets use the "*" key, else 1) (1000)
+PAYOUTS_ROLLING_RESERVE_BPS   rolling reserve kept on the payee, in basis points of what it
+                              was credited over the last PAYOUTS_ROLLING_RESERVE_DAYS (0: off)
+PAYOUTS_ROLLING_RESERVE_DAYS  the reserve's window, days (7)
+PAYOUTS_SCHEDULE_SECONDS      Celery beat cadence of the scheduling pass (3600)
+PAYOUTS_SWEEP_SECONDS         Celery beat cadence of the sweeper (60)
+PAYOUTS_LEASE_SECONDS         how long a driver owns a payout; renewed while it works (300)
+PAYOUTS_STUCK_SECONDS         per state, age after which the sweeper re-drives a payout that
+                              no worker holds ({"pending": 60, "reserved": 120, ...})
+PAYOUTS_ESCALATE_SECONDS      a payout unresolved in `submitting` this long is logged as an
+                              error and flagged for staff (needs_attention) (3600)
+PAYOUTS_SCHEDULE_CHUNK        payees per scheduling transaction (200)
+PAYOUTS_DRIVE_BATCH           payouts per driving task (50)
+PAYOUTS_SWEEP_LIMIT           payouts one sweep re-drives at most (5000)
+PAYOUTS_TASK_MAX_RETRIES      Celery retries of a driving task before the sweeper takes over (5)
+PAYOUTS_QUEUE                 the Celery queue of the payout tasks ("celery")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "PAYOUTS_MIN_AMOUNT": 1000,
+    "PAYOUTS_ROLLING_RESERVE_BPS": 0,
+    "PAYOUTS_ROLLING_RESERVE_DAYS": 7,
+    "PAYOUTS_SCHEDULE_SECONDS": 3600.0,
+    "PAYOUTS_SWEEP_SECONDS": 60.0,
+    "PAYOUTS_LEASE_SECONDS": 300.0,
+    "PAYOUTS_STUCK_SECONDS": {
+        "pending": 60.0,
+        "reserved": 120.0,
+        "submitting": 120.0,
+        "submitted": 60.0,
+        "failed": 300.0,
+    },
+    "PAYOUTS_ESCALATE_SECONDS": 3600.0,
+    "PAYOUTS_SCHEDULE_CHUNK": 200,
+    "PAYOUTS_DRIVE_BATCH": 50,
+    "PAYOUTS_SWEEP_LIMIT": 5000,
+    "PAYOUTS_TASK_MAX_RETRIES": 5,
+    "PAYOUTS_QUEUE": "celery",
+}
+
+
+def get(name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def min_amount(asset: str) -> int:
+    """The minimum payout for `asset` (at least 1)."""
+    value = get("PAYOUTS_MIN_AMOUNT")
+    if isinstance(value, dict):
+        value = value.get(asset, value.get("*", 1))
+    return max(1, int(value))
+
+
+def stuck_seconds(state: str) -> float:
+    table = {**DEFAULTS["PAYOUTS_STUCK_SECONDS"], **(get("PAYOUTS_STUCK_SECONDS") or {})}
+    return float(table.get(state, 300.0))

@@ -1,0 +1,50 @@
+"""Errors of the payouts app, rooted in `config.errors.ApplicationError`.
+
+PayoutError
+├── TransitionRefused     the transition table does not allow from -> to (409)
+├── PayoutNotFound        no payout with that id (404)
+├── PayeeNotFound         no restaurant/rider with that id (404)
+├── NothingToPay          the payee has nothing payable (below the minimum, negative, held)
+├── ReturnBlocked         the transfer exists and was not reversed: cannot give the money back
+└── LeaseLost             another worker owns this payout now (internal: the step stops)
+"""
+
+from __future__ import annotations
+
+from config.errors import ApplicationError
+
+
+class PayoutError(ApplicationError):
+    code = "payout_error"
+
+
+class TransitionRefused(PayoutError):
+    code = "transition_refused"
+    http_status = 409
+
+
+class PayoutNotFound(PayoutError):
+    code = "payout_not_found"
+    http_status = 404
+
+
+class PayeeNotFound(PayoutError):
+    code = "payee_not_found"
+    http_status = 404
+
+
+class NothingToPay(PayoutError):
+    code = "nothing_to_pay"
+    http_status = 409
+
+
+class ReturnBlocked(PayoutError):
+    code = "return_blocked"
+    http_status = 409
+
+
+class LeaseLost(PayoutError):
+    """A driver's lease on a payout expired and another worker claimed it."""
+
+    code = "lease_lost"
+    http_status = 409

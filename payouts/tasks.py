@@ -1,0 +1,56 @@
+"""Celery tasks of the payouts app: thin, they call one service.
+
+All are `acks_late` (a message is only acknowledged once the task returns), and correctness
+never depends on the message: the payout rows (state + lease + next_attempt_at) are the truth
+and `payouts_sweep` (beat) re-drives whatever a lost or killed task left behind (W1, W6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from payouts import conf
+
+
+@shared_task(
+    bind=True,
+    name="payouts.tasks.payouts_drive",
+    acks_late=True,
+    max_retries=None,  # bounded below by PAYOUTS_TASK_MAX_RETRIES (read at run time)
+)
+def payouts_drive(self: Any, payout_ids: list[str]) -> dict[str, Any]:
+    """Drive these payouts as far as they go; retry the unresolved ones with backoff (then
+    the sweeper takes over)."""
+    from payouts.services import payouts_drive as drive
+
+    result = drive(ids=payout_ids, actor=f"task:{self.request.id or 'eager'}")
+    retries = self.request.retries or 0
+    if (
+        result.unresolved
+        and not self.request.is_eager
+        and retries < int(conf.get("PAYOUTS_TASK_MAX_RETRIES"))
+    ):
+        raise self.retry(
+            args=[result.unresolved],
+            countdown=min(300, 5 * 2**retries),
+            queue=conf.get("PAYOUTS_QUEUE"),
+        )
+    return result.as_dict()
+
+
+@shared_task(name="payouts.tasks.payouts_schedule", acks_late=True)
+def payouts_schedule() -> dict[str, Any]:
+    """The beat's scheduling pass."""
+    from payouts.services import payouts_schedule as schedule
+
+    return schedule(actor="beat:payouts-schedule").as_dict()
+
+
+@shared_task(name="payouts.tasks.payouts_sweep", acks_late=True)
+def payouts_sweep() -> int:
+    """The beat's sweeper: re-drive payouts stuck past their state's threshold."""
+    from payouts.services import payouts_sweep as sweep
+
+    return sweep()
