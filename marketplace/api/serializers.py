@@ -1,0 +1,256 @@
+"""Input and output shapes of the marketplace API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from marketplace.models import Campaign, Order, Refund, Restaurant, Rider, Topup
+from marketplace.services.common import MAX_AMOUNT
+
+
+@extend_schema_field(OpenApiTypes.INT64)
+class AmountField(serializers.Field):
+    """An amount in minor units: a JSON integer only (no strings, floats or booleans)."""
+
+    default_error_messages = {
+        "invalid": "Must be an integer amount in minor units.",
+        "range": "Must be between {low} and {high}.",
+    }
+
+    def __init__(self, *, allow_zero: bool = False, **kwargs: Any):
+        self.allow_zero = allow_zero
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        if type(data) is not int:
+            self.fail("invalid")
+        low = 0 if self.allow_zero else 1
+        if not low <= data <= MAX_AMOUNT:
+            self.fail("range", low=low, high=MAX_AMOUNT)
+        return int(data)
+
+    def to_representation(self, value: int) -> int:
+        return int(value)
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+class RestaurantCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    email = serializers.EmailField(required=False, default="")
+    commission = serializers.CharField(max_length=16, required=False, default="15%")
+    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+
+
+class RiderCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    email = serializers.EmailField(required=False, default="")
+    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+
+
+class CommissionInput(serializers.Serializer):
+    commission = serializers.CharField(max_length=16)
+
+
+class HoldInput(serializers.Serializer):
+    on_hold = serializers.BooleanField()
+
+
+class OrderCreateInput(serializers.Serializer):
+    restaurant = serializers.IntegerField(min_value=1)
+    subtotal = AmountField()
+    delivery_fee = AmountField(allow_zero=True, required=False, default=0)
+    coupon = serializers.CharField(max_length=32, required=False, allow_blank=True, default="")
+    customer_email = serializers.EmailField(required=False, default="")
+    customer_name = serializers.CharField(max_length=200, required=False, default="")
+
+
+class RiderAssignInput(serializers.Serializer):
+    rider = serializers.IntegerField(min_value=1)
+
+
+class DeliverInput(serializers.Serializer):
+    rider = serializers.IntegerField(min_value=1, required=False)
+
+
+class RefundCreateInput(serializers.Serializer):
+    amount = AmountField()
+    bearer = serializers.ChoiceField(choices=Refund.Bearer.choices, default=Refund.Bearer.PLATFORM)
+    restaurant_share = serializers.CharField(max_length=32, required=False)
+    rider_share = serializers.CharField(max_length=32, required=False)
+    reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+    idempotency_key = serializers.CharField(max_length=255, required=False, default="")
+
+
+class CampaignCreateInput(serializers.Serializer):
+    code = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=200, required=False, default="")
+    budget = AmountField()
+    per_order_cap = AmountField()
+    percent_off = serializers.CharField(max_length=16, required=False, default="100%")
+    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+    starts_at = serializers.DateTimeField(required=False, default=None)
+    ends_at = serializers.DateTimeField(required=False, default=None)
+
+
+class AmountInput(serializers.Serializer):
+    amount = AmountField()
+
+
+class TopupCreateInput(serializers.Serializer):
+    amount = AmountField()
+    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+    description = serializers.CharField(max_length=255, required=False, default="")
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+
+class RestaurantOutput(serializers.ModelSerializer):
+    ledger_address = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Restaurant
+        fields = [
+            "id",
+            "name",
+            "email",
+            "commission",
+            "asset",
+            "stripe_account_id",
+            "payouts_on_hold",
+            "ledger_address",
+            "created_at",
+        ]
+
+
+class RiderOutput(serializers.ModelSerializer):
+    ledger_address = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Rider
+        fields = [
+            "id",
+            "name",
+            "email",
+            "asset",
+            "stripe_account_id",
+            "payouts_on_hold",
+            "ledger_address",
+            "created_at",
+        ]
+
+
+class PayeeBalanceOutput(serializers.Serializer):
+    kind = serializers.CharField()
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    ledger_address = serializers.CharField()
+    stripe_account_id = serializers.CharField()
+    payouts_on_hold = serializers.BooleanField()
+    asset = serializers.CharField()
+    available = serializers.IntegerField()
+    in_flight = serializers.IntegerField()
+
+
+class RefundOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Refund
+        fields = [
+            "id",
+            "order",
+            "amount",
+            "asset",
+            "bearer",
+            "platform_share",
+            "restaurant_share",
+            "rider_share",
+            "source",
+            "reason",
+            "status",
+            "stripe_refund_id",
+            "failure_reason",
+            "created_at",
+            "succeeded_at",
+            "failed_at",
+        ]
+
+
+class OrderOutput(serializers.ModelSerializer):
+    coupon = serializers.SerializerMethodField()
+    ledger_address = serializers.CharField(read_only=True)
+    refundable = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "status",
+            "restaurant",
+            "rider",
+            "customer",
+            "asset",
+            "subtotal",
+            "delivery_fee",
+            "discount",
+            "total",
+            "coupon",
+            "coupon_state",
+            "payment_intent_id",
+            "charge_id",
+            "amount_paid",
+            "stripe_fee",
+            "amount_refunded",
+            "refundable",
+            "ledger_address",
+            "created_at",
+            "paid_at",
+            "delivered_at",
+        ]
+
+    def get_coupon(self, order: Order) -> str | None:
+        return order.campaign.code if order.campaign_id and order.campaign else None
+
+
+class OrderCreatedOutput(serializers.Serializer):
+    order = OrderOutput()
+    payment_intent = serializers.DictField()
+
+
+class CampaignOutput(serializers.ModelSerializer):
+    ledger_address = serializers.CharField(read_only=True)
+    remaining = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "code",
+            "name",
+            "asset",
+            "budget",
+            "funded",
+            "remaining",
+            "percent_off",
+            "per_order_cap",
+            "starts_at",
+            "ends_at",
+            "paused",
+            "ledger_address",
+        ]
+
+    def get_remaining(self, campaign: Campaign) -> int:
+        from ledger.selectors import balance_get
+
+        return balance_get(address=campaign.ledger_address, asset=campaign.asset)
+
+
+class TopupOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Topup
+        fields = ["id", "amount", "asset", "description", "status", "stripe_topup_id", "created_at"]
