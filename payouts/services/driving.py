@@ -252,6 +252,8 @@ def step_resolve(ids: Sequence[Any], lease: Lease, actor: str) -> list[Outcome]:
     """submitting (left by a crash or an unknown outcome): LOOK UP the transfer first; only if
     Stripe has none, create it again with the SAME stored key and parameters."""
     rows = list(Payout.objects.filter(pk__in=ids, lease_token=lease.token, state=State.SUBMITTING))
+    if not rows:
+        return []
     outcomes = []
     for payout in rows:
         lease.keep_alive()

@@ -1,0 +1,79 @@
+"""Fixtures of the payouts tests: the Stripe-in-transaction guard (autouse), eager Celery,
+settings, and a started Stripe emulator the app talks to over HTTP (with its chaos switches).
+
+Tests that need threads or a worker subprocess use `transaction=True` with `available_apps`
+that leave out the ledger: its tables refuse TRUNCATE by design, so ledger rows of those tests
+stay in the test database (assertions use accounts created by the test, or deltas)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from config.celery import app as celery_app
+from marketplace.testing import stripe_calls_forbidden_in_atomic
+from stripe_emulator import ChaosConfig, EmulatorServer
+
+API_KEY = "sk_test_payouts"
+TRANSACTIONAL_APPS = [
+    "payouts",
+    "marketplace",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.admin",
+    "django.contrib.sessions",
+    "rest_framework.authtoken",
+]
+
+
+@pytest.fixture(autouse=True)
+def stripe_atomic_violations() -> Iterator[list[str]]:
+    """Fails any test in which a Stripe call happened inside an open transaction."""
+    with stripe_calls_forbidden_in_atomic() as violations:
+        yield violations
+    if violations:
+        pytest.fail("Stripe called inside a database transaction: " + "; ".join(violations))
+
+
+@pytest.fixture(autouse=True)
+def payouts_settings(settings: Any) -> Any:
+    settings.LEDGER_SEAL_ON_COMMIT = False
+    settings.STRIPE_API_KEY = API_KEY
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: use the emulator fixture
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    settings.STRIPE_TIMEOUT = 5.0
+    settings.PAYOUTS_MIN_AMOUNT = 100
+    settings.PAYOUTS_ROLLING_RESERVE_BPS = 0
+    settings.PAYOUTS_LEASE_SECONDS = 300.0
+    settings.PAYOUTS_DRIVE_BATCH = 50
+    return settings
+
+
+@pytest.fixture(autouse=True)
+def celery_eager() -> Iterator[None]:
+    conf = celery_app.conf
+    saved = (conf.task_always_eager, conf.task_eager_propagates)
+    conf.task_always_eager, conf.task_eager_propagates = True, True
+    yield
+    conf.task_always_eager, conf.task_eager_propagates = saved
+
+
+@pytest.fixture
+def chaos() -> ChaosConfig:
+    return ChaosConfig(seed=11)
+
+
+@pytest.fixture
+def emulator(settings: Any, chaos: ChaosConfig) -> Iterator[EmulatorServer]:
+    """A local Stripe with a large available platform balance; the app points at it."""
+    server = EmulatorServer(port=0, chaos=chaos)
+    server.start()
+    settings.STRIPE_API_BASE = server.url
+    status, body = server.request(
+        "POST", "/v1/topups", {"amount": 50_000_000, "currency": "usd"}, api_key=API_KEY
+    )
+    assert status == 200, body
+    yield server
+    server.stop()
