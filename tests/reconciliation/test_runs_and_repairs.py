@@ -202,12 +202,20 @@ def _book_from_event(event: StripeEvent) -> None:
     )
 
 
-def test_unprocessed_payment_webhook_in_the_inbox_is_found_and_replayed(monkeypatch: Any):
+@pytest.fixture
+def handlers() -> Any:
+    """An empty handler table for the test (the apps' own handlers are set aside)."""
+    saved = dict(HANDLERS)
+    HANDLERS.clear()
+    yield HANDLERS
+    HANDLERS.clear()
+    HANDLERS.update(saved)
+
+
+def test_unprocessed_payment_webhook_in_the_inbox_is_found_and_replayed(handlers: Any):
     # given a payment whose payment_intent.succeeded event sits failed in the inbox
-    monkeypatch.setitem(
-        HANDLERS,
-        "payment_intent.succeeded",
-        Registration(event_type="payment_intent.succeeded", apply=_book_from_event),
+    handlers["payment_intent.succeeded"] = Registration(
+        "payment_intent.succeeded", _book_from_event
     )
     charge, pi = uid("ch"), uid("pi")
     bt = stripe_bt(
@@ -259,15 +267,11 @@ def test_unprocessed_payment_webhook_in_the_inbox_is_found_and_replayed(monkeypa
     assert outcomes(run()) == {charge: Outcome.MATCHED}
 
 
-def test_a_failing_repair_is_recorded_and_leaves_the_item_open(monkeypatch: Any):
+def test_a_failing_repair_is_recorded_and_leaves_the_item_open(handlers: Any):
     def broken(event: StripeEvent) -> None:
         raise RuntimeError("handler bug")
 
-    monkeypatch.setitem(
-        HANDLERS,
-        "charge.succeeded",
-        Registration(event_type="charge.succeeded", apply=broken),
-    )
+    handlers["charge.succeeded"] = Registration("charge.succeeded", broken)
     charge = uid("ch")
     stripe_bt(charge, amount=1000, fee=59)
     event_id = f"evt_{uid('x')}"

@@ -36,13 +36,15 @@ def _moment(text: str, *, end: bool) -> datetime:
     """A day (its start, or the start of the next day for an inclusive end) or a date-time."""
     text = text.strip()
     try:
-        moment = parse_datetime(text)
-        if moment is None:
+        if len(text) == 10:  # YYYY-MM-DD (parse_datetime would read it as midnight)
             day = parse_date(text)
             if day is None:
                 raise ValueError
             start, next_day = window_for_day(day)
             return next_day if end else start
+        moment = parse_datetime(text)
+        if moment is None:
+            raise ValueError
     except ValueError:
         raise CommandError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO date-time") from None
     return moment if timezone.is_aware(moment) else moment.replace(tzinfo=UTC)
