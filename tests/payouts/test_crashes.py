@@ -14,8 +14,14 @@ import pytest
 from ledger.models import Transaction
 from marketplace.stripe_api import StripeGateway
 from payouts.models import Payout, PayoutEvent
-from payouts.services import driving, payouts_drive, payouts_schedule, payouts_sweep, returns
-from payouts.services import scheduling
+from payouts.services import (
+    driving,
+    payouts_drive,
+    payouts_schedule,
+    payouts_sweep,
+    returns,
+    scheduling,
+)
 from stripe_emulator import EmulatorServer
 from tests.payouts.helpers import (
     Crash,

@@ -81,9 +81,11 @@ def test_other_columns_update_freely() -> None:
 
 def test_payouts_cannot_be_deleted() -> None:
     payout = make_payout("returned")
-    with pytest.raises(DatabaseError, match="DELETE on payouts_payout is refused"):
-        with transaction.atomic():
-            Payout.objects.filter(pk=payout.pk).delete()
+    with (
+        pytest.raises(DatabaseError, match="DELETE on payouts_payout is refused"),
+        transaction.atomic(),
+    ):
+        Payout.objects.filter(pk=payout.pk).delete()
     assert Payout.objects.filter(pk=payout.pk).exists()
 
 
@@ -92,26 +94,31 @@ def test_audit_rows_are_append_only() -> None:
     with transaction.atomic():
         states.transition(payout, State.RESERVED, why="test", actor="test")
     event = PayoutEvent.objects.get(payout=payout, to_state="reserved")
-    with pytest.raises(DatabaseError, match="UPDATE on payouts_event is refused"):
-        with transaction.atomic():
-            PayoutEvent.objects.filter(pk=event.pk).update(why="rewritten")
-    with pytest.raises(DatabaseError, match="DELETE on payouts_event is refused"):
-        with transaction.atomic():
-            PayoutEvent.objects.filter(pk=event.pk).delete()
+    with (
+        pytest.raises(DatabaseError, match="UPDATE on payouts_event is refused"),
+        transaction.atomic(),
+    ):
+        PayoutEvent.objects.filter(pk=event.pk).update(why="rewritten")
+    with (
+        pytest.raises(DatabaseError, match="DELETE on payouts_event is refused"),
+        transaction.atomic(),
+    ):
+        PayoutEvent.objects.filter(pk=event.pk).delete()
     hold = PayeeHoldChange.objects.create(
         payee_kind="rider", payee_id=1, on_hold=True, reason="x", actor="t"
     )
-    with pytest.raises(DatabaseError, match="payouts_hold_change is refused"):
-        with transaction.atomic():
-            PayeeHoldChange.objects.filter(pk=hold.pk).update(reason="y")
+    with pytest.raises(DatabaseError, match="payouts_hold_change is refused"), transaction.atomic():
+        PayeeHoldChange.objects.filter(pk=hold.pk).update(reason="y")
 
 
 @pytest.mark.parametrize("in_flight", ["pending", "reserved", "submitting", "submitted", "failed"])
 def test_one_payout_in_flight_per_payee(in_flight: str) -> None:
     make_payout(in_flight, seq=1)
-    with pytest.raises(IntegrityError, match="payout_one_in_flight_per_payee"):
-        with transaction.atomic():
-            make_payout("pending", seq=2)
+    with (
+        pytest.raises(IntegrityError, match="payout_one_in_flight_per_payee"),
+        transaction.atomic(),
+    ):
+        make_payout("pending", seq=2)
 
 
 def test_terminal_payouts_do_not_count_as_in_flight() -> None:
@@ -123,17 +130,15 @@ def test_terminal_payouts_do_not_count_as_in_flight() -> None:
 
 def test_sequence_numbers_are_unique_per_payee() -> None:
     make_payout("paid", seq=1)
-    with pytest.raises(IntegrityError, match="payout_payee_seq_uniq"):
-        with transaction.atomic():
-            make_payout("returned", seq=1)
+    with pytest.raises(IntegrityError, match="payout_payee_seq_uniq"), transaction.atomic():
+        make_payout("returned", seq=1)
     make_payout("paid", seq=1, payee_id=2)  # another payee may have its own N=1
 
 
 def test_one_transfer_belongs_to_one_payout() -> None:
     make_payout("paid", seq=1, transfer_id="tr_same")
-    with pytest.raises(IntegrityError, match="payout_transfer_uniq"):
-        with transaction.atomic():
-            make_payout("paid", seq=2, transfer_id="tr_same")
+    with pytest.raises(IntegrityError, match="payout_transfer_uniq"), transaction.atomic():
+        make_payout("paid", seq=2, transfer_id="tr_same")
 
 
 @pytest.mark.parametrize(
@@ -151,13 +156,11 @@ def test_one_transfer_belongs_to_one_payout() -> None:
     ],
 )
 def test_check_constraints(fields: dict[str, Any], constraint: str) -> None:
-    with pytest.raises(IntegrityError, match=constraint):
-        with transaction.atomic():
-            payout = make_payout(fields.pop("state", "pending"))
-            raw_update(payout, **fields)
+    with pytest.raises(IntegrityError, match=constraint), transaction.atomic():
+        payout = make_payout(fields.pop("state", "pending"))
+        raw_update(payout, **fields)
 
 
 def test_unknown_state_is_refused_at_insert() -> None:
-    with pytest.raises(IntegrityError, match="payout_state_valid"):
-        with transaction.atomic():
-            make_payout("cancelled")
+    with pytest.raises(IntegrityError, match="payout_state_valid"), transaction.atomic():
+        make_payout("cancelled")

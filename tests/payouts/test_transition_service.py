@@ -59,9 +59,8 @@ def test_allowed_transition_writes_state_and_audit_row(from_state: str, to_state
 @pytest.mark.parametrize(("from_state", "to_state"), REFUSED)
 def test_refused_transition_changes_nothing(from_state: str, to_state: str) -> None:
     payout = make_payout(from_state)
-    with pytest.raises(TransitionRefused):
-        with transaction.atomic():
-            states.transition(payout, State(to_state), why="no", actor="test")
+    with pytest.raises(TransitionRefused), transaction.atomic():
+        states.transition(payout, State(to_state), why="no", actor="test")
     payout.refresh_from_db()
     assert payout.state == from_state
     assert not PayoutEvent.objects.filter(payout=payout).exists()
@@ -76,9 +75,8 @@ def test_a_transition_needs_a_transaction() -> None:
 def test_a_batch_is_all_or_nothing() -> None:
     ok = make_payout("reserved", seq=1, payee_id=7)
     bad = make_payout("paid", seq=1, payee_id=8)
-    with pytest.raises(TransitionRefused):
-        with transaction.atomic():
-            states.transitions_many([ok, bad], State.SUBMITTING, why="x", actor="t")
+    with pytest.raises(TransitionRefused), transaction.atomic():
+        states.transitions_many([ok, bad], State.SUBMITTING, why="x", actor="t")
     ok.refresh_from_db()
     assert ok.state == "reserved"
     assert not PayoutEvent.objects.exists()

@@ -76,14 +76,14 @@ def test_unknown_states_are_refused(from_state: str, to_state: str) -> None:
 
 
 def test_state_sets() -> None:
-    assert TERMINAL == {State.PAID, State.RETURNED}
-    assert IN_FLIGHT == {
+    assert {State.PAID, State.RETURNED} == TERMINAL
+    assert {
         State.PENDING,
         State.RESERVED,
         State.SUBMITTING,
         State.SUBMITTED,
         State.FAILED,
-    }
+    } == IN_FLIGHT
 
 
 @pytest.mark.parametrize(
