@@ -477,7 +477,9 @@ def test_replay_failed_replays_every_failed_event(register_handler: Any) -> None
 def test_replay_of_an_event_missing_from_the_inbox_fetches_it(
     mock_stripe: responses.RequestsMock,
 ) -> None:
-    event = make_event("payout.paid", stripe_object("payout"), event_id="evt_missed_1")
+    event = make_event(
+        "customer.subscription.trial_will_end", stripe_object("payout"), event_id="evt_missed_1"
+    )
     mock_stripe.get(f"{API_BASE}/v1/events/evt_missed_1", json=event)
 
     call_command("stripe_events", "replay", "evt_missed_1", stdout=StringIO())
