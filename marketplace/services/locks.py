@@ -2,6 +2,10 @@
 
     campaign -> order -> refund / dispute -> (the ledger's balance rows, taken by the ledger)
 
+One exception, deadlock-free: the payment of an order whose coupon was released locks the
+campaign after the order (nobody holding a campaign lock ever waits for an existing order:
+placing an order locks the campaign, then creates a new order row).
+
 A service that needs several takes them in that order; the ledger's own locks always come
 last (a ledger post inside the service's transaction). Locks are held until commit.
 """

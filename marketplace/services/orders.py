@@ -29,7 +29,7 @@ from marketplace.models import Order, OrderStatusChange, Refund, Restaurant, Rid
 from marketplace.services.campaigns import campaign_for_code, coupon_discount
 from marketplace.services.common import MIN_CHARGE_AMOUNT, amount_validate, stripe_meta
 from marketplace.services.errors import CouponExhausted, InvalidInput, InvalidState, NotFound
-from marketplace.services.locks import order_lock
+from marketplace.services.locks import campaign_lock, order_lock
 from marketplace.services.parties import customer_get_or_create
 from marketplace.stripe_api import get_gateway
 
@@ -126,6 +126,13 @@ def _order_create(
     customer_name: str,
 ) -> Order:
     with transaction.atomic(durable=True):
+        if campaign is not None:
+            # Reservations on one campaign take turns (lock order: campaign, then the new
+            # order, then the ledger's rows). The ledger's no-overdraft check on
+            # coupons:<code> is what refuses the overspend; this lock makes sure its read of
+            # the balance sees the reservation committed just before (see the report on
+            # the ledger's sharded script writes).
+            campaign_lock(campaign_id=campaign.pk)
         order = Order.objects.create(
             customer=customer_get_or_create(email=customer_email, name=customer_name),
             restaurant=restaurant,

@@ -14,6 +14,7 @@ from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.common import stripe_meta
 from marketplace.services.errors import MarketplaceError
+from marketplace.services.locks import campaign_lock
 from marketplace.services.orders import TRANSITIONS, order_payment_failed, order_transition
 from marketplace.stripe_api import from_stripe_amount
 
@@ -81,6 +82,9 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
             "booked as charged.",
         )
     fee = int(txn.get("fee") or 0)
+    if order.campaign is not None and order.coupon_state == Order.CouponState.RELEASED:
+        # The discount will come from the campaign's budget again: take its turn.
+        campaign_lock(campaign_id=order.campaign.pk)
     campaign_address = (
         order.campaign.ledger_address if order.campaign else order.coupon_hold_address
     )

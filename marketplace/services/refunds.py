@@ -305,7 +305,6 @@ def _refund_book(*, order: Order, refund: Refund, stripe_refund: dict[str, Any])
                 "rider": rider,
                 "platform_share": refund.platform_share,
                 "restaurant_share": refund.restaurant_share,
-                "rider_share": refund.rider_share,
             },
             reference=f"refund:{re_id}",
             metadata=metadata,

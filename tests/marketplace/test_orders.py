@@ -1,0 +1,275 @@
+"""Placing orders, coupons, delivery: the services, with Stripe faked at the seam."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.selectors import account_metadata_get, balance_get, transactions_list
+from marketplace.models import Order, OrderStatusChange
+from marketplace.services.campaigns import campaign_fund, campaign_pause
+from marketplace.services.errors import (
+    CampaignOverBudget,
+    CouponExhausted,
+    CouponUnavailable,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+)
+from marketplace.services.orders import (
+    order_create,
+    order_deliver,
+    orders_expire,
+)
+from marketplace.services.parties import restaurant_commission_set
+from tests.marketplace.factories import CampaignFactory, RestaurantFactory, RiderFactory
+from tests.marketplace.fakes import FakeGateway, card_fee, fake_gateway
+from tests.marketplace.flows import pay, placed_order
+
+__all__ = ["fake_gateway"]
+
+pytestmark = pytest.mark.django_db
+USD = "USD/2"
+
+
+def bal(address: str) -> int:
+    return balance_get(address=address, asset=USD)
+
+
+def test_restaurant_onboarding_writes_the_commission_to_the_ledger() -> None:
+    # when
+    restaurant = RestaurantFactory(commission="12.5%")
+    # then
+    assert account_metadata_get(address=restaurant.ledger_address) == {
+        "kind": "restaurant",
+        "commission": "12.5%",
+    }
+
+
+def test_commission_change_updates_column_and_metadata() -> None:
+    # given
+    restaurant = RestaurantFactory()
+    # when
+    restaurant_commission_set(restaurant_id=restaurant.pk, commission="18%")
+    # then
+    restaurant.refresh_from_db()
+    assert restaurant.commission == "18%"
+    assert account_metadata_get(address=restaurant.ledger_address)["commission"] == "18%"
+
+
+@pytest.mark.parametrize("bad", ["101%", "abc", "1/0", "-5%", ""])
+def test_commission_must_be_a_portion(bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        RestaurantFactory(commission=bad)
+
+
+def test_order_with_coupon_reserves_the_discount_in_the_same_transaction(
+    fake_gateway: FakeGateway,
+) -> None:
+    # given: 25% off, capped at 400
+    restaurant = RestaurantFactory()
+    campaign = CampaignFactory(code="SPRING", percent_off="25%", per_order_cap=400, funding=10_000)
+    # when
+    order = order_create(
+        restaurant_id=restaurant.pk, subtotal=1000, delivery_fee=300, coupon_code="spring"
+    )
+    # then
+    assert (order.discount, order.total) == (250, 1050)
+    assert order.coupon_state == Order.CouponState.RESERVED
+    assert order.campaign == campaign
+    assert bal("coupons:SPRING") == 9750
+    assert bal(f"orders:{order.pk}:coupon") == 250
+    tx = transactions_list(reference=f"coupon-reserve:{order.pk}").get()
+    assert tx.metadata == {
+        "order_id": str(order.pk),
+        "campaign": "SPRING",
+        "flow": "coupon_reserve",
+    }
+    assert fake_gateway.calls == []
+
+
+def test_coupon_discount_is_capped_per_order() -> None:
+    # given
+    restaurant = RestaurantFactory()
+    CampaignFactory(code="CAP", percent_off="50%", per_order_cap=400, funding=10_000)
+    # when
+    order = order_create(
+        restaurant_id=restaurant.pk, subtotal=3000, delivery_fee=0, coupon_code="CAP"
+    )
+    # then
+    assert order.discount == 400
+
+
+def test_exhausted_campaign_refuses_the_order_and_creates_nothing() -> None:
+    # given: 300 left, the discount would be 500
+    restaurant = RestaurantFactory()
+    CampaignFactory(code="LAST", per_order_cap=500, funding=300)
+    # when
+    with pytest.raises(CouponExhausted) as raised:
+        order_create(restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0, coupon_code="LAST")
+    # then
+    assert raised.value.extra["available"] == 300
+    assert Order.objects.count() == 0
+    assert bal("coupons:LAST") == 300
+
+
+def test_campaign_last_dollars_can_be_spent_exactly() -> None:
+    # given
+    restaurant = RestaurantFactory()
+    CampaignFactory(code="EXACT", per_order_cap=500, funding=1000)
+    # when
+    first = order_create(
+        restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0, coupon_code="EXACT"
+    )
+    second = order_create(
+        restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0, coupon_code="EXACT"
+    )
+    # then
+    assert (first.discount, second.discount) == (500, 500)
+    assert bal("coupons:EXACT") == 0
+    with pytest.raises(CouponExhausted):
+        order_create(
+            restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0, coupon_code="EXACT"
+        )
+
+
+def test_paused_or_unknown_coupon_is_refused() -> None:
+    # given
+    restaurant = RestaurantFactory()
+    campaign = CampaignFactory(code="PAUSED", funding=1000)
+    campaign_pause(campaign_id=campaign.pk)
+    # then
+    with pytest.raises(CouponUnavailable):
+        order_create(
+            restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0, coupon_code="PAUSED"
+        )
+    with pytest.raises(CouponUnavailable):
+        order_create(restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0, coupon_code="NOPE")
+    assert Order.objects.count() == 0
+
+
+def test_campaign_cannot_be_funded_beyond_its_budget() -> None:
+    # given
+    campaign = CampaignFactory(budget=1000, funding=800)
+    # when
+    with pytest.raises(CampaignOverBudget):
+        campaign_fund(campaign_id=campaign.pk, amount=201)
+    funding = campaign_fund(campaign_id=campaign.pk, amount=200)
+    # then
+    campaign.refresh_from_db()
+    assert (campaign.funded, funding.n) == (1000, 2)
+    assert bal(campaign.ledger_address) == 1000
+    assert transactions_list(reference=f"campaign-fund:{campaign.code}:2").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("subtotal", "fee", "code"),
+    [(0, 100, "invalid_input"), (10, 20, "order_total_too_small"), (1000, -1, "invalid_input")],
+)
+def test_order_amounts_are_validated(subtotal: int, fee: int, code: str) -> None:
+    restaurant = RestaurantFactory()
+    with pytest.raises(InvalidInput) as raised:
+        order_create(restaurant_id=restaurant.pk, subtotal=subtotal, delivery_fee=fee)
+    assert raised.value.code == code
+    assert Order.objects.count() == 0
+
+
+def test_order_for_unknown_restaurant() -> None:
+    with pytest.raises(NotFound):
+        order_create(restaurant_id=999_999, subtotal=1000, delivery_fee=0)
+
+
+def test_payment_intent_carries_order_id_and_transfer_group(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant = RestaurantFactory()
+    # when
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1800, delivery_fee=200
+    )
+    # then
+    (call,) = fake_gateway.calls_of("payment_intent_create")
+    assert call == {
+        "amount": 2000,
+        "asset": USD,
+        "idempotency_key": f"order:{order.pk}:payment_intent",
+        "metadata": {"order_id": str(order.pk), "restaurant": restaurant.ledger_address},
+        "transfer_group": f"ORDER_{order.pk}",
+    }
+    assert order.payment_intent_id == intent["id"]
+    assert order.status == Order.Status.PENDING_PAYMENT
+
+
+def test_delivery_of_an_unpaid_order_is_refused(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant, rider = RestaurantFactory(), RiderFactory()
+    order, _ = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1800, delivery_fee=200
+    )
+    # when
+    with pytest.raises(InvalidState) as raised:
+        order_deliver(order_id=order.pk, rider_id=rider.pk)
+    # then
+    assert raised.value.code == "order_not_paid"
+    assert transactions_list(reference=f"delivery:{order.pk}").count() == 0
+
+
+def test_delivery_splits_and_is_idempotent(fake_gateway: FakeGateway) -> None:
+    # given: commission 12.5% on a subtotal of 1999
+    restaurant, rider = RestaurantFactory(commission="12.5%"), RiderFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1999, delivery_fee=450
+    )
+    pay(fake_gateway, order, intent)
+    # when
+    order_deliver(order_id=order.pk, rider_id=rider.pk)
+    order_deliver(order_id=order.pk, rider_id=rider.pk)
+    # then: 12.5% of 1999 = 249.875 -> 249 (+1 leftover to the first clause: 250), 1749
+    assert bal(rider.ledger_address) == 450
+    assert bal("platform:fees") == 250
+    assert bal(restaurant.ledger_address) == 1749
+    assert bal(order.ledger_address) == 0
+    assert transactions_list(reference=f"delivery:{order.pk}").count() == 1
+    transitions = list(
+        OrderStatusChange.objects.filter(order=order).values_list("from_status", "to_status")
+    )
+    assert transitions == [
+        ("created", "pending_payment"),
+        ("pending_payment", "paid"),
+        ("paid", "delivered"),
+    ]
+    assert bal("platform:stripe_fees") == -card_fee(2449)
+
+
+def test_expired_orders_release_their_coupon(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant = RestaurantFactory()
+    CampaignFactory(code="EXP", per_order_cap=300, funding=1000)
+    order, _ = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1500, delivery_fee=0, coupon_code="EXP"
+    )
+    # when
+    expired = orders_expire(older_than_seconds=0)
+    # then
+    order.refresh_from_db()
+    assert expired == 1
+    assert order.status == Order.Status.CANCELED
+    assert order.coupon_state == Order.CouponState.RELEASED
+    assert bal("coupons:EXP") == 1000
+
+
+def test_late_payment_after_expiry_takes_the_discount_from_the_campaign_again(
+    fake_gateway: FakeGateway,
+) -> None:
+    # given: the order expired and released its coupon
+    restaurant = RestaurantFactory()
+    CampaignFactory(code="LATE", per_order_cap=300, funding=1000)
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1500, delivery_fee=0, coupon_code="LATE"
+    )
+    orders_expire(older_than_seconds=0)
+    # when: the customer's payment still goes through
+    pay(fake_gateway, order, intent)
+    # then: the order is honoured
+    assert order.status == Order.Status.PAID
+    assert order.coupon_state == Order.CouponState.CAPTURED
+    assert bal(order.ledger_address) == 1500
+    assert bal("coupons:LATE") == 700

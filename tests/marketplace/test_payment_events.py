@@ -1,0 +1,177 @@
+"""The payment webhooks through the real inbox: idempotency, unknown orders, out-of-order
+failures, mismatches. Stripe is faked at the seam."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.selectors import balance_get, transactions_list
+from marketplace.models import Anomaly, Order, StripeEvent
+from tests.marketplace.factories import CampaignFactory, RestaurantFactory
+from tests.marketplace.fakes import FakeGateway, card_fee, charge, fake_gateway, payment_intent
+from tests.marketplace.flows import event, pay, placed_order, process
+
+__all__ = ["fake_gateway"]
+
+pytestmark = pytest.mark.django_db
+USD = "USD/2"
+
+
+def bal(address: str) -> int:
+    return balance_get(address=address, asset=USD)
+
+
+def ledger_count() -> int:
+    return transactions_list().count()
+
+
+def test_duplicate_and_sibling_events_book_the_payment_once(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
+    )
+    ch = pay(fake_gateway, order, intent)
+    before = ledger_count()
+    # when: charge.succeeded for the same charge, and payment_intent.succeeded redelivered
+    # under a new event id (the same event id is deduplicated by the inbox itself)
+    first = process(event("charge.succeeded", ch))
+    second = process(event("payment_intent.succeeded", intent))
+    # then
+    assert (first.status, second.status) == ("processed", "processed")
+    assert ledger_count() == before
+    assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
+    assert bal(order.ledger_address) == 2500
+    assert bal("stripe:balance") == -(2500 - card_fee(2500))
+
+
+def test_event_for_an_unknown_order_is_recorded_and_flagged(fake_gateway: FakeGateway) -> None:
+    # given: a charge whose metadata names no order of ours
+    intent = fake_gateway.add(payment_intent(amount=1000, metadata={"order_id": "987654"}))
+    ch = fake_gateway.add(charge(amount=1000, payment_intent_id=intent["id"], order_id=987654))
+    intent["latest_charge"] = ch["id"]
+    payload = event("payment_intent.succeeded", intent)
+    # when
+    outcome = process(payload)
+    # then
+    assert outcome.status == "ignored"
+    row = StripeEvent.objects.get(stripe_id=payload["id"])
+    assert row.status == "ignored"
+    assert row.last_error.startswith("unknown order")
+    anomaly = Anomaly.objects.get(kind="unknown_order")
+    assert anomaly.stripe_object == ch["id"]
+    assert anomaly.stripe_event_id == payload["id"]
+    assert ledger_count() == 0
+
+
+def test_event_for_a_charge_stripe_does_not_know_is_flagged(fake_gateway: FakeGateway) -> None:
+    # given
+    payload = event("charge.succeeded", {"id": "ch_missing", "object": "charge"})
+    # when
+    outcome = process(payload)
+    # then
+    assert outcome.status == "ignored"
+    assert Anomaly.objects.filter(kind="unknown_order", stripe_object="ch_missing").count() == 1
+    assert ledger_count() == 0
+
+
+def test_charge_without_balance_transaction_is_deferred(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0
+    )
+    ch = fake_gateway.add(
+        charge(
+            amount=2000,
+            payment_intent_id=intent["id"],
+            order_id=order.pk,
+            with_balance_transaction=False,
+        )
+    )
+    # when
+    outcome = process(event("charge.succeeded", ch))
+    # then
+    assert outcome.status == "deferred"
+    assert ledger_count() == 0
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING_PAYMENT
+
+
+def test_amount_mismatch_is_booked_as_charged_and_flagged(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0
+    )
+    # when
+    ch = pay(fake_gateway, order, intent, amount=1900)
+    # then
+    assert order.amount_paid == 1900
+    assert bal(order.ledger_address) == 1900
+    assert Anomaly.objects.get(kind="amount_mismatch").stripe_object == ch["id"]
+
+
+def test_failure_event_after_success_changes_nothing(fake_gateway: FakeGateway) -> None:
+    # given: a paid order with a coupon; an earlier attempt had failed (its event is late)
+    restaurant = RestaurantFactory()
+    CampaignFactory(code="OOO", per_order_cap=300, funding=1000)
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1500, delivery_fee=0, coupon_code="OOO"
+    )
+    failed_snapshot = dict(intent, status="requires_payment_method")
+    pay(fake_gateway, order, intent)
+    before = ledger_count()
+    # when
+    outcome = process(event("payment_intent.payment_failed", failed_snapshot))
+    # then: prepare fetched the PaymentIntent (succeeded): nothing released
+    assert outcome.status == "processed"
+    assert ledger_count() == before
+    order.refresh_from_db()
+    assert (order.status, order.coupon_state) == ("paid", "captured")
+    assert bal("coupons:OOO") == 700
+    assert bal(order.ledger_address) == 1500
+
+
+def test_failure_releases_the_coupon_once(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant = RestaurantFactory()
+    CampaignFactory(code="FAIL", per_order_cap=300, funding=1000)
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1500, delivery_fee=0, coupon_code="FAIL"
+    )
+    # when
+    process(event("payment_intent.payment_failed", intent))
+    intent["status"] = "canceled"
+    process(event("payment_intent.canceled", intent))
+    # then
+    order.refresh_from_db()
+    assert (order.status, order.coupon_state) == ("canceled", "released")
+    assert bal("coupons:FAIL") == 1000
+    assert transactions_list(reference=f"coupon-release:{order.pk}").count() == 1
+
+
+def test_payment_metadata_for_reconciliation(fake_gateway: FakeGateway) -> None:
+    # given
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1000, delivery_fee=0
+    )
+    # when
+    ch = pay(fake_gateway, order, intent)
+    # then: the net movement of stripe:balance is minus the balance transaction's net
+    tx = transactions_list(reference=f"payment:{ch['id']}").get()
+    assert tx.metadata == {
+        "stripe_object": ch["id"],
+        "stripe_balance_transaction": ch["balance_transaction"]["id"],
+        "order_id": str(order.pk),
+        "payment_intent": intent["id"],
+        "charge": ch["id"],
+        "flow": "payment",
+    }
+    movement = sum(
+        (p.amount if p.destination.address == "stripe:balance" else 0)
+        - (p.amount if p.source.address == "stripe:balance" else 0)
+        for p in tx.postings.all()
+    )
+    assert movement == -ch["balance_transaction"]["net"]
