@@ -149,7 +149,9 @@ def classify(f: Figures) -> Outcome:
     if f.l_dup > 1 or (f.s_net != 0 and f.l_net % f.s_net == 0 and f.l_net // f.s_net >= 2):
         return Outcome.MATCHED_TWICE
     fee_gap = f.s_fee - f.l_fee
-    if fee_gap > 0 and f.l_net - f.s_net == fee_gap:
+    # The fee's money is missing from stripe:balance, or the money is right but the fee was
+    # booked from another account than platform:stripe_fees.
+    if fee_gap > 0 and f.l_net - f.s_net in (fee_gap, 0):
         return Outcome.FEE_MISSING
     return Outcome.AMOUNT_MISMATCH
 
@@ -169,7 +171,8 @@ CLASSIFY_SQL = f"""CASE
     WHEN l_net = s_net AND l_fee = s_fee THEN '{Outcome.MATCHED}'
     WHEN l_dup > 1 OR (l_net % NULLIF(s_net, 0) = 0 AND l_net / NULLIF(s_net, 0) >= 2)
         THEN '{Outcome.MATCHED_TWICE}'
-    WHEN s_fee - l_fee > 0 AND l_net - s_net = s_fee - l_fee THEN '{Outcome.FEE_MISSING}'
+    WHEN s_fee - l_fee > 0 AND (l_net - s_net = s_fee - l_fee OR l_net = s_net)
+        THEN '{Outcome.FEE_MISSING}'
     ELSE '{Outcome.AMOUNT_MISMATCH}'
 END"""
 

@@ -260,3 +260,31 @@ def test_every_outcome_in_one_run_with_amounts_per_outcome():
         "difference": -800,
     }
     assert result.problems == 5  # 6 problem items; the fee_missing one was repaired in the run
+
+
+def test_fee_booked_through_another_account_is_flagged_not_auto_booked():
+    # given a dispute whose fee the ledger took from platform:disputes, not platform:stripe_fees
+    dispute = uid("dp")
+    stripe_bt(dispute, amount=-2599, fee=1500, category="dispute", type_="adjustment")
+    post(
+        [
+            ("platform:disputes", "stripe:balance", 2599),
+            ("platform:disputes", "stripe:balance", 1500),
+        ],
+        stripe_object=dispute,
+        flow="dispute",
+    )
+
+    # when
+    result = run()
+
+    # then the net matches, the fee is reported, and nothing is booked on top
+    found = item(result, dispute)
+    assert found.outcome == Outcome.FEE_MISSING
+    assert (found.difference, found.stripe_fee, found.ledger_fee) == (0, 1500, 0)
+    assert found.repair is None
+    assert not found.safe
+    assert "booked from another account than platform:stripe_fees" in found.suggested_action
+    assert result.repairs["fees_booked"] == 0
+    assert not Transaction.objects.filter(metadata__flow="stripe-fee").exists()
+    assert result.problems == 1

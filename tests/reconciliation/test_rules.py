@@ -24,6 +24,9 @@ CASES = [
     (Figures(True, True, s_net=941, s_fee=59, l_net=950, l_fee=50), Outcome.FEE_MISSING),
     (Figures(True, True, s_net=941, s_fee=59, l_net=930, l_fee=70), Outcome.AMOUNT_MISMATCH),
     (Figures(True, True, s_net=941, s_fee=59, l_net=900, l_fee=59), Outcome.AMOUNT_MISMATCH),
+    # the net is right, the fee went through another account than platform:stripe_fees
+    (Figures(True, True, s_net=-1500, s_fee=1500, l_net=-1500, l_fee=0), Outcome.FEE_MISSING),
+    (Figures(True, True, s_net=941, s_fee=59, l_net=941, l_fee=70), Outcome.AMOUNT_MISMATCH),
     (Figures(True, False, s_net=941, s_fee=59), Outcome.MISSING_IN_LEDGER),
     (Figures(True, True, s_net=941, s_fee=59, l_net=0, l_fee=0), Outcome.MISSING_IN_LEDGER),
     (Figures(True, False, s_net=0, s_fee=0), Outcome.MATCHED),
