@@ -72,6 +72,8 @@ def _connected_payout(event: Any) -> HandlerResult | None:
         event_type=event.type,
         actor=_actor(event),
     )
+    if note is None:
+        return HandlerResult.ignored(f"no payee has the connected account {event.account}")
     return HandlerResult.processed(note)
 
 

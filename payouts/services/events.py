@@ -147,16 +147,16 @@ def transfer_reversed_apply(transfer: dict[str, Any], *, actor: str) -> str:
 
 def connected_payout_failed_apply(
     *, account: str, payout_object: dict[str, Any], event_type: str, actor: str
-) -> str:
+) -> str | None:
     """A connected account's own payout to its bank failed or was cancelled: the money sits in
     its Stripe balance, unusable. Hold the payee (further transfers would strand more money).
     If the bank payout names one of our payouts (`metadata.payout_id`) still `submitted`, that
     payout settles (the transfer did leave our balance) and fails; it returns to the payee's
     ledger account only once the transfer is reversed (staff, at Stripe), never before, or the
-    payee would be paid twice."""
+    payee would be paid twice. Returns None when no payee has this connected account."""
     payee = _payee_by_account(account)
     if payee is None:
-        return f"no payee has the connected account {account}"
+        return None
     kind, payee_id = payee
     what = f"{event_type} {payout_object.get('id')}"
     failure = payout_object.get("failure_message") or payout_object.get("failure_code") or ""

@@ -23,7 +23,9 @@ def settle_everything(emulator: EmulatorServer, *, rounds: int = 40, pause: floa
     """The sweeper over time, until every payout is terminal. Returns the rounds used."""
     for used in range(1, rounds + 1):
         ids = list(
-            Payout.objects.filter(state__in=[str(s) for s in IN_FLIGHT]).values_list("id", flat=True)
+            Payout.objects.filter(state__in=[str(s) for s in IN_FLIGHT]).values_list(
+                "id", flat=True
+            )
         )
         if not ids:
             return used
