@@ -25,6 +25,7 @@ from ledger.domain import (
 )
 from ledger.errors import (
     AlreadyReverted,
+    InsufficientFunds,
     InvalidAmount,
     InvalidTransaction,
     LedgerError,
@@ -493,4 +494,14 @@ def transaction_revert(
             f"Transaction {original.pk} is already reverted.",
             extra={"transaction_id": original.pk},
         )
-    return _post_prepared(item, check=not force)
+    try:
+        return _post_prepared(item, check=not force)
+    except InsufficientFunds:
+        # A concurrent revert of the same transaction committed first (its balance changes
+        # are what we waited for): that is the answer, not the funds.
+        if Transaction.objects.filter(reverts_id=original.pk).exists():
+            raise AlreadyReverted(
+                f"Transaction {original.pk} is already reverted.",
+                extra={"transaction_id": original.pk},
+            ) from None
+        raise
