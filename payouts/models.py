@@ -110,6 +110,9 @@ class Payout(models.Model):
     class Meta:
         db_table = "payouts_payout"
         ordering = ["-created_at"]
+        # Money-moving staff operations (hold, release, cancel, retry, run a pass) need this
+        # permission, not just `is_staff`.
+        permissions = [("manage_payouts", "Can hold payees, cancel, retry and run payouts")]
         indexes = [
             # The sweeper: non-terminal payouts by age.
             models.Index(

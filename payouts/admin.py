@@ -1,0 +1,146 @@
+"""Admin of the payouts app: read-only views of payouts, their audit trail, holds and payee
+counters. Rows change only through `payouts.services`; the admin actions below call them and
+need the `payouts.manage_payouts` permission (not just `is_staff`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from config.errors import ApplicationError
+from payouts import services
+from payouts.models import PayeeHoldChange, Payout, PayoutEvent, PayoutPayee
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_manage_payouts_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("payouts.manage_payouts"))
+
+
+class PayoutEventInline(admin.TabularInline):
+    model = PayoutEvent
+    fields = ["created_at", "from_state", "to_state", "why", "actor", "data"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["id"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
+def _each(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, fn: Any, verb: str
+) -> None:
+    done, failed = 0, []
+    for obj in queryset:
+        try:
+            fn(obj)
+            done += 1
+        except ApplicationError as exc:
+            failed.append(f"{obj}: {exc.message}")
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} payout(s).", messages.SUCCESS)
+    for line in failed:
+        modeladmin.message_user(request, line, messages.ERROR)
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "payee_kind",
+        "payee_id",
+        "account",
+        "asset",
+        "amount",
+        "state",
+        "transfer_id",
+        "attempts",
+        "needs_attention",
+        "created_at",
+    ]
+    list_filter = ["state", "payee_kind", "needs_attention"]
+    search_fields = ["=id", "=transfer_id", "payee_address", "account", "destination"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+    list_per_page = 100
+    show_full_result_count = False
+    inlines = [PayoutEventInline]
+    actions = ["cancel_reserved", "retry_failed"]
+    readonly_fields = [f.name for f in Payout._meta.concrete_fields]
+
+    @admin.action(description="Cancel (reserved payouts only)", permissions=["manage_payouts"])
+    def cancel_reserved(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        _each(
+            self,
+            request,
+            queryset,
+            lambda p: services.payout_cancel(
+                payout_id=p.pk, reason="cancelled in the admin", actor=_actor(request)
+            ),
+            "Cancelled",
+        )
+
+    @admin.action(description="Retry (failed payouts only)", permissions=["manage_payouts"])
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+        _each(
+            self,
+            request,
+            queryset,
+            lambda p: services.payout_retry(payout_id=p.pk, actor=_actor(request)),
+            "Retried",
+        )
+
+
+@admin.register(PayoutPayee)
+class PayoutPayeeAdmin(ReadOnlyAdmin):
+    list_display = ["kind", "payee_id", "address", "last_seq", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["address"]
+    actions = ["hold", "release"]
+
+    @admin.action(description="Hold these payees' payouts", permissions=["manage_payouts"])
+    def hold(self, request: HttpRequest, queryset: QuerySet[PayoutPayee]) -> None:
+        for row in queryset:
+            services.payee_hold(
+                kind=row.kind,
+                payee_id=row.payee_id,
+                reason="held in the admin",
+                actor=_actor(request),
+            )
+        self.message_user(request, f"Held {queryset.count()} payee(s).", messages.SUCCESS)
+
+    @admin.action(description="Release these payees' payouts", permissions=["manage_payouts"])
+    def release(self, request: HttpRequest, queryset: QuerySet[PayoutPayee]) -> None:
+        for row in queryset:
+            services.payee_release(
+                kind=row.kind,
+                payee_id=row.payee_id,
+                reason="released in the admin",
+                actor=_actor(request),
+            )
+        self.message_user(request, f"Released {queryset.count()} payee(s).", messages.SUCCESS)
+
+
+@admin.register(PayeeHoldChange)
+class PayeeHoldChangeAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "payee_kind", "payee_id", "on_hold", "reason", "actor"]
+    list_filter = ["on_hold", "payee_kind"]
+    ordering = ["-id"]
