@@ -284,3 +284,63 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
         "bulk_transactions": bulk_batches * 500,
     }
     return figures
+
+
+@benchmark("numscript")
+def bench_numscript(quick: bool) -> dict[str, Any]:
+    """The interpreter alone (ledger.numscript.bench) and the split script posted through
+    `transaction_post(script=...)`: interpreter_share = interpreter time / full post time."""
+    from ledger.numscript.bench import SPLIT_SCRIPT, SPLIT_VARS, bench_interpreter
+    from ledger.services import account_metadata_set
+    from ledger.services.scripts import script_post
+
+    figures: dict[str, Any] = dict(bench_interpreter(quick))
+    run = uuid.uuid4().hex[:8]
+    count = 200 if quick else 2000
+    amount = int(SPLIT_VARS["delivery_fee"].split()[1]) * 10
+    restaurants = [f"restaurants:{i:04d}" for i in range(20)]
+    for restaurant in restaurants:
+        account_metadata_set(address=restaurant, metadata={"commission": "15%"})
+    orders = [f"orders:{run}-ns-{i}" for i in range(count + 50)]
+    for start in range(0, len(orders), 500):
+        transactions_post_bulk(
+            items=[
+                {"postings": [PostingInput("stripe:balance", o, ASSET, amount)], "overdraft": HOT}
+                for o in orders[start : start + 500]
+            ]
+        )
+
+    def post(i: int, timings: dict[str, float] | None) -> None:
+        script_post(
+            script=SPLIT_SCRIPT,
+            vars={
+                **SPLIT_VARS,
+                "order": orders[i],
+                "restaurant": restaurants[i % len(restaurants)],
+                "rider": f"riders:{i % RIDERS:04d}",
+            },
+            reference=None,
+            metadata=None,
+            timestamp=None,
+            feature_flags=(),
+            dry_run=False,
+            timings=timings,
+        )
+
+    for i in range(count, count + 50):
+        post(i, None)  # warm up
+    totals, interpreter, store = [], [], []
+    started = time.perf_counter()
+    for i in range(count):
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        post(i, timings)
+        totals.append(time.perf_counter() - t0)
+        interpreter.append(timings["interpreter"])
+        store.append(timings["store"])
+    figures["script_tx_per_s"] = round(count / (time.perf_counter() - started))
+    figures["script_post_p50_ms"] = round(statistics.median(totals) * 1000, 3)
+    figures["interpreter_p50_ms"] = round(statistics.median(interpreter) * 1000, 3)
+    figures["store_p50_ms"] = round(statistics.median(store) * 1000, 3)
+    figures["interpreter_share"] = round(sum(interpreter) / sum(totals), 3)
+    return figures

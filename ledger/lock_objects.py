@@ -138,21 +138,40 @@ def balances_lock(*, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], i
 
 def _balances_read_locked(ordered: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
     result: dict[tuple[str, str], int] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            condition = " OR ".join(["(a.address = %s AND b.asset = %s)"] * len(chunk))
-            params = [value for key in chunk for value in key]
-            lock = " FOR UPDATE OF b" if connection.features.has_select_for_update else ""
-            cursor.execute(
-                "SELECT a.address, b.asset, b.input, b.output FROM ledger_balance b "
-                "JOIN ledger_account a ON a.id = b.account_id "
-                f"WHERE {condition} ORDER BY a.address, b.asset, b.shard{lock}",
-                params,
-            )
-            for address, asset, input_, output in cursor.fetchall():
-                result[(address, asset)] = result.get((address, asset), 0) + input_ - output
+    lock = " FOR UPDATE OF b" if connection.features.has_select_for_update else ""
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+        params: list[object] = []
+        for i, (address, asset) in enumerate(chunk):
+            params += [i, address, asset]
+        # rows are locked in the order they are sorted: (address, asset, shard)
+        rows = execute_fetchall(
+            f"WITH k(i, address, asset) AS (VALUES {values}) "
+            "SELECT k.address, k.asset, b.input, b.output FROM k "
+            "JOIN ledger_account a ON a.address = k.address "
+            "JOIN ledger_balance b ON b.account_id = a.id AND b.asset = k.asset "
+            f"ORDER BY k.i, b.shard{lock}",
+            params,
+        )
+        for address, asset, input_, output in rows:
+            result[(address, asset)] = result.get((address, asset), 0) + input_ - output
     return result
+
+
+def execute_fetchall(sql: str, params: Sequence[object]) -> list[tuple]:
+    """Run a hot-path query. On PostgreSQL as a prepared statement with server-side binding
+    (planned once per connection); errors still become Django's through wrap_database_errors."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)  # type: ignore[arg-type]
+        return list(cursor.fetchall())
 
 
 def _db_now() -> datetime:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from ledger.models import Account, Transaction
 from ledger.retry import retry_on_conflict
 
 ALL_SCALES = "/*"
+ALWAYS_PASSES = -(2**63)  # the smallest bigint: a `required` no balance can be below
 
 
 def ledger_asset(asset: str, color: str) -> str:
@@ -50,6 +52,7 @@ class LedgerStore:
 
     def __init__(self) -> None:
         self.seconds = 0.0  # time spent in the database, for the benchmark's interpreter share
+        self.locked: set[tuple[str, str]] = set()  # (address, ledger asset) read under lock
 
     def get_balances(
         self, query: Mapping[str, Collection[tuple[str, str]]]
@@ -68,6 +71,7 @@ class LedgerStore:
             for asset in _assets_of_base(account, base):
                 keys.setdefault((account, asset), (account, asset, ""))
         locked = lock_objects.balances_lock(keys=keys)
+        self.locked.update(keys)
         answer: dict[str, dict[tuple[str, str], int]] = {account: {} for account in query}
         for key, (account, asset, color) in keys.items():
             answer[account][(asset, color)] = locked.get(key, 0)
@@ -114,6 +118,15 @@ def _script_error(exc: Exception) -> LedgerError:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ScriptOutcome:
+    """A script's PostResult and the interpreter's result (None for a replay, which does not
+    run the script again)."""
+
+    post: Any
+    execution: Any
+
+
 def script_post(
     *,
     script: str,
@@ -128,44 +141,82 @@ def script_post(
 ) -> Any:
     """Run a Numscript script against the ledger and post its postings (see transaction_post)."""
     from ledger.numscript import NumscriptError, parse
-    from ledger.services.posting import PostResult, _replay, _transaction_from
 
     if not isinstance(script, str) or not script.strip():
         raise InvalidTransaction("The script is empty.")
-    if not isinstance(vars, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in vars.items()
-    ):
-        raise InvalidTransaction("Script vars must map names to strings.")
     try:
         program = parse(script)
     except NumscriptError as exc:
         raise _script_error(exc) from None
+    return script_execute(
+        program=program,
+        source=script,
+        vars=vars,
+        reference=reference,
+        metadata=metadata,
+        timestamp=timestamp,
+        feature_flags=feature_flags,
+        dry_run=dry_run,
+        actor=actor,
+        timings=timings,
+    ).post
+
+
+def script_execute(
+    *,
+    program: Any,
+    source: str,
+    vars: Mapping[str, str],
+    reference: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    timestamp: datetime | None = None,
+    feature_flags: Collection[str] = (),
+    dry_run: bool = False,
+    actor: str = "",
+    timings: dict[str, float] | None = None,
+    raise_script_errors: bool = False,
+) -> ScriptOutcome:
+    """Run a parsed program inside one database transaction: the interpreter reads balances
+    through LedgerStore (rows locked until commit), then its postings and metadata are stored.
+    `raise_script_errors` lets the interpreter's NumscriptError through (for the CLI, which
+    renders it against the source) instead of mapping it to a LedgerError."""
+    from ledger.numscript import NumscriptError
+    from ledger.services.posting import PostResult, _replay, _transaction_from
+
+    if not isinstance(vars, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in vars.items()
+    ):
+        raise InvalidTransaction("Script vars must map names to strings.")
     ref = validate_reference(reference)
     meta = validate_metadata(metadata)
     ts = validate_timestamp(timestamp)
     fingerprint = (
-        request_fingerprint(postings=None, metadata=meta, script=script, vars=vars)
+        request_fingerprint(postings=None, metadata=meta, script=source, vars=vars)
         if ref is not None
         else None
     )
-    if ref is not None:
-        existing = Transaction.objects.filter(reference=ref).first()
-        if existing is not None:
-            item = writer.PreparedTx([], ref, meta, ts, {}, fingerprint)
-            return _replay(
-                item,
-                writer.Written(
-                    1,
-                    existing.pk,
-                    existing.timestamp,
-                    existing.inserted_at,
-                    True,
-                    existing.idempotency_hash,
-                ),
-            )
+
+    def replay_existing() -> ScriptOutcome | None:
+        existing = Transaction.objects.filter(reference=ref).first() if ref else None
+        if existing is None:
+            return None
+        item = writer.PreparedTx([], ref, meta, ts, {}, fingerprint)
+        written = writer.Written(
+            1,
+            existing.pk,
+            existing.timestamp,
+            existing.inserted_at,
+            True,
+            existing.idempotency_hash,
+        )
+        return ScriptOutcome(post=_replay(item, written), execution=None)
+
+    replayed = replay_existing()
+    if replayed is not None:
+        return replayed
 
     @retry_on_conflict
-    def attempt() -> PostResult:
+    def attempt() -> ScriptOutcome:
         from ledger.numscript import run
         from ledger.services.metadata import account_metadata_set
         from ledger.services.posting import _writer_shard
@@ -177,6 +228,8 @@ def script_post(
             try:
                 result = run(program, vars=vars, store=store, feature_flags=feature_flags)
             except NumscriptError as exc:
+                if raise_script_errors:
+                    raise
                 raise _script_error(exc) from None
             if timings is not None:
                 timings["interpreter"] = time.perf_counter() - started - store.seconds
@@ -204,51 +257,48 @@ def script_post(
                     id=None, reference=ref, timestamp=ts, metadata=tx_meta, idempotency_hash=None
                 )
                 transaction.set_rollback(True)
-                return PostResult(
+                post = PostResult(
                     transaction=tx,
                     replayed=False,
                     postings=tuple(postings),
                     account_meta=result.account_meta,
                     dry_run=True,
                 )
+                return ScriptOutcome(post=post, execution=result)
             plan = plan_postings([(postings, {})], check=False)
+            for key in plan.keys:
+                if (key.address, key.asset) in store.locked:
+                    # The interpreter checked these funds against the locked rows: the change
+                    # must land in those rows (a "checked" key, whose check always passes),
+                    # not in a new shard row that a concurrent locker's snapshot cannot see.
+                    key.required = ALWAYS_PASSES
             if connection.vendor == "postgresql" and _fast():
                 written = writer.write_postgres([item], plan, _writer_shard())[0]
             else:
                 written = writer.write_portable([item], plan, _writer_shard())[0]
             if written.replayed:
-                return _replay(item, written)
+                return ScriptOutcome(post=_replay(item, written), execution=None)
             for address, values in sorted(result.account_meta.items()):
                 account_metadata_set(
                     address=address, metadata=values, actor=actor, transaction_id=written.id
                 )
             seal_soon()
-            return PostResult(
+            post = PostResult(
                 transaction=_transaction_from(item, written),
                 replayed=False,
                 postings=tuple(postings),
                 account_meta=result.account_meta,
             )
+            return ScriptOutcome(post=post, execution=result)
 
     try:
         return attempt()
     except IntegrityError:
         # a concurrent writer posted the same reference first: replay it (or conflict)
-        existing = Transaction.objects.filter(reference=ref).first() if ref else None
-        if existing is None:
+        replayed = replay_existing()
+        if replayed is None:
             raise
-        item = writer.PreparedTx([], ref, meta, ts, {}, fingerprint)
-        return _replay(
-            item,
-            writer.Written(
-                1,
-                existing.pk,
-                existing.timestamp,
-                existing.inserted_at,
-                True,
-                existing.idempotency_hash,
-            ),
-        )
+        return replayed
 
 
 def _fast() -> bool:

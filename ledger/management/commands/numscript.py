@@ -35,8 +35,24 @@ def _run_against_ledger(
     dry_run: bool,
 ) -> ExecutionResult:
     """Run ``program`` against the ledger database (balances and metadata of locked rows)
-    and, unless ``dry_run``, post the resulting transaction. To be wired by the ledger."""
-    raise CommandError("running against the ledger database is not wired yet")
+    and, unless ``dry_run``, post the resulting transaction (wired by the ledger:
+    ``ledger.services.scripts.script_execute``)."""
+    from ledger.errors import LedgerError
+    from ledger.services.scripts import script_execute
+
+    try:
+        outcome = script_execute(
+            program=program,
+            source="",
+            vars=vars,
+            feature_flags=feature_flags,
+            dry_run=dry_run,
+            actor="manage.py numscript",
+            raise_script_errors=True,
+        )
+    except LedgerError as exc:
+        raise CommandError(f"{exc.code}: {exc.message}", returncode=1) from exc
+    return outcome.execution
 
 
 class Command(BaseCommand):
