@@ -79,5 +79,6 @@ def payout_lock(*, payout_id: UUID | str) -> Payout:
 def ledger_balances_lock(*, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """Lock the ledger balances of (address, asset) keys, in the ledger's global order, and
     return them; held until commit. Must run inside the transaction that posts."""
-    assert connection.in_atomic_block, "ledger_balances_lock needs an open transaction"
+    if not connection.in_atomic_block:
+        raise RuntimeError("ledger_balances_lock needs an open transaction")
     return ledger_locks.balances_lock(keys=keys)

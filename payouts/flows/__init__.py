@@ -141,7 +141,8 @@ def flows_prepare(runs: Sequence[FlowRun]) -> list[PreparedFlow]:
 
     Must run inside the transaction that will post them (the locks are held until commit).
     Raises InsufficientFunds / ScriptError."""
-    assert connection.in_atomic_block, "flows_prepare needs an open transaction"
+    if not connection.in_atomic_block:
+        raise RuntimeError("flows_prepare needs an open transaction")
     if not runs:
         return []
     posted = dict(
