@@ -64,7 +64,7 @@ def test_cancel_a_reserved_payout(emulator: EmulatorServer) -> None:
 
 @pytest.mark.parametrize("state", ["paid", "returned", "submitting"])
 def test_cancel_is_refused_once_past_reserved(emulator: EmulatorServer, state: str) -> None:
-    payee, payout = reserved()
+    _payee, payout = reserved()
     if state == "paid":
         payouts_drive(ids=[payout.pk])
     elif state == "returned":
