@@ -57,7 +57,7 @@ def _datetime_param(params: QueryDict, name: str) -> datetime | None:
 def _metadata_params(params: QueryDict) -> dict[str, str]:
     """`metadata[key]=value` query parameters."""
     return {
-        key[len("metadata[") : -1]: value
+        key[len("metadata[") : -1]: str(value)
         for key, value in params.items()
         if key.startswith("metadata[") and key.endswith("]") and len(key) > len("metadata[]")
     }

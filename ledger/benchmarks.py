@@ -228,11 +228,11 @@ def _raw_sql(run: str, count: int) -> float:
         for ddl in RAW_DDL:
             cursor.execute(ddl)
     raw = connection.connection
-    cursor = psycopg.Cursor(raw)
+    raw_cursor = psycopg.Cursor(raw)
 
     def post(i: int) -> None:
         ps = split_postings(f"orders:{run}-raw-{i}", i)
-        cursor.execute(
+        raw_cursor.execute(
             RAW_SQL,
             [
                 [p.source for p in ps],
@@ -249,7 +249,7 @@ def _raw_sql(run: str, count: int) -> float:
     for i in range(count):
         post(i)
     rate = count / (time.perf_counter() - started)
-    cursor.close()
+    raw_cursor.close()
     with connection.cursor() as c:
         c.execute("DROP TABLE ledger_bench_raw_posting, ledger_bench_raw_tx")
     return rate

@@ -436,7 +436,7 @@ def pattern_regex(pattern: str) -> str:
 
 def pattern_prefix(pattern: str) -> str:
     """The literal leading segments of a pattern, with their trailing colon ('' if none)."""
-    literal = []
+    literal: list[str] = []
     for segment in pattern.split(":"):
         if segment in ("*", "**"):
             return ":".join(literal) + ":" if literal else ""

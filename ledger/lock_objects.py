@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from django.db import DataError, connection
 
@@ -40,7 +41,7 @@ def accounts_get_or_create(*, addresses: Sequence[str], now: datetime) -> dict[s
         for start in range(0, len(ordered), _CHUNK):
             chunk = ordered[start : start + _CHUNK]
             placeholders = ", ".join(["(%s, %s, %s)"] * len(chunk))
-            params: list[object] = []
+            params: list[Any] = []
             for address in chunk:
                 params += [address, "{}", now]
             cursor.execute(
@@ -142,7 +143,7 @@ def _balances_read_locked(ordered: Sequence[tuple[str, str]]) -> dict[tuple[str,
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start : start + _CHUNK]
         values = ", ".join(["(%s, %s, %s)"] * len(chunk))
-        params: list[object] = []
+        params: list[Any] = []
         for i, (address, asset) in enumerate(chunk):
             params += [i, address, asset]
         # rows are locked in the order they are sorted: (address, asset, shard)
@@ -159,7 +160,7 @@ def _balances_read_locked(ordered: Sequence[tuple[str, str]]) -> dict[tuple[str,
     return result
 
 
-def execute_fetchall(sql: str, params: Sequence[object]) -> list[tuple]:
+def execute_fetchall(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Run a hot-path query. On PostgreSQL as a prepared statement with server-side binding
     (planned once per connection); errors still become Django's through wrap_database_errors."""
     if connection.vendor != "postgresql":

@@ -279,11 +279,11 @@ def transactions_list(
     )
 
 
-def _accounts_matching(value: str) -> QuerySet[Account]:
+def _accounts_matching(value: str) -> QuerySet[Account, int]:
     if "*" in value:
-        return accounts_list(pattern=value).values("id")
+        return accounts_list(pattern=value).values_list("id", flat=True)
     validate_address(value)
-    return Account.objects.filter(address=value).values("id")
+    return Account.objects.filter(address=value).values_list("id", flat=True)
 
 
 def transaction_get(*, transaction_id: int) -> Transaction:

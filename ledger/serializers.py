@@ -17,7 +17,9 @@ class AnyJSONField(serializers.JSONField):
 
 
 class PostingSerializer(serializers.Serializer):
-    source = serializers.CharField(help_text="Account address, e.g. stripe:balance")
+    source = serializers.CharField(  # type: ignore[assignment]
+        help_text="Account address, e.g. stripe:balance"
+    )
     destination = serializers.CharField()
     asset = serializers.CharField(help_text="Numscript asset: USD/2, EUR/2, JPY, COIN")
     amount = AnyJSONField(help_text="Integer amount in minor units, > 0 and <= 2**63-1")
@@ -56,7 +58,7 @@ class BulkSerializer(serializers.Serializer):
 
 
 class PostingOutSerializer(serializers.Serializer):
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]
     destination = serializers.CharField()
     asset = serializers.CharField()
     amount = serializers.IntegerField()

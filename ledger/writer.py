@@ -150,7 +150,9 @@ def write_portable(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[
         existing = Transaction.objects.filter(reference__in=list(wanted)).values_list(
             "reference", "id", "timestamp", "inserted_at", "idempotency_hash"
         )
-        found = [Written(wanted[ref], id_, ts, ins, True, h) for ref, id_, ts, ins, h in existing]
+        found = [
+            Written(wanted[str(ref)], id_, ts, ins, True, h) for ref, id_, ts, ins, h in existing
+        ]
         if found:
             return sorted(found, key=lambda w: w.ordinal)
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from ledger import lock_objects, writer
 from ledger.domain import (
@@ -254,7 +255,11 @@ def script_execute(
             item = writer.PreparedTx(postings, ref, tx_meta, ts, {}, fingerprint)
             if dry_run:
                 tx = Transaction(
-                    id=None, reference=ref, timestamp=ts, metadata=tx_meta, idempotency_hash=None
+                    id=None,
+                    reference=ref,
+                    timestamp=ts or timezone.now(),
+                    metadata=tx_meta,
+                    idempotency_hash=None,
                 )
                 transaction.set_rollback(True)
                 post = PostResult(
@@ -266,12 +271,12 @@ def script_execute(
                 )
                 return ScriptOutcome(post=post, execution=result)
             plan = plan_postings([(postings, {})], check=False)
-            for key in plan.keys:
-                if (key.address, key.asset) in store.locked:
+            for balance_key in plan.keys:
+                if (balance_key.address, balance_key.asset) in store.locked:
                     # The interpreter checked these funds against the locked rows: the change
                     # must land in those rows (a "checked" key, whose check always passes),
                     # not in a new shard row that a concurrent locker's snapshot cannot see.
-                    key.required = ALWAYS_PASSES
+                    balance_key.required = ALWAYS_PASSES
             if connection.vendor == "postgresql" and _fast():
                 written = writer.write_postgres([item], plan, _writer_shard())[0]
             else:

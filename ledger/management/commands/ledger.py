@@ -70,7 +70,7 @@ class Command(BaseCommand):
         balances.add_argument("--at")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.console = Console(file=self.stdout, width=120, soft_wrap=True)
+        self.console = Console(file=self.stdout, width=120, soft_wrap=True)  # type: ignore[arg-type]
         try:
             {
                 "verify": self._verify,
