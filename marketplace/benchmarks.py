@@ -266,3 +266,243 @@ def bench_webhooks(quick: bool) -> dict[str, Any]:
         else None,
         "stored": stored - warmup,
     }
+
+
+# --- orders: payment webhook + delivery split through the ledger -------------------------------
+# Benchmark `orders`: end-to-end order throughput on the money path. Setup (untimed): a few
+# restaurants and riders, N orders placed through `order_create` (a third with a coupon, so
+# the reservation exists). Timed, per order, in P worker processes of T threads each (each
+# thread its own connection; processes, like Celery workers, so Python is not one GIL):
+#   1. ingest: a signed `payment_intent.succeeded` is verified and stored exactly as the
+#      webhook view does (verify_signature + event_parse + event_ingest), without HTTP;
+#   2. process: `event_process` claims the inbox row, runs the handler's prepare (the charge
+#      fetch: a FAKE gateway answering from memory, the only thing not real), then the
+#      payment flow (`payment:<ch>`) and the processed mark in one transaction;
+#   3. split: `order_deliver` runs the split flow (`delivery:<id>`).
+# Reports orders/s over the timed phase, errors, and per order: the mean ms of each step
+# (thread time) and the CPU ms spent by the workers and by PostgreSQL.
+
+ORDERS_PROCS = int(os.environ.get("BENCH_ORDERS_PROCS", "2"))
+ORDERS_THREADS = int(os.environ.get("BENCH_ORDERS_THREADS", "2"))
+
+
+class _BenchGateway:
+    """Answers `charge_retrieve` from memory (the Stripe fetch of the payment handler)."""
+
+    def __init__(self) -> None:
+        self.charges: dict[str, dict[str, Any]] = {}
+
+    def charge_retrieve(self, charge_id: str, *, expand: Any = ()) -> dict[str, Any]:
+        return self.charges[charge_id]
+
+
+def _orders_setup(run: str, count: int, gateway: _BenchGateway) -> list[tuple[int, bytes, str]]:
+    """Orders placed, their charges at the fake gateway, their signed webhook bodies."""
+    from marketplace.models import Order
+    from marketplace.services.campaigns import campaign_create, campaign_fund
+    from marketplace.services.orders import order_create
+    from marketplace.services.parties import restaurant_onboard, rider_onboard
+    from marketplace.webhooks.signature import signature_header
+
+    restaurants = [
+        restaurant_onboard(name=f"bench {run} r{i}", with_stripe_account=False) for i in range(8)
+    ]
+    for i in range(8):
+        rider_onboard(name=f"bench {run} d{i}", with_stripe_account=False)
+    code = f"B{run[:12].upper()}"
+    campaign = campaign_create(code=code, budget=99_999_999, per_order_cap=300)
+    campaign_fund(campaign_id=campaign.pk, amount=count * 300)
+    secret = settings.STRIPE_WEBHOOK_SECRETS[0]
+    prepared = []
+    now = int(time.time())
+    for i in range(count):
+        order = order_create(
+            restaurant_id=restaurants[i % len(restaurants)].pk,
+            subtotal=1500 + (i % 40) * 25,
+            delivery_fee=299,
+            coupon_code=code if i % 3 == 0 else None,
+        )
+        pi_id, ch_id = f"pi_bench_{run}_{i}", f"ch_bench_{run}_{i}"
+        Order.objects.filter(pk=order.pk).update(payment_intent_id=pi_id, status="pending_payment")
+        fee = (order.total * 29 + 500) // 1000 + 30
+        gateway.charges[ch_id] = {
+            "id": ch_id,
+            "object": "charge",
+            "amount": order.total,
+            "currency": "usd",
+            "status": "succeeded",
+            "payment_intent": pi_id,
+            "metadata": {"order_id": str(order.pk)},
+            "balance_transaction": {
+                "id": f"txn_bench_{run}_{i}",
+                "amount": order.total,
+                "fee": fee,
+                "net": order.total - fee,
+            },
+        }
+        event = {
+            "id": f"evt_bench_{run}_{i}",
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "created": now,
+            "livemode": False,
+            "api_version": "2024-06-20",
+            "data": {
+                "object": {
+                    "id": pi_id,
+                    "object": "payment_intent",
+                    "amount": order.total,
+                    "currency": "usd",
+                    "status": "succeeded",
+                    "latest_charge": ch_id,
+                    "metadata": {"order_id": str(order.pk)},
+                    "transfer_group": f"ORDER_{order.pk}",
+                }
+            },
+        }
+        body = json.dumps(event, separators=(",", ":")).encode()
+        prepared.append((order.pk, body, signature_header(body, [secret], now)))
+    return prepared
+
+
+def _pg_cpu_seconds(pids: list[int]) -> float | None:
+    """CPU seconds used so far by these PostgreSQL backends (when they run on this host)."""
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def _orders_worker(batch: list[tuple[int, bytes, str]], riders: list[int], out: Any) -> None:
+    """One worker process: T threads over its batch; sends its figures through `out`."""
+    from django.db import connection, connections
+
+    from marketplace.services.orders import order_deliver
+    from marketplace.webhooks.services import event_ingest, event_parse, event_process
+    from marketplace.webhooks.signature import verify_signature
+
+    timings = {"ingest": 0.0, "process": 0.0, "split": 0.0}
+    errors: list[str] = []
+    pids: list[int] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(ORDERS_THREADS + 1)
+    cpu_started = [0.0]
+
+    def thread(items: list[tuple[int, bytes, str]]) -> None:
+        local = {"ingest": 0.0, "process": 0.0, "split": 0.0}
+        connection.ensure_connection()
+        with lock:
+            pids.append(connection.connection.info.backend_pid)  # type: ignore[union-attr]
+        ready.wait()
+        try:
+            for order_id, body, header in items:
+                try:
+                    t0 = time.perf_counter()
+                    verify_signature(
+                        body,
+                        header,
+                        settings.STRIPE_WEBHOOK_SECRETS,
+                        tolerance=settings.STRIPE_WEBHOOK_TOLERANCE,
+                    )
+                    payload = event_parse(body)
+                    event_ingest(payload=payload, raw=body.decode(), schedule=False)
+                    t1 = time.perf_counter()
+                    outcome = event_process(event_id=payload["id"])
+                    t2 = time.perf_counter()
+                    if outcome.status != "processed":
+                        raise RuntimeError(f"{payload['id']}: {outcome.status} {outcome.error}")
+                    order_deliver(order_id=order_id, rider_id=riders[order_id % len(riders)])
+                    t3 = time.perf_counter()
+                    local["ingest"] += t1 - t0
+                    local["process"] += t2 - t1
+                    local["split"] += t3 - t2
+                except Exception as exc:
+                    with lock:
+                        errors.append(f"{exc.__class__.__name__}: {exc}"[:200])
+        finally:
+            with lock:
+                for key, value in local.items():
+                    timings[key] += value
+
+    threads = [
+        threading.Thread(target=thread, args=(batch[i::ORDERS_THREADS],))
+        for i in range(ORDERS_THREADS)
+    ]
+    for t in threads:
+        t.start()
+    ready.wait()
+    cpu_started[0] = time.process_time()
+    pg_started = _pg_cpu_seconds(pids)
+    for t in threads:
+        t.join()
+    cpu = time.process_time() - cpu_started[0]
+    pg_done = _pg_cpu_seconds(pids)
+    pg = None if pg_started is None or pg_done is None else pg_done - pg_started
+    connections.close_all()
+    out.send({"timings": timings, "errors": errors, "cpu": cpu, "pg_cpu": pg})
+    out.close()
+
+
+@benchmark("orders")
+def bench_orders(quick: bool) -> dict[str, Any]:
+    import multiprocessing
+    from unittest import mock
+
+    from django.db import connections
+
+    from marketplace.models import Rider
+
+    count = 300 if quick else 2000
+    run = uuid.uuid4().hex[:10]
+    gateway = _BenchGateway()
+    with mock.patch("marketplace.handlers.get_gateway", lambda: gateway):
+        prepared = _orders_setup(run, count, gateway)
+        riders = list(
+            Rider.objects.filter(name__startswith=f"bench {run} ").values_list("id", flat=True)
+        )
+        connections.close_all()  # never share a connection with the forked workers
+        context = multiprocessing.get_context("fork")
+        pipes, processes = [], []
+        started = time.perf_counter()
+        for i in range(ORDERS_PROCS):
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_orders_worker, args=(prepared[i::ORDERS_PROCS], riders, sender)
+            )
+            process.start()
+            pipes.append(receiver)
+            processes.append(process)
+        results = [pipe.recv() for pipe in pipes]
+        elapsed = time.perf_counter() - started
+        for process in processes:
+            process.join()
+    errors = [e for r in results for e in r["errors"]]
+    done = count - len(errors)
+    per_order = {
+        f"{key}_ms": round(sum(r["timings"][key] for r in results) / max(1, done) * 1000, 2)
+        for key in ("ingest", "process", "split")
+    }
+    pg_cpu = [r["pg_cpu"] for r in results]
+    return {
+        "orders": count,
+        "processes": ORDERS_PROCS,
+        "threads": ORDERS_THREADS,
+        "seconds": round(elapsed, 3),
+        "orders_per_s": round(done / elapsed, 1),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "breakdown": {
+            **per_order,
+            "worker_cpu_ms": round(sum(r["cpu"] for r in results) / max(1, done) * 1000, 2),
+            "postgres_cpu_ms": None
+            if None in pg_cpu
+            else round(sum(pg_cpu) / max(1, done) * 1000, 2),
+            "note": "per order; step times are thread time (they overlap across workers); "
+            "the Stripe charge fetch is an in-memory fake",
+        },
+        "load_average": os.getloadavg()[0],
+    }

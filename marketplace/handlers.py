@@ -27,6 +27,7 @@ from marketplace.errors import ProviderObjectNotFound
 from marketplace.models import Order, StripeEvent
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.disputes import DisputeNotReady, dispute_sync
+from marketplace.services.errors import NotFound
 from marketplace.services.locks import order_lock
 from marketplace.services.payments import PaymentNotReady, payment_book, payment_failed_book
 from marketplace.services.refunds import RefundNotReady, refund_sync
@@ -86,12 +87,14 @@ def _payment_succeeded(event: StripeEvent, charge: dict[str, Any] | None) -> Han
     if charge.get("status") != "succeeded":
         return HandlerResult.ignored(f"charge {charge['id']} is {charge.get('status')}")
     order_id = _order_id(charge.get("metadata"))
-    order = Order.objects.filter(pk=order_id).first() if order_id else None
+    try:
+        order = order_lock(order_id=order_id) if order_id else None
+    except NotFound:
+        order = None
     if order is None:
         return _unknown_order(
             event, charge["id"], f"no order for metadata {charge.get('metadata')}"
         )
-    order = order_lock(order_id=order.pk)
     try:
         booked = payment_book(order=order, charge=charge, event_id=event.stripe_id)
     except PaymentNotReady as exc:

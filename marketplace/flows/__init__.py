@@ -10,6 +10,7 @@ process. Services choose the variables; the templates decide the postings.
 | coupon_reserve     | order placed with a coupon                | coupon-reserve:<order id>       |
 | coupon_release     | payment failed / canceled / expired       | coupon-release:<order id>       |
 | payment            | payment_intent.succeeded / charge.succeeded | payment:<ch id>               |
+| payment_coupon     | the same, for an order with a coupon      | payment:<ch id>                 |
 | split              | order delivered                           | delivery:<order id>             |
 | refund_order       | refund confirmed, requested before delivery | refund:<re id>                |
 | refund             | refund confirmed, requested after delivery  | refund:<re id>                |
@@ -40,6 +41,7 @@ FLOWS = (
     "dispute_reinstated",
     "dispute_withdrawn",
     "payment",
+    "payment_coupon",
     "refund",
     "refund_order",
     "split",

@@ -2,9 +2,9 @@
 
     campaign -> order -> refund / dispute -> (the ledger's balance rows, taken by the ledger)
 
-One exception, deadlock-free: the payment of an order whose coupon was released locks the
-campaign after the order (nobody holding a campaign lock ever waits for an existing order:
-placing an order locks the campaign, then creates a new order row).
+Coupon budgets need no marketplace lock: the ledger's no-overdraft check on coupons:<code>,
+made under its balance rows' locks, is what keeps two orders from spending the same dollars
+(tests/marketplace/test_coupon_concurrency.py proves it on PostgreSQL).
 
 A service that needs several takes them in that order; the ledger's own locks always come
 last (a ledger post inside the service's transaction). Locks are held until commit.
@@ -26,7 +26,13 @@ def campaign_lock(*, campaign_id: int) -> Campaign:
 
 
 def order_lock(*, order_id: int) -> Order:
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    """The order, locked, with its campaign (read, not locked: `of=("self",)`)."""
+    order = (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("campaign")
+        .filter(pk=order_id)
+        .first()
+    )
     if order is None:
         raise NotFound(f"Order {order_id} does not exist.", extra={"order_id": order_id})
     return order

@@ -13,6 +13,7 @@ Status machine (one table, checked under the order's row lock, audited):
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,10 +27,11 @@ from ledger.retry import retry_on_conflict
 from marketplace.errors import PaymentProviderError
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Order, OrderStatusChange, Refund, Restaurant, Rider
+from marketplace.models.restaurants import ledger_id
 from marketplace.services.campaigns import campaign_for_code, coupon_discount
 from marketplace.services.common import MIN_CHARGE_AMOUNT, amount_validate, stripe_meta
 from marketplace.services.errors import CouponExhausted, InvalidInput, InvalidState, NotFound
-from marketplace.services.locks import campaign_lock, order_lock
+from marketplace.services.locks import order_lock
 from marketplace.services.parties import customer_get_or_create
 from marketplace.stripe_api import get_gateway
 
@@ -50,9 +52,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
-def order_transition(*, order: Order, to: str, actor: str = "", note: str = "") -> None:
-    """Move a LOCKED order to status `to` and audit it (saves `status` only; the caller saves
-    any other field it changed). Raises InvalidState if the table forbids it."""
+def order_transition(
+    *, order: Order, to: str, actor: str = "", note: str = "", fields: Sequence[str] = ()
+) -> None:
+    """Move a LOCKED order to status `to` and audit it, saving `status` and the other
+    `fields` the caller changed in one UPDATE. Raises InvalidState if the table forbids it."""
     if to not in TRANSITIONS[order.status]:
         raise InvalidState(
             f"Order {order.pk} cannot go from {order.status} to {to}.",
@@ -63,7 +67,7 @@ def order_transition(*, order: Order, to: str, actor: str = "", note: str = "") 
         order=order, from_status=order.status, to_status=to, actor=actor[:255], note=note[:500]
     )
     order.status = to
-    order.save(update_fields=["status"])
+    order.save(update_fields=["status", *fields])
 
 
 # --- placing -------------------------------------------------------------------------------
@@ -126,13 +130,6 @@ def _order_create(
     customer_name: str,
 ) -> Order:
     with transaction.atomic(durable=True):
-        if campaign is not None:
-            # Reservations on one campaign take turns (lock order: campaign, then the new
-            # order, then the ledger's rows). The ledger's no-overdraft check on
-            # coupons:<code> is what refuses the overspend; this lock makes sure its read of
-            # the balance sees the reservation committed just before (see the report on
-            # the ledger's sharded script writes).
-            campaign_lock(campaign_id=campaign.pk)
         order = Order.objects.create(
             customer=customer_get_or_create(email=customer_email, name=customer_name),
             restaurant=restaurant,
@@ -306,6 +303,8 @@ def order_split_amount(*, order: Order) -> int:
     """What the order's account holds for the split: what was paid plus the coupon, minus
     refunds claimed on it before delivery (a pending one included, so that its money is still
     there when Stripe confirms it)."""
+    if not order.amount_refunded:
+        return order.amount_paid + order.discount
     claimed = (
         Refund.objects.filter(order=order, source=Refund.Source.ORDER)
         .exclude(status=Refund.Status.FAILED)
@@ -324,30 +323,31 @@ def order_deliver(*, order_id: int, rider_id: int | None = None, actor: str = ""
         order = order_lock(order_id=order_id)
         if order.status == Status.DELIVERED:
             return order
+        fields = ["delivered_at"]
         if rider_id is not None and order.rider_id != rider_id:
-            rider = Rider.objects.filter(pk=rider_id).first()
-            if rider is None:
+            if not Rider.objects.filter(pk=rider_id).exists():
                 raise NotFound(f"Rider {rider_id} does not exist.", extra={"field": "rider"})
-            order.rider = rider
-            order.save(update_fields=["rider"])
+            order.rider_id = rider_id
+            fields.append("rider")
         if order.status != Status.PAID:
             raise InvalidState(
                 f"Order {order.pk} is {order.status}: only a paid order can be delivered.",
                 code="order_not_paid",
                 extra={"order_id": order.pk, "status": order.status},
             )
-        if order.rider is None:
+        if order.rider_id is None:
             raise InvalidState(f"Order {order.pk} has no rider.", code="order_without_rider")
         amount = order_split_amount(order=order)
         if amount > 0:
+            # Addresses from the ids: no need to load the restaurant and the rider rows.
             flow_post(
                 "split",
                 vars={
                     "amount": monetary(order.asset, amount),
                     "delivery_fee": monetary(order.asset, order.delivery_fee),
                     "order": order.ledger_address,
-                    "restaurant": order.restaurant.ledger_address,
-                    "rider": order.rider.ledger_address,
+                    "restaurant": f"{Restaurant.LEDGER_PREFIX}:{ledger_id(order.restaurant_id)}",
+                    "rider": f"{Rider.LEDGER_PREFIX}:{ledger_id(order.rider_id)}",
                 },
                 reference=f"delivery:{order.pk}",
                 metadata=stripe_meta(
@@ -358,8 +358,7 @@ def order_deliver(*, order_id: int, rider_id: int | None = None, actor: str = ""
                 ),
             )
         order.delivered_at = timezone.now()
-        order.save(update_fields=["delivered_at"])
-        order_transition(order=order, to=Status.DELIVERED, actor=actor)
+        order_transition(order=order, to=Status.DELIVERED, actor=actor, fields=fields)
     return order
 
 

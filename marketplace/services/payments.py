@@ -4,7 +4,6 @@ goes back), from Stripe webhooks. These functions run INSIDE the webhook inbox's
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.utils import timezone
@@ -14,11 +13,8 @@ from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.common import stripe_meta
 from marketplace.services.errors import MarketplaceError
-from marketplace.services.locks import campaign_lock
-from marketplace.services.orders import TRANSITIONS, order_payment_failed, order_transition
+from marketplace.services.orders import order_payment_failed, order_transition
 from marketplace.stripe_api import from_stripe_amount
-
-logger = logging.getLogger(__name__)
 
 Status = Order.Status
 
@@ -82,33 +78,29 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
             "booked as charged.",
         )
     fee = int(txn.get("fee") or 0)
-    if order.campaign is not None and order.coupon_state == Order.CouponState.RELEASED:
-        # The discount will come from the campaign's budget again: take its turn.
-        campaign_lock(campaign_id=order.campaign.pk)
-    campaign_address = (
-        order.campaign.ledger_address if order.campaign else order.coupon_hold_address
+    meta = stripe_meta(
+        stripe_object=charge_id,
+        stripe_balance_transaction=txn.get("id"),
+        order_id=order.pk,
+        payment_intent=pi_id,
+        charge=charge_id,
+        campaign=order.campaign.code if order.campaign else None,
     )
-    result = flow_post(
-        "payment",
-        vars={
-            "amount": monetary(order.asset, amount),
-            "fee": monetary(order.asset, fee),
+    variables = {
+        "amount": monetary(order.asset, amount),
+        "fee": monetary(order.asset, fee),
+        "payment": f"payments:{charge_id}",
+        "order": order.ledger_address,
+    }
+    if order.campaign is not None and order.discount:
+        variables |= {
             "discount": monetary(order.asset, order.discount),
-            "payment": f"payments:{charge_id}",
-            "order": order.ledger_address,
             "hold": order.coupon_hold_address,
-            "campaign": campaign_address,
-        },
-        reference=f"payment:{charge_id}",
-        metadata=stripe_meta(
-            stripe_object=charge_id,
-            stripe_balance_transaction=txn.get("id"),
-            order_id=order.pk,
-            payment_intent=pi_id,
-            charge=charge_id,
-            campaign=order.campaign.code if order.campaign else None,
-        ),
-    )
+            "campaign": order.campaign.ledger_address,
+        }
+        flow_post("payment_coupon", vars=variables, reference=f"payment:{charge_id}", metadata=meta)
+    else:
+        flow_post("payment", vars=variables, reference=f"payment:{charge_id}", metadata=meta)
     if order.status in (Status.PAID, Status.DELIVERED):
         return True
     order.charge_id = charge_id
@@ -118,19 +110,20 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
     order.paid_at = timezone.now()
     if order.coupon_state in (Order.CouponState.RESERVED, Order.CouponState.RELEASED):
         order.coupon_state = Order.CouponState.CAPTURED
-    order.save(
-        update_fields=[
+    order_transition(
+        order=order,
+        to=Status.PAID,
+        actor="stripe",
+        note=charge_id,
+        fields=(
             "charge_id",
             "payment_intent_id",
             "amount_paid",
             "stripe_fee",
             "paid_at",
             "coupon_state",
-        ]
+        ),
     )
-    assert Status.PAID in TRANSITIONS[order.status]
-    order_transition(order=order, to=Status.PAID, actor="stripe", note=charge_id)
-    logger.debug("order %s paid by %s (tx %s)", order.pk, charge_id, result.transaction.pk)
     return True
 
 

@@ -1,6 +1,6 @@
 """Concurrent coupon reservations never overspend a campaign's budget (PostgreSQL, real
-concurrent transactions: the ledger's no-overdraft check on coupons:<code> runs under the
-balance rows' locks)."""
+concurrent transactions). No marketplace lock is involved: the ledger's no-overdraft check on
+coupons:<code>, under its balance rows' locks, is what refuses the overspend."""
 
 from __future__ import annotations
 
@@ -63,15 +63,8 @@ def test_concurrent_orders_spend_exactly_the_budget() -> None:
     assert Order.objects.count() == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger: a Numscript post writes its debits to the writer's own balance shard row; "
-    "a concurrent post that waited on the shard rows it locked re-reads them, not the new "
-    "shard row the first one inserted, so the no-overdraft check alone lets two reservations "
-    "spend the same dollars. marketplace serializes reservations on the campaign row.",
-)
 def test_the_ledger_alone_refuses_concurrent_overspending() -> None:
-    """The same race without the campaign lock: only the ledger's check protects the budget."""
+    """The same race on the flow alone (no order rows): the ledger's check is the guard."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL's row locks")
     from marketplace.flows import flow_post
