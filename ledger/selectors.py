@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.fields.json import KeyTransform
 
 from ledger import conf
 from ledger.domain import (
@@ -206,7 +207,18 @@ def accounts_list(
         if prefix:
             qs = qs.filter(address__startswith=prefix)
     if metadata:
-        qs = qs.filter(metadata__contains=dict(metadata))
+        qs = _metadata_filter(qs, metadata)
+    return qs
+
+
+def _metadata_filter(qs: QuerySet[Any], metadata: Mapping[str, Any]) -> QuerySet[Any]:
+    """Containment on the metadata: JSONB @> (GIN-indexed) on PostgreSQL, one key lookup per
+    key elsewhere (SQLite has no containment operator)."""
+    if connection.vendor == "postgresql":
+        return qs.filter(metadata__contains=dict(metadata))
+    for i, (key, value) in enumerate(sorted(metadata.items())):
+        alias = f"_metadata_{i}"
+        qs = qs.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
     return qs
 
 
@@ -261,7 +273,7 @@ def transactions_list(
     if reference is not None:
         qs = qs.filter(reference=reference)
     if metadata:
-        qs = qs.filter(metadata__contains=dict(metadata))
+        qs = _metadata_filter(qs, metadata)
     start = validate_timestamp(start)
     end = validate_timestamp(end)
     if start is not None:

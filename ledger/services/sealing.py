@@ -74,7 +74,7 @@ def _load_chain_rows(ids: list[int]) -> dict[int, bytes]:
             "FROM ledger_posting p JOIN ledger_account s ON s.id = p.source_id "
             "JOIN ledger_account d ON d.id = p.destination_id "
             f"WHERE p.transaction_id IN ({', '.join(['%s'] * len(ids))}) "
-            "ORDER BY p.transaction_id, p.index",
+            'ORDER BY p.transaction_id, p."index"',
             ids,
         )
         for tx_id, source, destination, asset, amount in cursor.fetchall():
