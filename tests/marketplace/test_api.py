@@ -306,3 +306,22 @@ def test_past_instant_must_have_a_zone(staff: APIClient) -> None:
     naive = datetime(2024, 1, 1, tzinfo=UTC).replace(tzinfo=None).isoformat()
     response = staff.get("/api/v1/books/risk/", {"at": naive})
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["restaurant", "rider", "order", "refund", "dispute", "campaign", "topup", "anomaly"],
+)
+def test_admin_pages_load(fake_gateway: FakeGateway, model: str) -> None:
+    # given: some data and a superuser
+    restaurant = RestaurantFactory()
+    place_client = APIClient()
+    admin_user = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    place_client.force_login(admin_user)
+    from marketplace.services.orders import order_create
+
+    order_create(restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=0)
+    # when
+    listing = place_client.get(f"/admin/marketplace/{model}/")
+    # then
+    assert listing.status_code == 200

@@ -54,7 +54,8 @@ def test_dispute_events_in_any_order_book_withdrawal_and_reinstatement(
         1500,
         2000,
     )
-    assert bal("platform:disputes") == -1500
+    assert bal("platform:disputes") == 0
+    assert bal("platform:stripe_fees") == -(88 + 1500)
     withdrawn = transactions_list(reference=f"dispute-withdrawn:{dp['id']}").get()
     assert withdrawn.metadata["stripe_object"] == dp["id"]
     assert withdrawn.metadata["stripe_balance_transaction"] == dp["balance_transactions"][0]["id"]
@@ -109,7 +110,8 @@ def test_dispute_borne_by_the_restaurant_by_policy(
     process(event("charge.dispute.funds_withdrawn", dp))
     # then: the restaurant owes the platform; the fee is the platform's
     assert bal(restaurant.ledger_address) == 1700 - 2500
-    assert bal("platform:disputes") == -1500
+    assert bal("platform:disputes") == 0
+    assert bal("platform:stripe_fees") == -(103 + 1500)
     (row,) = [p for p in payee_balances_list(kind="restaurant") if p.id == restaurant.pk]
     assert row.available == -800
     owed = {g.name: (g.owed, g.receivable) for g in owed_get().groups}

@@ -129,8 +129,8 @@ def in_order_books(fake_gateway: FakeGateway) -> dict[str, Any]:
         "order": 2500 - 700,
         "payment": 0,
         "stripe:balance": -(2500 - 103) + 700 + 1500,
-        "platform:stripe_fees": -103,
-        "platform:disputes": -1500,
+        "platform:stripe_fees": -103 - 1500,
+        "platform:disputes": 0,
         "platform:losses": 0,
     }
     assert [t[0] for t in result["transactions"]] == sorted(

@@ -266,13 +266,15 @@ def test_dispute_withdrawn_then_won(emulator: Any, parties: dict[str, Any]) -> N
     assert customer_pays(emulator, intent["id"], pm="pm_card_createDispute")
     settle(emulator)
     order_deliver(order_id=order.pk, rider_id=rider.pk)
-    # then: the amount and the $15 fee left the Stripe balance, booked to platform:disputes
+    # then: the amount and the $15 fee left the Stripe balance: the amount booked to
+    # platform:disputes, the fee to platform:stripe_fees like every Stripe fee
     dispute = Dispute.objects.get(order=order)
     assert postings(f"dispute-withdrawn:{dispute.stripe_dispute_id}") == [
         ("platform:disputes", "stripe:balance", 2500),
-        ("platform:disputes", "stripe:balance", 1500),
+        ("platform:stripe_fees", "stripe:balance", 1500),
     ]
-    assert bal("platform:disputes") == -4000
+    assert bal("platform:disputes") == -2500
+    assert bal("platform:stripe_fees") == -(card_fee(2500) + 1500)
     assert Anomaly.objects.filter(kind="dispute", order=order).count() == 1
     # when: the dispute is won
     status, _ = emulator.request(
@@ -286,7 +288,7 @@ def test_dispute_withdrawn_then_won(emulator: Any, parties: dict[str, Any]) -> N
     assert postings(f"dispute-reinstated:{dispute.stripe_dispute_id}") == [
         ("stripe:balance", "platform:disputes", 2500)
     ]
-    assert bal("platform:disputes") == -1500
+    assert bal("platform:disputes") == 0
     assert bal("stripe:balance") == -(2500 - card_fee(2500)) + 1500
 
 
