@@ -273,3 +273,20 @@ def test_late_payment_after_expiry_takes_the_discount_from_the_campaign_again(
     assert order.coupon_state == Order.CouponState.CAPTURED
     assert bal(order.ledger_address) == 1500
     assert bal("coupons:LATE") == 700
+
+
+def test_expiry_task_is_scheduled_and_runs(fake_gateway: FakeGateway) -> None:
+    # given
+    from django.conf import settings
+
+    from marketplace.services.tasks import orders_expire_task
+
+    restaurant = RestaurantFactory()
+    placed_order(fake_gateway, restaurant_id=restaurant.pk, subtotal=1500, delivery_fee=0)
+    # when: nothing is older than the default TTL (1 h)
+    expired = orders_expire_task.apply().get()
+    # then
+    assert expired == 0
+    assert settings.CELERY_BEAT_SCHEDULE["marketplace-orders-expire"]["task"] == (
+        "marketplace.orders_expire"
+    )

@@ -1,0 +1,14 @@
+"""Celery tasks of the money flows (thin: each calls one service). Imported by
+`MarketplaceConfig.ready()`, which also schedules them on Celery beat."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from marketplace.services.orders import orders_expire
+
+
+@shared_task(name="marketplace.orders_expire")
+def orders_expire_task() -> int:
+    """Cancel unpaid orders older than ORDER_PAYMENT_TTL; their coupons go back."""
+    return orders_expire()
