@@ -122,6 +122,10 @@ class ReconciliationItem(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="items")
+    # (run, key, asset) is unique by construction: the matcher's single INSERT ... SELECT
+    # groups by exactly that, and nothing else inserts items. It is deliberately not a unique
+    # index: at a million items per night, maintaining a random-order text B-tree doubles the
+    # insert time (see reconciliation/benchmarks.py), and nothing looks items up by key.
     # The Stripe source object, or "#<ledger transaction id>" for a ledger movement on
     # stripe:balance that names no Stripe object.
     key = models.CharField(max_length=255)
@@ -149,14 +153,20 @@ class ReconciliationItem(models.Model):
         max_length=16, choices=RepairStatus.choices, default=RepairStatus.NONE
     )
     repair_note = models.TextField(blank=True, default="")
+    # The outcome in the previous run of the same window, only where it differs (NULL:
+    # unchanged, or new). The run's `changes` has the counts.
     previous_outcome = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         db_table = "reconciliation_item"
         ordering = ["id"]
-        indexes = [models.Index(fields=["run", "outcome"], name="recon_item_run_outcome")]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "key", "asset"], name="recon_item_run_key_uniq"),
+        indexes = [
+            # What needs attention, per run: small, whatever the number of matched items.
+            models.Index(
+                fields=["run", "outcome"],
+                name="recon_item_run_open",
+                condition=~Q(outcome="matched"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -138,40 +138,57 @@ def reconciliation_run(
 
 
 def changes_compute(*, run: ReconciliationRun) -> dict[str, Any]:
-    """Fill each item's `previous_outcome` from the previous run of the window (set-based),
-    and summarise: unchanged keys, outcome transitions, new keys, keys gone."""
+    """Compare with the previous run of the window, set-based: the counts of unchanged keys,
+    of outcome transitions, of new keys and of keys gone; items whose outcome changed get
+    their `previous_outcome`."""
     previous = run.previous_run
     if previous is None:
         return {"previous_run": None}
     table = ReconciliationItem._meta.db_table
     key = connection.ops.quote_name("key")
+    same = f"p.{key} = c.{key} AND p.asset = c.asset"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET previous_outcome = (SELECT p.outcome FROM {table} p "
-            f"WHERE p.run_id = %s AND p.{key} = {table}.{key} AND p.asset = {table}.asset) "
-            "WHERE run_id = %s",
-            [previous.pk, run.pk],
-        )
-        cursor.execute(
-            f"SELECT previous_outcome, outcome, COUNT(*) FROM {table} WHERE run_id = %s "
-            "GROUP BY previous_outcome, outcome",
-            [run.pk],
+            f"SELECT p.outcome, c.outcome, COUNT(*) FROM {table} c JOIN {table} p ON {same} "
+            "WHERE c.run_id = %s AND p.run_id = %s GROUP BY p.outcome, c.outcome",
+            [run.pk, previous.pk],
         )
         transitions = cursor.fetchall()
         cursor.execute(
+            f"SELECT c.outcome, COUNT(*) FROM {table} c WHERE c.run_id = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {table} p WHERE p.run_id = %s AND {same}) GROUP BY c.outcome",
+            [run.pk, previous.pk],
+        )
+        new = {outcome: int(n) for outcome, n in cursor.fetchall()}
+        cursor.execute(
             f"SELECT p.outcome, COUNT(*) FROM {table} p WHERE p.run_id = %s AND NOT EXISTS "
-            f"(SELECT 1 FROM {table} c WHERE c.run_id = %s AND c.{key} = p.{key} "
-            "AND c.asset = p.asset) GROUP BY p.outcome",
+            f"(SELECT 1 FROM {table} c WHERE c.run_id = %s AND {same}) GROUP BY p.outcome",
             [previous.pk, run.pk],
         )
         gone = {outcome: int(n) for outcome, n in cursor.fetchall()}
+        changed_keys = any(before != after for before, after, _n in transitions)
+        if changed_keys:
+            cursor.execute(
+                f"UPDATE {table} SET previous_outcome = (SELECT p.outcome FROM {table} p "
+                f"WHERE p.run_id = %s AND p.{key} = {table}.{key} AND p.asset = {table}.asset) "
+                f"WHERE run_id = %s AND outcome <> 'matched'",
+                [previous.pk, run.pk],
+            )
+            cursor.execute(
+                f"UPDATE {table} SET previous_outcome = (SELECT p.outcome FROM {table} p "
+                f"WHERE p.run_id = %s AND p.outcome <> 'matched' AND p.{key} = {table}.{key} "
+                f"AND p.asset = {table}.asset) WHERE run_id = %s AND outcome = 'matched'",
+                [previous.pk, run.pk],
+            )
+            cursor.execute(
+                f"UPDATE {table} SET previous_outcome = NULL "
+                "WHERE run_id = %s AND previous_outcome = outcome",
+                [run.pk],
+            )
     unchanged = 0
     changed: dict[str, int] = defaultdict(int)
-    new: dict[str, int] = defaultdict(int)
     for before, after, n in transitions:
-        if before is None:
-            new[after] += int(n)
-        elif before == after:
+        if before == after:
             unchanged += int(n)
         else:
             changed[f"{before} -> {after}"] += int(n)
