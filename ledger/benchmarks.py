@@ -20,6 +20,7 @@ Workload: an order's split, one transaction of 4 postings: `stripe:balance` -> `
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -260,28 +261,55 @@ BULK_BATCH = 500
 ROUNDS = 5
 
 
-def _serial_and_raw(run: str, count: int) -> tuple[float, float]:
+def _backend_cpu_s() -> float | None:
+    """CPU seconds used so far by this connection's PostgreSQL backend (local server only)."""
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid  # type: ignore[union-attr]
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Meter:
+    """Wall time, this process's CPU and the backend's CPU, summed over measured stretches."""
+
+    def __init__(self) -> None:
+        self.wall = self.client_cpu = 0.0
+        self.backend_cpu: float | None = 0.0
+
+    def measure(self, fn: Any) -> None:
+        backend = _backend_cpu_s()
+        cpu, wall = time.process_time(), time.perf_counter()
+        fn()
+        self.wall += time.perf_counter() - wall
+        self.client_cpu += time.process_time() - cpu
+        after = _backend_cpu_s()
+        if backend is None or after is None or self.backend_cpu is None:
+            self.backend_cpu = None
+        else:
+            self.backend_cpu += after - backend
+
+
+def _serial_and_raw(run: str, count: int) -> tuple[_Meter, _Meter, int]:
     """Our serial rate and the raw-SQL ceiling, measured in alternating rounds so that a noisy
     machine slows both alike."""
     per_round = max(1, count // ROUNDS)
-    ours_s = raw_s = 0.0
+    ours, raw = _Meter(), _Meter()
     _post_orders(run + "w", 0, min(200, count))  # warm the prepared statement
     raw_post = _raw_sql_poster(run)
     for i in range(min(200, count)):
         raw_post(i)
     try:
         for r in range(ROUNDS):
-            started = time.perf_counter()
-            _post_orders(run, r * per_round, per_round)
-            ours_s += time.perf_counter() - started
-            started = time.perf_counter()
-            for i in range(r * per_round, (r + 1) * per_round):
-                raw_post(i)
-            raw_s += time.perf_counter() - started
+            first = r * per_round
+            ours.measure(lambda first=first: _post_orders(run, first, per_round))
+            raw.measure(lambda first=first: [raw_post(i) for i in range(first, first + per_round)])
     finally:
         _raw_sql_drop()
-    n = per_round * ROUNDS
-    return n / ours_s, n / raw_s
+    return ours, raw, per_round * ROUNDS
 
 
 @benchmark("ledger")
@@ -290,8 +318,23 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
     sizes = SIZES[quick]
     _setup_accounts()
     figures: dict[str, Any] = {}
-    serial, raw = _serial_and_raw(run + "s", sizes.serial)
+    figures["load_avg_1m"] = round(os.getloadavg()[0], 2)  # others' load skews every figure
+    ours, raw, n = _serial_and_raw(run + "s", sizes.serial)
+    serial = n / ours.wall
     figures["serial_tx_per_s"] = round(serial)
+    # where a serial transaction's time goes (microseconds): this process's CPU (Python,
+    # psycopg), the PostgreSQL backend's CPU (the function, the commit), the rest is waiting
+    # (fsync, scheduling)
+    figures["serial_us_per_tx"] = {
+        "wall": round(ours.wall / n * 1e6),
+        "client_cpu": round(ours.client_cpu / n * 1e6),
+        "db_cpu": None if ours.backend_cpu is None else round(ours.backend_cpu / n * 1e6),
+    }
+    figures["raw_sql_us_per_tx"] = {
+        "wall": round(raw.wall / n * 1e6),
+        "client_cpu": round(raw.client_cpu / n * 1e6),
+        "db_cpu": None if raw.backend_cpu is None else round(raw.backend_cpu / n * 1e6),
+    }
     rate, errors = _contention(run + "c", 4, sizes.per_writer)
     figures["contention_tx_per_s"] = round(rate)
     figures["contention_errors"] = errors
@@ -302,8 +345,14 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
     p50, p99 = _balance_reads(sizes.reads)
     figures["balance_read_p50_ms"] = round(p50, 3)
     figures["balance_read_p99_ms"] = round(p99, 3)
-    figures["raw_sql_tx_per_s"] = round(raw)
-    figures["serial_vs_raw"] = round(serial / raw, 2)
+    # the sealer (after commit, single, in order) must outrun the writers
+    from ledger.services import transactions_seal
+
+    started = time.perf_counter()
+    sealed = transactions_seal(batch_size=5000, max_batches=2 if quick else 4)
+    figures["seal_tx_per_s"] = round(sealed / (time.perf_counter() - started)) if sealed else None
+    figures["raw_sql_tx_per_s"] = round(n / raw.wall)
+    figures["serial_vs_raw"] = round(serial / (n / raw.wall), 2)
     figures["sizes"] = {
         "serial": sizes.serial,
         "contention": 4 * sizes.per_writer,

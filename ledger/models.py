@@ -197,8 +197,14 @@ class Unsealed(models.Model):
     """The sealer's queue: one row per committed transaction not yet sealed, inserted in the
     same database transaction as the transaction, deleted by the sealer when it seals it."""
 
+    # No foreign-key constraint: a queue row is inserted by the same statement as its
+    # transaction, which can never be deleted; the check would only cost every posting.
     transaction = models.OneToOneField(
-        Transaction, primary_key=True, on_delete=models.PROTECT, related_name="+"
+        Transaction,
+        primary_key=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
 
     def __str__(self) -> str:

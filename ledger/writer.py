@@ -17,7 +17,7 @@ Both paths take the same inputs: validated transactions and the `Plan` that
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -76,7 +76,27 @@ _POST_SQL = (
 )
 
 
+def _int_array(values: Iterable[int | None]) -> str:
+    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
+
+
+def _text_array(values: Iterable[str | None]) -> str:
+    return (
+        "{"
+        + ",".join(
+            [
+                "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in values
+            ]
+        )
+        + "}"
+    )
+
+
 def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any]:
+    """The arguments of ledger_post(...), arrays as PostgreSQL array literals: psycopg's
+    generic list adaptation (type detection per element) cost more than the rest of the Python
+    side of a posting; addresses and assets are plain ASCII, references are escaped."""
     index = plan.address_index
     p_tx: list[int] = []
     p_idx: list[int] = []
@@ -94,23 +114,23 @@ def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any
             p_amounts.append(p.amount)
     keys = plan.keys
     return [
-        [item.reference for item in items],
-        [item.timestamp for item in items],
+        _text_array([item.reference for item in items]),
+        _text_array([None if t is None else t.isoformat() for t in (i.timestamp for i in items)]),
         json.dumps([item.metadata for item in items], separators=(",", ":")),
-        [item.fingerprint for item in items],
-        [item.reverts for item in items],
-        plan.addresses,
-        p_tx,
-        p_idx,
-        p_src,
-        p_dst,
-        p_assets,
-        p_amounts,
-        [index[k.address] + 1 for k in keys],
-        [k.asset for k in keys],
-        [k.input for k in keys],
-        [k.output for k in keys],
-        [k.required for k in keys],
+        _text_array([item.fingerprint for item in items]),
+        _int_array([item.reverts for item in items]),
+        _text_array(plan.addresses),
+        _int_array(p_tx),
+        _int_array(p_idx),
+        _int_array(p_src),
+        _int_array(p_dst),
+        _text_array(p_assets),
+        _int_array(p_amounts),
+        _int_array([index[k.address] + 1 for k in keys]),
+        _text_array([k.asset for k in keys]),
+        _int_array([k.input for k in keys]),
+        _int_array([k.output for k in keys]),
+        _int_array([k.required for k in keys]),
         shard,
     ]
 

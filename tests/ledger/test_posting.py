@@ -405,3 +405,10 @@ def test_a_volume_overflow_in_the_database_is_a_clean_error(write_path):
     # then
     assert excinfo.value.code == "invalid_amount"
     assert table_counts() == before
+
+
+@pytest.mark.parametrize("reference", ['a "quoted" \\ {ref}, with, commas', "NULL", "ünïcødé ✓"])
+def test_any_reference_string_round_trips(write_path, reference):
+    first = transaction_post(postings=[p("world", "a", 1)], reference=reference)
+    assert Transaction.objects.get(pk=first.transaction.pk).reference == reference
+    assert transaction_post(postings=[p("world", "a", 1)], reference=reference).replayed is True
