@@ -206,11 +206,14 @@ def onboard(ctx: DemoContext) -> None:
 
 
 def campaign_launch(ctx: DemoContext) -> None:
+    # A second run on the same database gets a campaign of its own.
+    taken = {c["code"] for c in ctx.api("GET", "campaigns/")}
+    code = next(c for c in ("LUNCH20", *(f"LUNCH20-{n}" for n in range(2, 1000))) if c not in taken)
     campaign = ctx.api(
         "POST",
         "campaigns/",
         {
-            "code": "LUNCH20",
+            "code": code,
             "name": "20% off lunch, up to $6",
             "budget": 1_500_000,
             "per_order_cap": 600,
@@ -242,7 +245,7 @@ def orders_place_and_pay(ctx: DemoContext, *, count: int) -> None:
                 "restaurant": restaurant["id"],
                 "subtotal": rng.randrange(1200, 6000, 5),
                 "delivery_fee": rng.choice([199, 299, 349, 399, 499]),
-                "coupon": "LUNCH20" if rng.random() < 0.3 else "",
+                "coupon": ctx.campaign["code"] if rng.random() < 0.3 else "",
                 "card": _card(ctx, index, rng),
                 "customer_email": f"customer{rng.randrange(1, count + 1)}@example.com",
             }
@@ -354,7 +357,11 @@ def refunds_and_disputes(ctx: DemoContext) -> None:
     # The card of one order was disputed as soon as it paid: the platform wins the dispute.
     from marketplace.models import Dispute
 
-    ctx.disputes = list(Dispute.objects.order_by("id").values_list("stripe_dispute_id", flat=True))
+    ctx.disputes = list(
+        Dispute.objects.filter(order_id__in=ctx.orders)
+        .order_by("id")
+        .values_list("stripe_dispute_id", flat=True)
+    )
     if ctx.disputes:
         status, _ = ctx.emulator.request(
             "POST", f"/v1/test_helpers/disputes/{ctx.disputes[0]}/close", {"outcome": "won"}

@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import logging
 import time
+from pathlib import Path
 from typing import IO, Any, cast
 
 import requests
@@ -53,6 +54,22 @@ def _demo_settings(seed: int) -> None:
         connection.close()
 
 
+def _emulator_state_path() -> str | None:
+    """Where the emulator keeps Stripe's side of the books between runs: next to the SQLite
+    database (var/demo.sqlite3 -> var/demo-stripe.sqlite3), so that a second `make demo` on
+    the same database continues the same Stripe account. Forgotten when the database is
+    fresh (deleted, or never migrated): both sides start over together. None (in memory) on
+    other databases. Call before migrating."""
+    if connection.vendor != "sqlite":
+        return None
+    name = Path(str(connection.settings_dict["NAME"]))
+    state = name.with_name(f"{name.stem}-stripe.sqlite3")
+    fresh = "marketplace_order" not in connection.introspection.table_names()
+    if fresh and state.exists():
+        state.unlink()
+    return str(state)
+
+
 def _staff_token() -> str:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
@@ -86,6 +103,7 @@ class Command(BaseCommand):
         quiet = logging.getLogger()
         previous_level = quiet.level
         _demo_settings(seed)
+        stripe_state = _emulator_state_path()
         with console.status("migrating the database"):
             call_command("migrate", verbosity=0, interactive=False)
         token = _staff_token()
@@ -100,6 +118,7 @@ class Command(BaseCommand):
                 emulator = EmulatorServer(
                     webhook_url=f"{app.url}/webhooks/stripe/",
                     chaos=ChaosConfig(seed=seed, duplicate_rate=0.3, shuffle=True),
+                    db_path=stripe_state,
                 )
                 emulator.start()
                 settings.STRIPE_API_BASE = emulator.url
