@@ -120,7 +120,6 @@ class Payout(models.Model):
                 name="payout_in_flight_idx",
                 condition=Q(state__in=_IN_FLIGHT_STATES),
             ),
-            models.Index(fields=["payee_kind", "payee_id", "seq"], name="payout_payee_idx"),
             models.Index(fields=["created_at"], name="payout_created_idx"),
         ]
         constraints = [

@@ -163,11 +163,16 @@ def candidates_list(
     ]
     if not payees:
         return []
-    busy = in_flight_keys()
     by_address: dict[str, dict[str, int]] = {}
-    for kind in {p.kind for p in payees}:
-        prefix = payee_model(kind).LEDGER_PREFIX
-        by_address.update(balances_get(pattern=f"{prefix}:*").accounts)
+    if payee_ids is not None:
+        # A given set of payees (a chunk, one payee): read just their accounts.
+        busy = in_flight_keys([p.key for p in payees])
+        by_address = balances_of(p.address for p in payees)
+    else:
+        busy = in_flight_keys()
+        for kind in {p.kind for p in payees}:
+            prefix = payee_model(kind).LEDGER_PREFIX
+            by_address.update(balances_get(pattern=f"{prefix}:*").accounts)
     result = []
     for payee in payees:
         if payee.key in busy:

@@ -40,12 +40,39 @@ def payouts_drive(self: Any, payout_ids: list[str]) -> dict[str, Any]:
     return result.as_dict()
 
 
-@shared_task(name="payouts.tasks.payouts_schedule", acks_late=True)
-def payouts_schedule() -> dict[str, Any]:
-    """The beat's scheduling pass."""
+@shared_task(bind=True, name="payouts.tasks.payouts_schedule", acks_late=True)
+def payouts_schedule(
+    self: Any, payee_ids: list[list[Any]] | None = None, min_amount: int | None = None
+) -> dict[str, Any]:
+    """The beat's scheduling pass (every payee), or a pass over `payee_ids` [[kind, id]]:
+    picks the candidates and fans the chunks out to the workers (inline when eager).
+    Re-running it is safe: a payee with a payout in flight is skipped."""
     from payouts.services import payouts_schedule as schedule
 
-    return schedule(actor="beat:payouts-schedule").as_dict()
+    return schedule(
+        payee_ids=_keys(payee_ids),
+        min_amount=min_amount,
+        actor="beat:payouts-schedule",
+        fan_out=not self.request.is_eager,
+    ).as_dict()
+
+
+@shared_task(bind=True, name="payouts.tasks.payouts_schedule_chunk", acks_late=True)
+def payouts_schedule_chunk(
+    self: Any, payee_ids: list[list[Any]], min_amount: int | None = None
+) -> dict[str, Any]:
+    """Create (and reserve) the payouts of one chunk of payees, then send them to driving."""
+    from payouts.services import payouts_schedule as schedule
+
+    return schedule(
+        payee_ids=_keys(payee_ids),
+        min_amount=min_amount,
+        actor=f"task:{self.request.id or 'eager'}",
+    ).as_dict()
+
+
+def _keys(payee_ids: list[list[Any]] | None) -> list[tuple[str, int]] | None:
+    return [(str(k), int(i)) for k, i in payee_ids] if payee_ids is not None else None
 
 
 @shared_task(name="payouts.tasks.payouts_sweep", acks_late=True)

@@ -28,6 +28,7 @@ from payouts.flows import FlowRun, flows_post, flows_prepare, monetary
 from payouts.models import Payout, PayoutPayee, new_payout_id
 from payouts.selectors import Candidate
 from payouts.services import states
+from payouts.services.bulk import rows_insert, rows_update
 from payouts.transitions import State, payout_account
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class ScheduleResult:
     skipped_held: int = 0
     skipped_below_minimum: int = 0
     amounts: dict[str, int] = field(default_factory=dict)  # asset -> total reserved
+    chunks_sent: int = 0  # fan_out: chunks handed to the workers instead of done here
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -51,6 +53,7 @@ class ScheduleResult:
             "skipped_held": self.skipped_held,
             "skipped_below_minimum": self.skipped_below_minimum,
             "amounts": dict(self.amounts),
+            "chunks_sent": self.chunks_sent,
             "seconds": round(self.seconds, 3),
         }
 
@@ -136,11 +139,9 @@ def _schedule_chunk(
             rows[payee.key].last_seq = seq
         if not payouts:
             return outcome
-        Payout.objects.bulk_create(payouts)
+        rows_insert(Payout, payouts)
         states.created(payouts, why="scheduled", actor=actor)
-        PayoutPayee.objects.bulk_update(
-            [rows[(p.payee_kind, p.payee_id)] for p in payouts], ["last_seq"]
-        )
+        rows_update(PayoutPayee, [rows[(p.payee_kind, p.payee_id)] for p in payouts], ["last_seq"])
         flows_post(kept)
         states.transitions_many(
             payouts,
@@ -167,12 +168,17 @@ def payouts_schedule(
     chunk_size: int | None = None,
     actor: str = "scheduler",
     drive: bool = True,
+    fan_out: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ScheduleResult:
     """One scheduling pass: a payout for every payee with an available balance of at least
     the minimum (less the rolling reserve), not held, with none in flight. Each chunk commits
     on its own; its payouts are handed to the driving tasks when `drive` (else the sweeper or
-    a caller drives them). `progress(done, created)` is called after each chunk."""
+    a caller drives them). `progress(done, created)` is called after each chunk.
+
+    `fan_out`: send each chunk to the workers as a task (`payouts_schedule_chunk`) instead of
+    creating it here, so every worker reserves and drives in parallel (the beat's pass does).
+    Two workers on overlapping chunks are safe: the payee lock and "one in flight" decide."""
     started = time.perf_counter()
     result = ScheduleResult()
     candidates = selectors.candidates_list(kinds=kinds, payee_ids=payee_ids, min_amount=min_amount)
@@ -180,6 +186,10 @@ def payouts_schedule(
     size = max(1, int(chunk_size or conf.get("PAYOUTS_SCHEDULE_CHUNK")))
     for start in range(0, len(candidates), size):
         chunk = candidates[start : start + size]
+        if fan_out:
+            _send_chunk([c.payee.key for c in chunk], min_amount)
+            result.chunks_sent += 1
+            continue
         outcome = _schedule_chunk(chunk, min_amount=min_amount, actor=actor)
         ids = [p.pk for p in outcome.payouts]
         result.created += ids
@@ -198,6 +208,14 @@ def payouts_schedule(
     if result.created:
         logger.info("payouts: scheduled %d payout(s) %s", len(result.created), result.amounts)
     return result
+
+
+def _send_chunk(keys: list[tuple[str, int]], min_amount: int | None) -> None:
+    from payouts.tasks import payouts_schedule_chunk
+
+    payouts_schedule_chunk.apply_async(
+        ([list(k) for k in keys], min_amount), queue=conf.get("PAYOUTS_QUEUE")
+    )
 
 
 def payout_create(

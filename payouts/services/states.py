@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from payouts.models import Payout, PayoutEvent
+from payouts.services.bulk import rows_insert, rows_update
 from payouts.transitions import State, transition_check
 
 # The timestamp column set when a payout enters a state.
@@ -70,19 +71,18 @@ def transitions_many(
         transition_check(payout.state, to)
     now = timezone.now()
     stamp = _STAMP.get(to)
-    changed: set[str] = {"state", "state_changed_at", "next_attempt_at"}
+    common: dict[str, Any] = {"state": str(to), "state_changed_at": now, "next_attempt_at": None}
+    if stamp is not None:
+        common[stamp] = now
+    varying: set[str] = set()
     events = []
     for payout in payouts:
         from_state = payout.state
-        payout.state = to
-        payout.state_changed_at = now
-        payout.next_attempt_at = None
-        if stamp is not None:
-            setattr(payout, stamp, now)
-            changed.add(stamp)
+        for name, value in common.items():
+            setattr(payout, name, value)
         for name, value in ((fields or {}).get(payout.pk) or {}).items():
             setattr(payout, name, value)
-            changed.add(name)
+            varying.add(name)
         reason = why if isinstance(why, str) else why[payout.pk]
         events.append(
             PayoutEvent(
@@ -95,12 +95,16 @@ def transitions_many(
                 created_at=now,
             )
         )
-    ordered = sorted(changed)
     if len(payouts) == 1:
-        payouts[0].save(update_fields=ordered)
+        payouts[0].save(update_fields=sorted({*common, *varying}))
     else:
-        Payout.objects.bulk_update(list(payouts), ordered)
-    PayoutEvent.objects.bulk_create(events)
+        # One statement (the CHECK constraints see the row whole); the from-state is checked
+        # above and again by the trigger, row by row.
+        if varying:
+            rows_update(Payout, payouts, sorted({*common, *varying}))
+        else:
+            Payout.objects.filter(pk__in=[p.pk for p in payouts]).update(**common)
+    rows_insert(PayoutEvent, events)
     return list(payouts)
 
 
@@ -120,7 +124,8 @@ def note(payout: Payout, *, why: str, actor: str, data: Mapping[str, Any] | None
 def created(payouts: Sequence[Payout], *, why: str, actor: str) -> None:
     """The audit rows of newly inserted (pending) payouts."""
     _require_transaction()
-    PayoutEvent.objects.bulk_create(
+    rows_insert(
+        PayoutEvent,
         [
             PayoutEvent(
                 payout=p,
@@ -132,5 +137,5 @@ def created(payouts: Sequence[Payout], *, why: str, actor: str) -> None:
                 created_at=p.created_at,
             )
             for p in payouts
-        ]
+        ],
     )

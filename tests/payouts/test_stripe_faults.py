@@ -39,8 +39,16 @@ def settle_everything(emulator: EmulatorServer, *, rounds: int = 40, pause: floa
     )
 
 
-def run_with_chaos(emulator: EmulatorServer, pause: float = 0.0, **chaos: Any) -> list[Any]:
+def run_with_chaos(
+    emulator: EmulatorServer,
+    pause: float = 0.0,
+    timeout: float | None = None,
+    settings: Any = None,
+    **chaos: Any,
+) -> list[Any]:
     payees = [make_payee("restaurant", balance=1_000 + i) for i in range(N)]
+    if timeout is not None:
+        settings.STRIPE_TIMEOUT = timeout  # shorter than the emulator's chaos sleep
     emulator.set_chaos(ChaosConfig(seed=3, **chaos))
     payouts_schedule(payee_ids=[key(p) for p in payees])
     settle_everything(emulator, pause=pause)
@@ -76,10 +84,11 @@ def test_500_after_the_transfer_was_made(emulator: EmulatorServer) -> None:
 def test_timeouts_the_transfer_happens_after_the_client_gave_up(
     emulator: EmulatorServer, settings: Any
 ) -> None:
-    settings.STRIPE_TIMEOUT = 0.3
     run_with_chaos(
         emulator,
         pause=0.35,
+        timeout=0.3,
+        settings=settings,
         api_timeout_rate=0.4,
         api_timeout_seconds=0.6,
         **TRANSFER_POSTS,
@@ -88,10 +97,11 @@ def test_timeouts_the_transfer_happens_after_the_client_gave_up(
 
 
 def test_everything_at_once_lookups_included(emulator: EmulatorServer, settings: Any) -> None:
-    settings.STRIPE_TIMEOUT = 0.3
     run_with_chaos(
         emulator,
         pause=0.35,
+        timeout=0.3,
+        settings=settings,
         api_error_rate=0.15,
         api_error_after_rate=0.15,
         api_timeout_rate=0.15,
