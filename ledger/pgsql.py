@@ -84,27 +84,37 @@ BEGIN
             v_acc[array_position(p_addrs, v_row.address::text)] := v_row.id;
         END LOOP;
     ELSE
-        SELECT array_agg(x.id ORDER BY u.ord) INTO v_acc
-        FROM unnest(p_addrs) WITH ORDINALITY AS u(a, ord)
-        LEFT JOIN ledger_account x ON x.address = u.a;
+        -- scalar subqueries: one index probe per address, never a join planned as a scan
+        SELECT array_agg((SELECT x.id FROM ledger_account x WHERE x.address = u.a) ORDER BY u.ord)
+        INTO v_acc
+        FROM unnest(p_addrs) WITH ORDINALITY AS u(a, ord);
     END IF;
     IF array_position(v_acc, NULL) IS NOT NULL THEN
-        FOR i IN 1..v_na LOOP
-            CONTINUE WHEN v_acc[i] IS NOT NULL;
+        WITH ins AS (
             INSERT INTO ledger_account (address, metadata, created_at)
-            VALUES (p_addrs[i], '{}'::jsonb, v_now)
+            SELECT u.a, '{}'::jsonb, v_now
+            FROM unnest(p_addrs, v_acc) WITH ORDINALITY AS u(a, id, ord)
+            WHERE u.id IS NULL
+            ORDER BY u.ord
             ON CONFLICT (address) DO NOTHING
-            RETURNING id INTO v_id;
-            IF v_id IS NULL THEN  -- a concurrent writer created it first
+            RETURNING id, address
+        )
+        SELECT array_agg(coalesce(u.id, ins.id) ORDER BY u.ord),
+               array_agg(ins.id IS NOT NULL ORDER BY u.ord)
+        INTO v_acc, v_new
+        FROM unnest(p_addrs, v_acc) WITH ORDINALITY AS u(a, id, ord)
+        LEFT JOIN ins ON ins.address = u.a;
+        IF array_position(v_acc, NULL) IS NOT NULL THEN
+            -- created by a concurrent writer that committed after this statement began
+            FOR i IN 1..v_na LOOP
+                CONTINUE WHEN v_acc[i] IS NOT NULL;
                 SELECT x.id INTO v_id FROM ledger_account x WHERE x.address = p_addrs[i];
-            ELSE
-                v_new[i] := true;
-            END IF;
-            v_acc[i] := v_id;
-        END LOOP;
+                v_acc[i] := v_id;
+            END LOOP;
+        END IF;
     END IF;
 
-    -- 3. Balances, one key at a time in (address, asset) order: the global lock order.
+    -- 3. Balances, in (address, asset) order: the global lock order.
     v_k := coalesce(array_length(p_key_acc, 1), 0);
     i := 1;
     WHILE i <= v_k LOOP

@@ -88,3 +88,26 @@ def test_bench_ledger_quick_prints_the_required_keys(capsys, settings, monkeypat
         assert key in line, key
     assert line["contention_errors"] == 0
     assert line["balance_read_postings"] >= 200
+
+
+def test_the_sealer_is_scheduled_by_celery_beat():
+    from django.conf import settings
+
+    from config.celery import app
+
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["ledger-seal"]["task"] == "ledger.seal"
+    assert schedule["ledger-seal"]["schedule"] <= 10
+    assert schedule["ledger-verify"]["task"] == "ledger.verify"
+    app.loader.import_default_modules()
+    assert {"ledger.seal", "ledger.verify"} <= set(app.tasks)
+
+
+def test_seal_task_seals():
+    from ledger.models import Seal
+    from ledger.tasks import ledger_seal, ledger_verify
+
+    transaction_post(postings=[p("world", "a", 1)])
+    assert ledger_seal.apply().get() == 1
+    assert Seal.objects.count() == 1
+    assert ledger_verify.apply().get() is True
