@@ -31,8 +31,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 class PayoutEventInline(admin.TabularInline):
     model = PayoutEvent
-    fields = ["created_at", "from_state", "to_state", "why", "actor", "data"]
-    readonly_fields = fields
+    fields = ("created_at", "from_state", "to_state", "why", "actor", "data")
+    readonly_fields = ("created_at", "from_state", "to_state", "why", "actor", "data")
     extra = 0
     can_delete = False
     ordering = ["id"]

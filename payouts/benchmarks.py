@@ -19,6 +19,7 @@ holds exactly the paid total).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -152,13 +153,11 @@ def _machine_cpu() -> tuple[float, float]:
 
 
 def _cleanup_queue(queue: str) -> None:
-    try:
-        import redis
+    import redis
 
+    with contextlib.suppress(Exception):  # Redis gone: nothing left there either
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
         client.delete(queue, f"_kombu.binding.{queue}")
-    except Exception:  # Redis gone: nothing left there either
-        pass
 
 
 @benchmark("payouts")

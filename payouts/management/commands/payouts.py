@@ -54,7 +54,7 @@ class Command(BaseCommand):
         sub.add_parser("sweep", help="re-drive stuck payouts (what beat does every minute)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        self.console = Console(file=self.stdout, width=120, soft_wrap=False)
+        self.console = Console(file=self.stdout, width=120, soft_wrap=False)  # type: ignore[arg-type]
         try:
             getattr(self, f"_{options['subcommand']}")(**options)
         except ApplicationError as exc:
