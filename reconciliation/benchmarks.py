@@ -25,6 +25,7 @@ PostgreSQL's own memory (work_mem per sort/hash, RECONCILIATION_WORK_MEM) is sep
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from datetime import UTC, datetime, timedelta
@@ -179,7 +180,10 @@ def bench_reconciliation(quick: bool) -> dict[str, Any]:
 
     if connection.vendor != "postgresql":
         raise RuntimeError("the reconciliation benchmark needs PostgreSQL (DATABASE_URL)")
-    n = 50_000 if quick else 1_000_000
+    # RECONCILIATION_BENCH_SIZE overrides the size (to check that time grows linearly).
+    n = int(os.environ.get("RECONCILIATION_BENCH_SIZE") or (50_000 if quick else 1_000_000))
+    if n < 1000 or n % 1000:
+        raise ValueError("the benchmark size must be a multiple of 1,000")
     try:
         with connection.cursor() as cursor:
             started = time.perf_counter()
