@@ -14,6 +14,7 @@ PAYOUTS_ESCALATE_SECONDS      a payout unresolved in `submitting` this long is l
                               error and flagged for staff (needs_attention) (3600)
 PAYOUTS_SCHEDULE_CHUNK        payees per scheduling transaction (200)
 PAYOUTS_DRIVE_BATCH           payouts per driving task (100)
+PAYOUTS_STRIPE_CONCURRENCY    Stripe calls a driving task makes at once (8)
 PAYOUTS_SWEEP_LIMIT           payouts one sweep re-drives at most (5000)
 PAYOUTS_TASK_MAX_RETRIES      Celery retries of a driving task before the sweeper takes over (5)
 PAYOUTS_QUEUE                 the Celery queue of the payout tasks ("celery")
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "PAYOUTS_ESCALATE_SECONDS": 3600.0,
     "PAYOUTS_SCHEDULE_CHUNK": 200,
     "PAYOUTS_DRIVE_BATCH": 100,
+    "PAYOUTS_STRIPE_CONCURRENCY": 8,
     "PAYOUTS_SWEEP_LIMIT": 5000,
     "PAYOUTS_TASK_MAX_RETRIES": 5,
     "PAYOUTS_QUEUE": "celery",

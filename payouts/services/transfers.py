@@ -35,7 +35,7 @@ PLATFORM_SIDE_CODES = frozenset({"balance_insufficient", "insufficient_funds"})
 @dataclass
 class Outcome:
     payout_id: Any
-    kind: Literal["created", "refused", "unknown"]
+    kind: Literal["created", "refused", "unknown", "absent"]  # absent: a lookup found none
     transfer: dict[str, Any] | None = None
     error: str = ""
     hold_payee: bool = False  # a refusal that will recur for this payee (bad account...)
