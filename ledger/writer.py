@@ -148,7 +148,9 @@ def write_postgres(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[
         with connection.wrap_database_errors:
             cursor = psycopg.Cursor(raw)
             try:
-                cursor.execute(_POST_SQL, post_params(items, plan, shard), prepare=True)
+                cursor.execute(
+                    _POST_SQL, post_params(items, plan, shard), prepare=True, binary=True
+                )
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
