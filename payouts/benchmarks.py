@@ -14,7 +14,9 @@ drive the batches (submit -> one Stripe call per payout -> record -> settle, per
 Figures: payees, seconds, payouts_per_s, duplicate_transfers (transfers beyond one per payout,
 plus transfers of no payout: must be 0), schedule_seconds (the pass alone), paid / other
 (payouts not paid), books_ok (the payees and their payout accounts are at zero, the emulator
-holds exactly the paid total).
+holds exactly the paid total), and cpu_s: CPU seconds used during the timed pass by the
+workers, the emulator (this process), every PostgreSQL process alive at both ends (other
+databases' too), the whole machine, and what is left: other processes on this machine.
 """
 
 from __future__ import annotations
@@ -135,13 +137,6 @@ def _postgres_cpu() -> float:
     return total
 
 
-def _our_backends() -> dict[int, float]:
-    """pid -> CPU seconds of the PostgreSQL backends connected to the bench's database."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        return {pid: _cpu_of(pid) for (pid,) in cursor.fetchall()}
-
-
 def _machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
     try:
@@ -193,7 +188,6 @@ def bench_payouts(quick: bool) -> dict[str, Any]:
             "emulator": time.process_time(),  # this process: the emulator's thread
             "postgres": _postgres_cpu(),
             "machine": _machine_cpu(),
-            "backends": _our_backends(),
         }
         started = time.perf_counter()
         celery_app.send_task(
@@ -214,15 +208,12 @@ def bench_payouts(quick: bool) -> dict[str, Any]:
                 raise RuntimeError("a worker died")
             time.sleep(0.5)
         seconds = time.perf_counter() - started
-        backends_before: dict[int, float] = cpu_before["backends"]  # type: ignore[assignment]
-        ours = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in _our_backends().items())
         busy_after, total_after = _machine_cpu()
         busy_before, total_before = cpu_before["machine"]  # type: ignore[misc]
         cpu = {
             "workers": sum(_cpu_of(w.pid) for w in workers) - cpu_before["workers"],  # type: ignore[operator]
             "emulator": time.process_time() - cpu_before["emulator"],  # type: ignore[operator]
             "postgres": _postgres_cpu() - cpu_before["postgres"],  # type: ignore[operator]
-            "postgres_our_db": ours,
             "machine_busy": busy_after - busy_before,
             "machine_total": total_after - total_before,
         }
