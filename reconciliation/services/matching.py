@@ -1,28 +1,35 @@
 """The set-based matcher: imported balance transactions against the ledger, in SQL.
 
-One database transaction, a handful of statements, no rows through Python:
+One durable database transaction, a dozen statements, no rows through Python (temporary
+tables, dropped at the end; each is ANALYZEd on PostgreSQL so the next statement plans on
+real row counts):
 
-1. `recon_s`: the Stripe side. Every source object with a balance transaction created in the
-   window, aggregated per (source, asset) over ALL its imported balance transactions (a
-   dispute's reinstatement days later joins its withdrawal). For Stripe's own fees
+1. `recon_sk`, `recon_s`: the Stripe side per (source, asset). Sources with one balance
+   transaction (nearly all) are copied as they are; the few with several (a dispute's
+   withdrawal and reinstatement, a payout and its failure, possibly in other windows) are
+   summed over ALL their imported balance transactions. For Stripe's own fees
    (`reporting_category = 'fee'`, e.g. a standalone `stripe_fee`) the whole amount is the fee:
    the ledger books them `platform:stripe_fees -> stripe:balance` like any other fee.
-2. `recon_wl`: ledger transactions moving `stripe:balance` in [start - grace, end), with the
-   Stripe object they name (a revert inherits the object of the transaction it reverts).
-3. `recon_objs`: the objects in scope, from both sides.
-4. `recon_lt`: every ledger transaction naming an object in scope (through the expression
-   index on `metadata->>'stripe_object'` on PostgreSQL), the reverts of those, and the
-   window's movements that name no object at all.
-5. `recon_l`: the ledger side per (object, asset): net movement on `stripe:balance`, the fee
-   booked from `platform:stripe_fees`, transaction ids. `recon_d`: duplicate links (several
-   primary ledger transactions carrying the same `stripe_balance_transaction`).
-6. `INSERT INTO reconciliation_item ... SELECT` over `recon_s FULL OUTER JOIN recon_l`,
+2. `recon_wx`, `recon_wl`: ledger transactions of [start - grace, end) whose Stripe object
+   has no balance transaction at all (or that name none), and that move `stripe:balance`: the
+   ledger-only side. A revert inherits the object of the transaction it reverts.
+3. `recon_lt`: every ledger transaction naming an object in scope (found through the
+   expression index on `metadata->>'stripe_object'` on PostgreSQL), the reverts of those, and
+   the window's movements that name no object (keyed `#<ledger transaction id>`).
+4. `recon_lp`, `recon_lk`, `recon_l`: per ledger transaction and asset, its movement on
+   `stripe:balance` (Stripe's sign) and the fee it booked from `platform:stripe_fees`; then
+   per key, aggregating only keys with several transactions. `recon_d`: duplicate links
+   (several primary ledger transactions carrying one `stripe_balance_transaction`).
+5. `INSERT INTO reconciliation_item ... SELECT` over `recon_s FULL OUTER JOIN recon_l`,
    classified by `reconciliation.matching.CLASSIFY_SQL`, with a generic suggested action.
 
-The same SQL runs on PostgreSQL and SQLite (3.39+: FULL OUTER JOIN, `->>`); only the string
-aggregate differs. Scope rules: a source with balance transactions belongs to the runs whose
-window holds one of them; a ledger-only object to the runs whose window (extended back by the
-grace period) holds its movement, unless it has balance transactions in another window.
+Aggregates are plain SUM/MIN/MAX/COUNT (no ORDER BY or DISTINCT inside one) so that PostgreSQL
+hashes instead of sorting; id lists are in no particular order. The same SQL runs on SQLite
+(3.39+: FULL OUTER JOIN, `->>`), where only the string aggregate is spelled differently.
+
+Scope: a source with balance transactions belongs to the runs whose window holds one of them;
+a ledger-only object to the runs whose window (extended back by the grace period) holds its
+movement; a movement naming no object to the run whose window holds it.
 """
 
 from __future__ import annotations
@@ -100,7 +107,7 @@ def _json(column: str, key: str) -> str:
     return f"({column} ->> '{key}')"
 
 
-def _account_id(address: str) -> int:
+def ledger_account_id(address: str) -> int:
     found = Account.objects.filter(address=address).values_list("id", flat=True).first()
     return int(found) if found is not None else -1  # no account: nothing can match it
 
@@ -367,8 +374,8 @@ def match_run(*, run: ReconciliationRun, now: datetime | None = None) -> MatchRe
         "lookback": _dt(run.window_start - grace),
         "cutoff": _dt(now - grace),
     }
-    sb = _account_id(STRIPE_BALANCE)
-    fees = _account_id(STRIPE_FEES)
+    sb = ledger_account_id(STRIPE_BALANCE)
+    fees = ledger_account_id(STRIPE_FEES)
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(

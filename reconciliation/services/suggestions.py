@@ -47,6 +47,7 @@ from reconciliation.matching import (
     related_ids,
 )
 from reconciliation.models import ReconciliationItem, ReconciliationRun, StripeBalanceTransaction
+from reconciliation.services.matching import ledger_account_id
 
 logger = logging.getLogger(__name__)
 
@@ -205,9 +206,7 @@ def _primary_transactions(key: str, asset: str, sb: int, fees: int) -> list[_Led
 
 
 def _duplicates(batch: list[ReconciliationItem]) -> None:
-    from reconciliation.services.matching import _account_id
-
-    sb, fees = _account_id(STRIPE_BALANCE), _account_id(STRIPE_FEES)
+    sb, fees = ledger_account_id(STRIPE_BALANCE), ledger_account_id(STRIPE_FEES)
     for item in batch:
         groups: dict[tuple[Any, ...], list[_LedgerTx]] = defaultdict(list)
         for tx in _primary_transactions(item.key, item.asset, sb, fees):

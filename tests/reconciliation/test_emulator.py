@@ -265,3 +265,19 @@ def test_a_payment_event_the_inbox_never_received_is_found_at_stripe_and_replaye
     assert StripeEvent.objects.get(stripe_id=event_id).status == StripeEvent.Status.PROCESSED
     assert after.counts == {"matched": 1}
     assert after.totals[ASSET]["drift"] == 0
+
+
+def test_the_nightly_task_reconciles_yesterday(emulator: EmulatorServer):
+    from reconciliation.models import ReconciliationRun
+    from reconciliation.tasks import reconciliation_nightly
+
+    # when beat fires the task
+    run_id = reconciliation_nightly.apply().get()
+
+    # then yesterday (UTC) was reconciled, through Stripe, as a run of its own
+    run = ReconciliationRun.objects.get(pk=run_id)
+    today = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert (run.window_start, run.window_end) == (today - timedelta(days=1), today)
+    assert (run.trigger, run.status) == ("beat", ReconciliationRun.Status.SUCCEEDED)
+    assert run.imported == {"seen": 0, "created": 0, "updated": 0, "unchanged": 0}
+    assert set(run.totals) == {ASSET}
