@@ -234,3 +234,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Marketplace money flows (marketplace.services) ----------------------------------------
+# Unpaid orders older than this are canceled and their coupon goes back (Celery beat).
+ORDER_PAYMENT_TTL = env.int("ORDER_PAYMENT_TTL", default=3600)
+# Who bears a dispute's amount: "platform" (platform:disputes) or "restaurant" (its balance
+# may go negative); the dispute fee is always the platform's (platform:stripe_fees).
+MARKETPLACE_DISPUTE_BEARER = env.str("MARKETPLACE_DISPUTE_BEARER", default="platform")
+# Retry delay of an event that arrived before the one it depends on (a refund before its
+# payment), in seconds.
+MARKETPLACE_DEFER_SECONDS = env.float("MARKETPLACE_DEFER_SECONDS", default=5.0)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
+    **{
+        "OrderStatusEnum": "marketplace.models.orders.Order.Status",
+        "OrderCouponStateEnum": "marketplace.models.orders.Order.CouponState",
+        # pending/submitted/succeeded/failed: refunds and top-ups share the set
+        "StripeRequestStatusEnum": "marketplace.models.refunds.Refund.Status",
+        "RefundBearerEnum": "marketplace.models.refunds.Refund.Bearer",
+        "RefundSourceEnum": "marketplace.models.refunds.Refund.Source",
+    },
+}
