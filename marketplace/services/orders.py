@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -319,14 +319,22 @@ def order_deliver(*, order_id: int, rider_id: int | None = None, actor: str = ""
     """Mark a paid order delivered and split its money (`delivery:<id>`): the delivery fee to
     the rider, the restaurant's commission to platform:fees, the rest to the restaurant.
     Delivering a delivered order again is a no-op. Raises NotFound, InvalidState."""
+    try:
+        return _order_deliver(order_id=order_id, rider_id=rider_id, actor=actor)
+    except IntegrityError:
+        # The rider's foreign key is checked at commit (no lookup on the hot path).
+        if rider_id is not None and not Rider.objects.filter(pk=rider_id).exists():
+            raise NotFound(f"Rider {rider_id} does not exist.", extra={"field": "rider"}) from None
+        raise
+
+
+def _order_deliver(*, order_id: int, rider_id: int | None, actor: str) -> Order:
     with transaction.atomic(durable=True):
         order = order_lock(order_id=order_id)
         if order.status == Status.DELIVERED:
             return order
         fields = ["delivered_at"]
         if rider_id is not None and order.rider_id != rider_id:
-            if not Rider.objects.filter(pk=rider_id).exists():
-                raise NotFound(f"Rider {rider_id} does not exist.", extra={"field": "rider"})
             order.rider_id = rider_id
             fields.append("rider")
         if order.status != Status.PAID:

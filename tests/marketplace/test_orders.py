@@ -290,3 +290,22 @@ def test_expiry_task_is_scheduled_and_runs(fake_gateway: FakeGateway) -> None:
     assert settings.CELERY_BEAT_SCHEDULE["marketplace-orders-expire"]["task"] == (
         "marketplace.orders_expire"
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delivery_to_an_unknown_rider_changes_nothing(fake_gateway: FakeGateway) -> None:
+    """Transactional: the rider's foreign key is checked when the delivery commits."""
+    # given
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=1000, delivery_fee=100
+    )
+    pay(fake_gateway, order, intent)
+    # when
+    with pytest.raises(NotFound):
+        order_deliver(order_id=order.pk, rider_id=987_654)
+    # then
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert transactions_list(reference=f"delivery:{order.pk}").count() == 0
+    assert bal(order.ledger_address) == 1100
