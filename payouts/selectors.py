@@ -243,10 +243,13 @@ def payouts_due(*, now: datetime | None = None, limit: int | None = None) -> lis
     """Payouts the sweeper must re-drive: not terminal, no live lease, and either due for a
     retry (`next_attempt_at`) or unchanged for longer than their state's threshold. A failed
     payout whose transfer exists waits for a reversal (staff), not for the sweeper."""
+    # (lease_until is compared with this process's clock here, and with the database's by
+    # the claim itself: a skewed sweeper only sends a message that then claims nothing.)
     now = now or timezone.now()
     free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     stale = Q()
-    for state in IN_FLIGHT:
+    # `pending` only exists inside the transaction that creates and reserves the payout.
+    for state in IN_FLIGHT - {State.PENDING}:
         threshold = now - timedelta(seconds=conf.stuck_seconds(state))
         stale |= Q(state=state, state_changed_at__lt=threshold)
     due = Q(next_attempt_at__isnull=True) & stale | Q(next_attempt_at__lte=now)
