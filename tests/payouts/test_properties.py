@@ -71,7 +71,7 @@ def _check(emulator: EmulatorServer, payees: list[Any]) -> None:
 
 
 @settings(
-    max_examples=12,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
