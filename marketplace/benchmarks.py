@@ -296,8 +296,8 @@ def bench_webhooks(quick: bool) -> dict[str, Any]:
 # Reports orders/s over the timed phase, errors, and per order: the mean ms of each step
 # (thread time) and the CPU ms spent by the workers and by PostgreSQL.
 
-ORDERS_PROCS = int(os.environ.get("BENCH_ORDERS_PROCS", "2"))
-ORDERS_THREADS = int(os.environ.get("BENCH_ORDERS_THREADS", "2"))
+ORDERS_PROCS = int(os.environ.get("BENCH_ORDERS_PROCS", "4"))
+ORDERS_THREADS = int(os.environ.get("BENCH_ORDERS_THREADS", "1"))
 
 
 class _BenchGateway:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field, Sum
 from django.utils import timezone
 
 from ledger.errors import InsufficientFunds
@@ -56,18 +56,36 @@ def order_transition(
     *, order: Order, to: str, actor: str = "", note: str = "", fields: Sequence[str] = ()
 ) -> None:
     """Move a LOCKED order to status `to` and audit it, saving `status` and the other
-    `fields` the caller changed in one UPDATE. Raises InvalidState if the table forbids it."""
+    `fields` the caller changed in the same statement. Raises InvalidState if the table
+    forbids it."""
     if to not in TRANSITIONS[order.status]:
         raise InvalidState(
             f"Order {order.pk} cannot go from {order.status} to {to}.",
             code=f"order_{order.status}",
             extra={"order_id": order.pk, "status": order.status},
         )
-    OrderStatusChange.objects.create(
-        order=order, from_status=order.status, to_status=to, actor=actor[:255], note=note[:500]
-    )
-    order.status = to
-    order.save(update_fields=["status", *fields])
+    previous, order.status = order.status, to
+    if connection.vendor != "postgresql":
+        OrderStatusChange.objects.create(
+            order=order, from_status=previous, to_status=to, actor=actor[:255], note=note[:500]
+        )
+        order.save(update_fields=["status", *fields])
+        return
+    # The audit row and the order's update in one round trip (a data-modifying CTE): this
+    # runs on every payment and delivery.
+    columns: list[Field[Any, Any]] = [
+        cast("Field[Any, Any]", Order._meta.get_field(name)) for name in ("status", *fields)
+    ]
+    assignments = ", ".join(f"{connection.ops.quote_name(str(c.column))} = %s" for c in columns)
+    values = [c.get_db_prep_save(getattr(order, c.attname), connection) for c in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH audit AS (INSERT INTO marketplace_order_status_change "
+            "(order_id, from_status, to_status, actor, note, at) "
+            "VALUES (%s, %s, %s, %s, %s, %s)) "
+            f"UPDATE marketplace_order SET {assignments} WHERE id = %s",
+            [order.pk, previous, to, actor[:255], note[:500], timezone.now(), *values, order.pk],
+        )
 
 
 # --- placing -------------------------------------------------------------------------------
