@@ -12,11 +12,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def conformance_dir() -> Path:
-    """The upstream conformance suite: $NUMSCRIPT_CONFORMANCE_DIR or ../shared/... ."""
+    """The upstream conformance suite: $NUMSCRIPT_CONFORMANCE_DIR, else the copy kept in the
+    repository (tests/numscript/conformance, MIT, see its README.md and LICENSE) so that a
+    fresh clone runs it with nothing beside it."""
     override = os.environ.get("NUMSCRIPT_CONFORMANCE_DIR")
     if override:
         return Path(override)
-    return REPO_ROOT.parent / "shared" / "conformance" / "numscript"
+    return Path(__file__).resolve().parent / "conformance"
 
 
 def run_script(
