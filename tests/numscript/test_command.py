@@ -95,8 +95,3 @@ def test_run_with_invalid_inputs_file(script: Path, tmp_path: Path) -> None:
     inputs = _inputs(tmp_path / "in.json", balances=[row, row])
     with pytest.raises(CommandError, match="duplicate entry"):
         call_command("numscript", "run", str(script), "--inputs", str(inputs))
-
-
-def test_run_without_inputs_goes_to_the_ledger_hook(script: Path) -> None:
-    with pytest.raises(CommandError, match="running against the ledger database is not wired yet"):
-        call_command("numscript", "run", str(script), "--dry-run")
