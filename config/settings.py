@@ -253,5 +253,6 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
         "StripeRequestStatusEnum": "marketplace.models.refunds.Refund.Status",
         "RefundBearerEnum": "marketplace.models.refunds.Refund.Bearer",
         "RefundSourceEnum": "marketplace.models.refunds.Refund.Source",
+        "PayeeKindEnum": "payouts.models.PayeeKind",
     },
 }

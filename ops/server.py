@@ -21,7 +21,11 @@ class AppServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self._httpd = make_server(
-            host, port, WSGIHandler(), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+            host,
+            port,
+            WSGIHandler(),
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
         )
         self.url = f"http://{host}:{self._httpd.server_port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)

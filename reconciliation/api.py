@@ -82,7 +82,11 @@ class ReconciliationView(APIView):
 
 
 class RunsView(ReconciliationView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Reconciliation runs, newest first")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Reconciliation runs, newest first",
+        operation_id="reconciliation_runs_list",
+    )
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.runs_list(), request, view=self) or []
