@@ -1,5 +1,6 @@
 """Re-install the PostgreSQL objects (ledger/pgsql.py is CREATE OR REPLACE throughout): the
-write function now creates accounts set-based and writes runs of balance keys in one statement.
+write function creates accounts and writes the transaction, its queue row and its postings in
+one statement each, and plans its statements once per connection (force_generic_plan).
 A no-op on SQLite."""
 
 from django.db import migrations
