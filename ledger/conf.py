@@ -12,6 +12,8 @@ LEDGER_CHART_OF_ACCOUNTS  [(pattern, type), ...], first match wins (config/setti
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
     "LEDGER_BALANCE_SHARDS": 8,
@@ -23,5 +25,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_cache: dict[str, Any] = {}
+
+
 def get(name: str) -> Any:
-    return getattr(settings, name, DEFAULTS[name])
+    """The setting's value (cached: read on every posting; cleared when a test overrides a
+    setting)."""
+    try:
+        return _cache[name]
+    except KeyError:
+        value = _cache[name] = getattr(settings, name, DEFAULTS[name])
+        return value
+
+
+@receiver(setting_changed)
+def _clear(**kwargs: Any) -> None:
+    _cache.clear()

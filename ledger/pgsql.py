@@ -113,13 +113,11 @@ BEGIN
         -- A run of consecutive keys that need no lock-and-read is one multi-row upsert,
         -- processed in key order: unchecked keys (added to this writer's shard without
         -- reading), and keys of accounts created by this call (balance 0, nobody else's rows).
+        -- (A new account whose check fails at 0 ends the run, and fails below in key order.)
         j := i - 1;
-        WHILE j < v_k AND (p_key_req[j + 1] IS NULL OR v_new[p_key_acc[j + 1]]) LOOP
+        WHILE j < v_k AND (p_key_req[j + 1] IS NULL
+                           OR (v_new[p_key_acc[j + 1]] AND p_key_req[j + 1] <= 0)) LOOP
             j := j + 1;
-            IF p_key_req[j] > 0 THEN
-                RAISE EXCEPTION USING ERRCODE = 'LD001', MESSAGE = 'insufficient funds',
-                    DETAIL = j::text || '|0';
-            END IF;
         END LOOP;
         IF j >= i THEN
             INSERT INTO ledger_balance AS b (account_id, asset, shard, input, output)

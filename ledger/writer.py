@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 from ledger import lock_objects
@@ -142,11 +142,11 @@ def write_postgres(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[
     It bypasses Django's client-side-binding cursor for a psycopg cursor with server-side
     binding and a prepared statement (parsed and planned once per connection); errors are still
     mapped to Django's exceptions and the connection's state kept by `wrap_database_errors`."""
-    connection.ensure_connection()
-    raw = connection.connection
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
+    db.ensure_connection()
     try:
-        with connection.wrap_database_errors:
-            cursor = psycopg.Cursor(raw)
+        with db.wrap_database_errors:
+            cursor = psycopg.Cursor(db.connection)
             try:
                 cursor.execute(
                     _POST_SQL, post_params(items, plan, shard), prepare=True, binary=True

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DataError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
 
 from ledger import conf, writer
 from ledger.domain import (
@@ -98,10 +105,11 @@ def _writer_shard() -> int:
     """The balance shard this connection writes unchecked volumes to: stable per connection,
     different across concurrent connections (PostgreSQL backend pids are consecutive)."""
     shards = conf.get("LEDGER_BALANCE_SHARDS")
-    if connection.vendor != "postgresql" or shards <= 1:
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or shards <= 1:
         return 0
-    connection.ensure_connection()
-    return connection.connection.info.backend_pid % shards  # type: ignore[union-attr]
+    db.ensure_connection()
+    return db.connection.info.backend_pid % shards  # type: ignore[union-attr]
 
 
 def _use_fast_path() -> bool:

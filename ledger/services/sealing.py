@@ -40,11 +40,12 @@ _schedule_lock = threading.Lock()
 def seal_soon() -> None:
     """Ask for a seal after the current transaction commits, debounced per process."""
     global _last_scheduled
-    if not conf.get("LEDGER_SEAL_ON_COMMIT"):
-        return
     now = time.monotonic()
+    debounce = conf.get("LEDGER_SEAL_DEBOUNCE")
+    if now - _last_scheduled < debounce or not conf.get("LEDGER_SEAL_ON_COMMIT"):
+        return
     with _schedule_lock:
-        if now - _last_scheduled < conf.get("LEDGER_SEAL_DEBOUNCE"):
+        if now - _last_scheduled < debounce:
             return
         _last_scheduled = now
     transaction.on_commit(_enqueue_seal)

@@ -77,7 +77,7 @@ def _run(path: str, operations: list[tuple[str, Any]]) -> dict[str, Any]:
 
 @pytest.mark.django_db
 @settings(
-    max_examples=60,
+    max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
