@@ -21,6 +21,7 @@ from django.db.models.fields.json import KeyTransform
 from ledger import conf
 from ledger.domain import (
     DEBIT_NORMAL,
+    MAX_AMOUNT,
     Chart,
     Volumes,
     format_amount,
@@ -299,7 +300,11 @@ def _accounts_matching(value: str) -> QuerySet[Account, int]:
 
 
 def transaction_get(*, transaction_id: int) -> Transaction:
-    tx = transactions_list().filter(pk=transaction_id).first()
+    tx = (
+        transactions_list().filter(pk=transaction_id).first()
+        if 0 < transaction_id <= MAX_AMOUNT  # ids are bigint: a larger one cannot exist
+        else None
+    )
     if tx is None:
         raise TransactionNotFound(
             f"Transaction {transaction_id} does not exist.",

@@ -475,7 +475,11 @@ def transaction_revert(
     sources to overdraw) unless `force`, which lets every source overdraw.
 
     Raises TransactionNotFound, AlreadyReverted, InsufficientFunds, ReferenceConflict."""
-    original = Transaction.objects.filter(pk=transaction_id).first()
+    original = (
+        Transaction.objects.filter(pk=transaction_id).first()
+        if isinstance(transaction_id, int) and 0 < transaction_id <= MAX_AMOUNT
+        else None
+    )
     if original is None:
         raise TransactionNotFound(
             f"Transaction {transaction_id} does not exist.",

@@ -337,3 +337,11 @@ def test_openapi_schema_lists_the_ledger(staff_client):
     assert "/api/v1/ledger/transactions/" in paths
     assert "/api/v1/ledger/transactions/{transaction_id}/revert/" in paths
     assert "/api/v1/ledger/balance-sheet/" in paths
+
+
+def test_ids_beyond_bigint_are_404_not_500(staff_client):
+    huge = 10**30
+    assert staff_client.get(f"{BASE}/transactions/{huge}/").status_code == 404
+    response = staff_client.post(f"{BASE}/transactions/{huge}/revert/", {}, format="json")
+    assert response.status_code == 404
+    assert response.json()["code"] == "transaction_not_found"
