@@ -391,7 +391,7 @@ def test_the_task_processes_and_requeues_itself_for_the_next_attempt(
         return Retry()
 
     monkeypatch.setattr(stripe_event_process, "retry", fake_retry)
-    stripe_event_process.push_request(is_eager=False)
+    stripe_event_process.push_request(is_eager=False)  # type: ignore[call-arg]
     try:
         # when / then
         with pytest.raises(Retry):

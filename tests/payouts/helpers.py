@@ -47,6 +47,7 @@ def make_payee(kind: str = "restaurant", *, balance: int = 0, onboard: bool = Tr
     from marketplace.services.parties import restaurant_onboard, rider_onboard
 
     name = f"{kind} {next(_names)}"
+    payee: Any
     if kind == "restaurant":
         payee = restaurant_onboard(name=name, with_stripe_account=onboard)
     else:

@@ -153,7 +153,7 @@ def test_import_pages_expands_sources_and_is_idempotent(emulator: EmulatorServer
 def test_totals_compare_the_ledger_with_stripes_balance(emulator: EmulatorServer):
     # given three payments, two booked, one missing in the ledger
     payments = [pay(emulator, amount) for amount in (1000, 2000, 3000)]
-    txns = {t.id: t.raw for t in []}
+    txns: dict[str, dict[str, Any]] = {}
     rows = {p["txn"]: p for p in payments}
     start, end = window(emulator)
     balance_transactions_import(window_start=start, window_end=end)
