@@ -232,7 +232,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # stripe-python logs every request (method, path, status) at INFO: noise at our volume;
+        # our seam logs what matters (errors, the in-transaction guard).
+        "stripe": {"level": "WARNING"},
+    },
 }
 
 # --- Marketplace money flows (marketplace.services) ----------------------------------------
