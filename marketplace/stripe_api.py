@@ -115,6 +115,12 @@ def from_stripe_amount(amount: int, currency: str) -> tuple[int, str]:
     return amount, _asset_for(currency)
 
 
+# Stripe's `cancellation_reason` values for a PaymentIntent.
+PAYMENT_INTENT_CANCEL_REASONS = frozenset(
+    {"abandoned", "duplicate", "fraudulent", "requested_by_customer"}
+)
+
+
 # --- the transaction guard ----------------------------------------------------------------
 def open_atomic_depth() -> int:
     """How many `atomic()` blocks the code has open on any initialised connection.
@@ -330,6 +336,26 @@ class StripeGateway:
             params=_compact({"expand": list(expand) or None}),
         )
 
+    def payment_intent_cancel(
+        self, *, payment_intent_id: str, idempotency_key: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Cancel a PaymentIntent that has not succeeded (`reason`: Stripe's
+        `cancellation_reason`). A PaymentIntent that already succeeded (or is processing, or
+        is canceled) cannot be: Stripe answers 400 `payment_intent_unexpected_state`
+        (InvalidRequest with that `stripe_code`); look it up to learn why."""
+        if reason is not None and reason not in PAYMENT_INTENT_CANCEL_REASONS:
+            raise ValueError(
+                f"cancellation reason must be one of {sorted(PAYMENT_INTENT_CANCEL_REASONS)}, "
+                f"got {reason!r}"
+            )
+        return self._post(
+            "payment_intent_cancel",
+            self.v1.payment_intents.cancel,
+            payment_intent_id,
+            params=_compact({"cancellation_reason": reason}),
+            idempotency_key=idempotency_key,
+        )
+
     def charge_retrieve(
         self, charge_id: str, *, expand: Sequence[str] = ("balance_transaction",)
     ) -> dict[str, Any]:
@@ -414,6 +440,39 @@ class StripeGateway:
 
     def transfer_retrieve(self, transfer_id: str) -> dict[str, Any]:
         return self._get("transfer_retrieve", self.v1.transfers.retrieve, transfer_id)
+
+    def transfer_reversal_create(
+        self,
+        *,
+        transfer_id: str,
+        amount: int | None,
+        asset: str,
+        idempotency_key: str,
+        metadata: dict,
+    ) -> dict[str, Any]:
+        """Reverse a transfer (`amount` None: all that is not reversed yet), pulling the money
+        back from the connected account's balance. Returns the `trr_` reversal; Stripe then
+        sends `transfer.reversed` for the transfer. Refused (InvalidRequest) when the
+        connected account's available balance cannot cover it (`balance_insufficient`) or the
+        transfer is already fully reversed."""
+        if amount is not None:
+            _positive(amount)
+        # Like a refund, a reversal has no currency parameter (it is the transfer's); the
+        # conversion still refuses an asset whose scale would change the amount's meaning.
+        stripe_amount, _currency = to_stripe_amount(0 if amount is None else amount, asset)
+        params = _compact(
+            {
+                "amount": None if amount is None else stripe_amount,
+                "metadata": _metadata(metadata),
+            }
+        )
+        return self._post(
+            "transfer_reversal_create",
+            self.v1.transfers.reversals.create,
+            transfer_id,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
 
     def transfers_find(
         self,
@@ -557,6 +616,9 @@ class StripeGateway:
             params=params,
             idempotency_key=idempotency_key,
         )
+
+    def topup_retrieve(self, topup_id: str) -> dict[str, Any]:
+        return self._get("topup_retrieve", self.v1.topups.retrieve, topup_id)
 
 
 # --- error mapping --------------------------------------------------------------------------

@@ -275,6 +275,7 @@ def test_retrieves(gateway: StripeGateway, mock_stripe: responses.RequestsMock) 
         "balance_transactions/txn_1": stripe_object("balance_transaction"),
         "balance": stripe_object("balance"),
         "events/evt_1": stripe_object("event"),
+        "topups/tu_1": {"id": "tu_1", "object": "topup", "status": "succeeded"},
     }
     for path, body in objects.items():
         mock_stripe.get(f"{API_BASE}/v1/{path}", json=body)
@@ -288,6 +289,7 @@ def test_retrieves(gateway: StripeGateway, mock_stripe: responses.RequestsMock) 
         gateway.balance_transaction_retrieve("txn_1", stripe_account="acct_9"),
         gateway.balance_retrieve(),
         gateway.event_retrieve("evt_1"),
+        gateway.topup_retrieve("tu_1"),
     ]
 
     assert results == list(objects.values())
@@ -575,6 +577,143 @@ def test_sdk_network_retries_reuse_the_callers_idempotency_key(
     assert [c.request.headers["Idempotency-Key"] for c in mock_stripe.calls] == ["transfer:1"] * 2
 
 
+# --- payment intent cancel, transfer reversals, top-ups ----------------------------------
+def test_payment_intent_cancel_sends_the_reason_and_the_callers_key(
+    gateway: StripeGateway, mock_stripe: responses.RequestsMock
+) -> None:
+    # given
+    canceled = stripe_object("payment_intent") | {
+        "status": "canceled",
+        "cancellation_reason": "abandoned",
+    }
+    mock_stripe.post(f"{API_BASE}/v1/payment_intents/{canceled['id']}/cancel", json=canceled)
+    mock_stripe.post(f"{API_BASE}/v1/payment_intents/pi_2/cancel", json=canceled)
+
+    # when
+    result = gateway.payment_intent_cancel(
+        payment_intent_id=canceled["id"], idempotency_key="pi-cancel:42", reason="abandoned"
+    )
+    gateway.payment_intent_cancel(payment_intent_id="pi_2", idempotency_key="pi-cancel:43")
+
+    # then
+    assert result == canceled
+    first, second = mock_stripe.calls
+    assert first.request.headers["Idempotency-Key"] == "pi-cancel:42"
+    assert form(first) == {"cancellation_reason": ["abandoned"]}
+    assert second.request.headers["Idempotency-Key"] == "pi-cancel:43"
+    assert form(second) == {}
+
+
+def test_payment_intent_cancel_refuses_an_unknown_reason_before_any_request(
+    gateway: StripeGateway,
+) -> None:
+    # no HTTP mock: nothing may be sent
+    with pytest.raises(ValueError, match="cancellation reason"):
+        gateway.payment_intent_cancel(
+            payment_intent_id="pi_1", idempotency_key="pi-cancel:1", reason="expired"
+        )
+
+
+def test_cancelling_a_succeeded_payment_intent_is_an_invalid_request_with_stripes_code(
+    gateway: StripeGateway, mock_stripe: responses.RequestsMock
+) -> None:
+    # given: what Stripe answers for a PaymentIntent that already succeeded
+    mock_stripe.post(
+        f"{API_BASE}/v1/payment_intents/pi_1/cancel",
+        json=_error("invalid_request_error", "payment_intent_unexpected_state"),
+        status=400,
+    )
+
+    # when
+    with pytest.raises(InvalidRequest) as info:
+        gateway.payment_intent_cancel(payment_intent_id="pi_1", idempotency_key="pi-cancel:1")
+
+    # then
+    assert type(info.value) is InvalidRequest
+    assert info.value.stripe_code == "payment_intent_unexpected_state"
+    assert info.value.operation == "payment_intent_cancel"
+    assert info.value.retryable is False
+
+
+def test_transfer_reversal_create(
+    gateway: StripeGateway, mock_stripe: responses.RequestsMock
+) -> None:
+    # given
+    reversal = stripe_object("transfer_reversal")
+    url = f"{API_BASE}/v1/transfers/{reversal['transfer']}/reversals"
+    mock_stripe.post(url, json=reversal)
+    mock_stripe.post(url, json=reversal)
+
+    # when: a partial reversal, then the rest (no amount)
+    partial = gateway.transfer_reversal_create(
+        transfer_id=reversal["transfer"],
+        amount=1100,
+        asset="USD/2",
+        idempotency_key="transfer-reversal:9",
+        metadata={"payout_id": 9},
+    )
+    gateway.transfer_reversal_create(
+        transfer_id=reversal["transfer"],
+        amount=None,
+        asset="USD/2",
+        idempotency_key="transfer-reversal:10",
+        metadata={},
+    )
+
+    # then
+    assert partial == reversal
+    first, second = mock_stripe.calls
+    assert first.request.headers["Idempotency-Key"] == "transfer-reversal:9"
+    assert form(first) == {"amount": ["1100"], "metadata[payout_id]": ["9"]}
+    assert second.request.headers["Idempotency-Key"] == "transfer-reversal:10"
+    assert form(second) == {}
+
+
+@pytest.mark.parametrize(
+    ("amount", "asset", "error"),
+    [
+        (0, "USD/2", ValueError),
+        (-1, "USD/2", ValueError),
+        (1.5, "USD/2", ValueError),
+        (100, "USD/3", AssetNotSupported),
+        (None, "JPY/2", AssetNotSupported),
+    ],
+)
+def test_transfer_reversal_create_refuses_bad_amounts_before_any_request(
+    gateway: StripeGateway, amount: Any, asset: str, error: type[Exception]
+) -> None:
+    # no HTTP mock: nothing may be sent
+    with pytest.raises(error):
+        gateway.transfer_reversal_create(
+            transfer_id="tr_1", amount=amount, asset=asset, idempotency_key="k", metadata={}
+        )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (400, _error("invalid_request_error", "balance_insufficient"), InvalidRequest),
+        (500, _error("api_error"), OutcomeUnknown),
+    ],
+)
+def test_transfer_reversal_errors(
+    gateway: StripeGateway,
+    mock_stripe: responses.RequestsMock,
+    status: int,
+    body: dict[str, Any],
+    expected: type[PaymentProviderError],
+) -> None:
+    mock_stripe.post(f"{API_BASE}/v1/transfers/tr_1/reversals", json=body, status=status)
+
+    with pytest.raises(expected) as info:
+        gateway.transfer_reversal_create(
+            transfer_id="tr_1", amount=None, asset="USD/2", idempotency_key="k", metadata={}
+        )
+
+    assert type(info.value) is expected
+    assert info.value.operation == "transfer_reversal_create"
+
+
 # --- construction ---------------------------------------------------------------------------
 def test_get_gateway_is_built_from_settings(
     settings: Any, mock_stripe: responses.RequestsMock
@@ -678,3 +817,12 @@ def test_plain_dicts_are_returned_recursively(
     assert type(result) is dict
     assert type(result["balance_transaction"]) is dict
     assert json.loads(json.dumps(result)) == charge
+
+
+def test_the_stripe_library_logs_warnings_only() -> None:
+    # given: the project's logging configuration (stripe-python logs each request at INFO)
+    from django.conf import settings
+
+    # then
+    assert settings.LOGGING["loggers"]["stripe"] == {"level": "WARNING"}
+    assert logging.getLogger("stripe").getEffectiveLevel() == logging.WARNING
