@@ -254,6 +254,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **{
         "OrderStatusEnum": "marketplace.models.orders.Order.Status",
         "OrderCouponStateEnum": "marketplace.models.orders.Order.CouponState",
+        "OrderPaymentIntentCancelEnum": "marketplace.models.orders.Order.IntentCancel",
         # pending/submitted/succeeded/failed: refunds and top-ups share the set
         "StripeRequestStatusEnum": "marketplace.models.refunds.Refund.Status",
         "RefundBearerEnum": "marketplace.models.refunds.Refund.Bearer",

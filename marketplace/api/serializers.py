@@ -202,6 +202,7 @@ class OrderOutput(serializers.ModelSerializer):
             "coupon",
             "coupon_state",
             "payment_intent_id",
+            "payment_intent_cancel",
             "charge_id",
             "amount_paid",
             "stripe_fee",

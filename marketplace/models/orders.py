@@ -32,6 +32,15 @@ class Order(models.Model):
         RELEASED = "released", "Released"  # given back to the campaign
         CAPTURED = "captured", "Captured"  # joined the order's money at payment
 
+    class IntentCancel(models.TextChoices):
+        """Where the PaymentIntent of a canceled order stands at Stripe."""
+
+        NONE = "none", "Nothing to cancel"
+        PENDING = "pending", "Pending"  # to cancel at Stripe (`pi-cancel:<id>`), retried
+        CANCELED = "canceled", "Canceled"  # Stripe canceled it: no payment can follow
+        SUCCEEDED = "succeeded", "Succeeded"  # it had succeeded: the late payment is booked
+        FAILED = "failed", "Failed"  # Stripe refused for another reason: see the anomaly
+
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
     )
@@ -59,6 +68,12 @@ class Order(models.Model):
     coupon_state = models.CharField(
         max_length=10, choices=CouponState.choices, default=CouponState.NONE
     )
+    # Set to pending in the transaction that cancels an order with a PaymentIntent; resolved
+    # only after that commit, by calling Stripe (never inside a transaction). The expiry pass
+    # retries what is still pending, with the same idempotency key.
+    payment_intent_cancel = models.CharField(
+        max_length=10, choices=IntentCancel.choices, default=IntentCancel.NONE
+    )
     created_at = models.DateTimeField(default=timezone.now)
     paid_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -66,7 +81,15 @@ class Order(models.Model):
     class Meta:
         db_table = "marketplace_order"
         ordering = ["id"]
-        indexes = [models.Index(fields=["status", "created_at"], name="order_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="order_status_idx"),
+            # The expiry pass: PaymentIntents still to cancel at Stripe (a handful at most).
+            models.Index(
+                fields=["id"],
+                condition=Q(payment_intent_cancel="pending"),
+                name="order_intent_cancel_idx",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(asset__regex=ASSET_REGEX), name="order_asset_valid"),
             models.CheckConstraint(condition=Q(subtotal__gt=0), name="order_subtotal_positive"),
@@ -113,6 +136,10 @@ class Order(models.Model):
             models.CheckConstraint(
                 condition=Q(charge_id="") | Q(charge_id__startswith="ch_"),
                 name="order_charge_is_ch",
+            ),
+            models.CheckConstraint(
+                condition=Q(payment_intent_cancel="none") | ~Q(payment_intent_id=""),
+                name="order_intent_cancel_has_intent",
             ),
             models.UniqueConstraint(
                 fields=["payment_intent_id"],

@@ -1,6 +1,7 @@
 """Orders: placing one (the row and the coupon reservation in one transaction, then the
-PaymentIntent at Stripe after the commit), assigning a rider, delivering (the split), and
-the status machine every change goes through.
+PaymentIntent at Stripe after the commit), cancelling or expiring one (the status change
+commits first, then its PaymentIntent is cancelled at Stripe: `services.payment_intents`),
+assigning a rider, delivering (the split), and the status machine every change goes through.
 
 Status machine (one table, checked under the order's row lock, audited):
 
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 Status = Order.Status
 CouponState = Order.CouponState
+IntentCancel = Order.IntentCancel
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     Status.CREATED: frozenset(
@@ -210,9 +212,21 @@ def order_payment_intent_create(*, order_id: int) -> dict[str, Any]:
         locked = order_lock(order_id=order.pk)
         if not locked.payment_intent_id:
             locked.payment_intent_id = intent["id"]
-            locked.save(update_fields=["payment_intent_id"])
+            fields = ["payment_intent_id"]
+            if locked.status == Status.CANCELED:
+                # Canceled (expired, by staff) while Stripe was creating it: nobody must pay
+                # it, so it is cancelled too, after this commit.
+                locked.payment_intent_cancel = IntentCancel.PENDING
+                fields.append("payment_intent_cancel")
+            locked.save(update_fields=fields)
         if locked.status == Status.CREATED:
             order_transition(order=locked, to=Status.PENDING_PAYMENT, note=intent["id"])
+    if locked.payment_intent_cancel == IntentCancel.PENDING:
+        _payment_intent_cancel(order_id=order.pk)
+        raise InvalidState(
+            f"Order {order.pk} was canceled while its PaymentIntent was being created.",
+            code="order_canceled",
+        )
     return intent
 
 
@@ -259,8 +273,32 @@ def order_payment_failed(*, order: Order, to: str, note: str = "") -> bool:
     return True
 
 
-@retry_on_conflict
+def _payment_intent_cancel(*, order_id: int) -> str:
+    # Imported here: payment_intents books late payments through services.payments, which
+    # imports this module.
+    from marketplace.services.payment_intents import order_payment_intent_cancel
+
+    return order_payment_intent_cancel(order_id=order_id)
+
+
 def order_cancel(*, order_id: int, note: str = "", actor: str = "") -> Order:
+    """Cancel an unpaid order: its coupon goes back to the campaign and, when it has a
+    PaymentIntent, `payment_intent_cancel` becomes pending, in one transaction. After the
+    commit, with no transaction open, the PaymentIntent is cancelled at Stripe
+    (`pi-cancel:<id>`); if it had already succeeded, the late payment is booked and the
+    order ends up paid; if Stripe's answer is unknown, it stays pending for the next expiry
+    pass (`services.payment_intents`). Cancelling a canceled order only retries that.
+
+    Raises NotFound, InvalidState (paid or delivered: refund it instead)."""
+    order = _order_cancel(order_id=order_id, note=note, actor=actor)
+    if order.payment_intent_cancel == IntentCancel.PENDING:
+        _payment_intent_cancel(order_id=order.pk)
+        order.refresh_from_db()
+    return order
+
+
+@retry_on_conflict
+def _order_cancel(*, order_id: int, note: str, actor: str) -> Order:
     with transaction.atomic(durable=True):
         order = order_lock(order_id=order_id)
         if order.status in (Status.PAID, Status.DELIVERED):
@@ -270,14 +308,21 @@ def order_cancel(*, order_id: int, note: str = "", actor: str = "") -> Order:
             )
         if order.status != Status.CANCELED:
             coupon_release(order=order)
-            order_transition(order=order, to=Status.CANCELED, actor=actor, note=note)
+            fields = []
+            if order.payment_intent_id and order.payment_intent_cancel == IntentCancel.NONE:
+                order.payment_intent_cancel = IntentCancel.PENDING
+                fields.append("payment_intent_cancel")
+            order_transition(order=order, to=Status.CANCELED, actor=actor, note=note, fields=fields)
     return order
 
 
 def orders_expire(*, older_than_seconds: float | None = None) -> int:
-    """Cancel unpaid orders older than ORDER_PAYMENT_TTL (default 1 h): their coupons go
-    back to the campaigns. A payment that still arrives later is honoured (the payment flow
-    takes the discount from the campaign again, or from the marketing budget)."""
+    """Cancel unpaid orders older than ORDER_PAYMENT_TTL (default 1 h) with `order_cancel`:
+    their coupons go back to the campaigns and their PaymentIntents are cancelled at Stripe.
+    A payment that still arrives later is honoured (the payment flow takes the discount from
+    the campaign again, or from the marketing budget). Then retries, with the same keys, the
+    PaymentIntent cancels an earlier pass or a staff cancel left pending. Returns how many
+    orders this pass canceled."""
     ttl = older_than_seconds
     if ttl is None:
         ttl = float(getattr(settings, "ORDER_PAYMENT_TTL", 3600))
@@ -295,6 +340,11 @@ def orders_expire(*, older_than_seconds: float | None = None) -> int:
             done += 1
         except InvalidState:
             continue  # paid meanwhile
+    pending = Order.objects.filter(payment_intent_cancel=IntentCancel.PENDING).values_list(
+        "id", flat=True
+    )
+    for order_id in sorted(set(pending) - set(ids)):
+        _payment_intent_cancel(order_id=order_id)
     return done
 
 

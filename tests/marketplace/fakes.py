@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from marketplace.errors import ProviderObjectNotFound, StripeCallInTransaction
+from marketplace.errors import InvalidRequest, ProviderObjectNotFound, StripeCallInTransaction
 from marketplace.stripe_api import open_atomic_depth
 
 _ids = itertools.count(1)
@@ -18,6 +18,7 @@ _ids = itertools.count(1)
 GATEWAY_USERS = (
     "marketplace.handlers",
     "marketplace.services.orders",
+    "marketplace.services.payment_intents",
     "marketplace.services.refunds",
     "marketplace.services.parties",
     "marketplace.services.treasury",
@@ -26,6 +27,12 @@ GATEWAY_USERS = (
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_fake{next(_ids):06d}"
+
+
+# The statuses in which Stripe lets a PaymentIntent be canceled.
+CANCELABLE = frozenset(
+    {"requires_payment_method", "requires_confirmation", "requires_action", "requires_capture"}
+)
 
 
 def card_fee(amount: int) -> int:
@@ -37,6 +44,8 @@ class FakeGateway:
         self.objects: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.refund_error: Exception | None = None
+        # Raised by the next payment_intent_cancel calls, one each, before anything changes.
+        self.cancel_errors: list[Exception] = []
 
     def add(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.objects[obj["id"]] = obj
@@ -70,6 +79,10 @@ class FakeGateway:
         self._record("dispute_retrieve", {"id": dispute_id})
         return self._get(dispute_id)
 
+    def topup_retrieve(self, topup_id: str) -> dict[str, Any]:
+        self._record("topup_retrieve", {"id": topup_id})
+        return self._get(topup_id)
+
     # --- writes ---
     def payment_intent_create(self, **kwargs: Any) -> dict[str, Any]:
         self._record("payment_intent_create", kwargs)
@@ -88,6 +101,31 @@ class FakeGateway:
                 )
             )
         )
+
+    def payment_intent_cancel(self, **kwargs: Any) -> dict[str, Any]:
+        """Like Stripe: only a PaymentIntent that has not succeeded (nor is processing, nor
+        is canceled) can be canceled; otherwise 400 `payment_intent_unexpected_state`."""
+        self._record("payment_intent_cancel", kwargs)
+        if self.cancel_errors:
+            raise self.cancel_errors.pop(0)
+        intent = self.objects.get(kwargs["payment_intent_id"])
+        if intent is None:
+            raise ProviderObjectNotFound(
+                f"No such payment_intent: {kwargs['payment_intent_id']}",
+                operation="payment_intent_cancel",
+                stripe_code="resource_missing",
+                provider_status=404,
+            )
+        if intent["status"] not in CANCELABLE:
+            raise InvalidRequest(
+                "You cannot cancel this PaymentIntent because it has a status of "
+                f"{intent['status']}.",
+                operation="payment_intent_cancel",
+                stripe_code="payment_intent_unexpected_state",
+                provider_status=400,
+            )
+        intent.update(status="canceled", cancellation_reason=kwargs.get("reason"))
+        return dict(intent)
 
     def refund_create(self, **kwargs: Any) -> dict[str, Any]:
         self._record("refund_create", kwargs)
