@@ -203,11 +203,35 @@ for _type in (
 # --- top-ups ----------------------------------------------------------------------------------
 
 
-def _topup_succeeded(event: StripeEvent) -> HandlerResult | None:
-    # No topup retrieve in the seam: the payload is used, and it is only ever booked when it
-    # says succeeded (a top-up's amount and balance transaction never change).
-    topup_book(stripe_topup=event.data_object)
+def _fetch_topup(event: StripeEvent) -> dict[str, Any] | None:
+    """The top-up as Stripe has it now (None when Stripe does not know it)."""
+    try:
+        return get_gateway().topup_retrieve(event.data_object["id"])
+    except ProviderObjectNotFound:
+        return None
+
+
+def _topup_succeeded(
+    event: StripeEvent, stripe_topup: dict[str, Any] | None
+) -> HandlerResult | None:
+    topup_id = str(event.data_object.get("id", ""))
+    if stripe_topup is None:
+        anomaly_record(
+            kind="unknown_topup",
+            stripe_object=topup_id,
+            stripe_event_id=event.stripe_id,
+            message=f"{event.type} {topup_id}: Stripe does not know this top-up. Not booked.",
+            details={"event_type": event.type},
+        )
+        return HandlerResult.ignored(f"top-up {topup_id} not found at Stripe")
+    status = stripe_topup.get("status")
+    if status == "pending":
+        # The event is newer than what the read returned: ask again later.
+        raise DeferEvent(f"top-up {topup_id} is still pending", retry_in=_defer_seconds())
+    if status != "succeeded":
+        return HandlerResult.ignored(f"top-up {topup_id} is {status}: not booked")
+    topup_book(stripe_topup=stripe_topup)
     return None
 
 
-handler_register("topup.succeeded")(_topup_succeeded)
+handler_register("topup.succeeded", prepare=_fetch_topup)(_topup_succeeded)
