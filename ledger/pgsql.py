@@ -35,7 +35,8 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_key_asset text[],
     p_key_in bigint[],
     p_key_out bigint[],
-    p_key_req bigint[],         -- minimal locked balance, or null: not checked
+    p_key_req numeric[],        -- minimal locked balance, or null: not checked (numeric: a
+                                -- bound plus a large credit can pass the bigint range)
     p_shard int                 -- shard row that unchecked keys are written to
 ) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
                  o_replayed boolean, o_hash text)
@@ -247,8 +248,21 @@ INDEXES = [
 ]
 
 
+# Earlier signatures of ledger_post, dropped when the current one is installed.
+OLD_SIGNATURES = [
+    "ledger_post(text[], timestamptz[], jsonb, text[], bigint[], text[], int[], int[], int[], "
+    "int[], text[], bigint[], int[], text[], bigint[], bigint[], bigint[], int)",
+]
+
+
 def install_statements() -> list[str]:
-    return [POST_FUNCTION, APPEND_ONLY_FUNCTION, *_trigger_statements(), *INDEXES]
+    return [
+        *(f"DROP FUNCTION IF EXISTS {signature}" for signature in OLD_SIGNATURES),
+        POST_FUNCTION,
+        APPEND_ONLY_FUNCTION,
+        *_trigger_statements(),
+        *INDEXES,
+    ]
 
 
 def install(apps: Any, schema_editor: Any) -> None:

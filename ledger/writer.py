@@ -72,7 +72,7 @@ _POST_SQL = (
     "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash FROM ledger_post("
     "%s::text[], %s::timestamptz[], %s::jsonb, %s::text[], %s::bigint[], %s::text[], "
     "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::bigint[], "
-    "%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::int)"
+    "%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::numeric[], %s::int)"
 )
 
 
@@ -98,41 +98,49 @@ def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any
     generic list adaptation (type detection per element) cost more than the rest of the Python
     side of a posting; addresses and assets are plain ASCII, references are escaped."""
     index = plan.address_index
-    p_tx: list[int] = []
-    p_idx: list[int] = []
-    p_src: list[int] = []
-    p_dst: list[int] = []
+    p_tx: list[str] = []
+    p_idx: list[str] = []
+    p_src: list[str] = []
+    p_dst: list[str] = []
     p_assets: list[str] = []
-    p_amounts: list[int] = []
+    p_amounts: list[str] = []
     for ordinal, item in enumerate(items, 1):
+        o = str(ordinal)
         for i, p in enumerate(item.postings):
-            p_tx.append(ordinal)
-            p_idx.append(i)
-            p_src.append(index[p.source] + 1)
-            p_dst.append(index[p.destination] + 1)
+            p_tx.append(o)
+            p_idx.append(str(i))
+            p_src.append(str(index[p.source] + 1))
+            p_dst.append(str(index[p.destination] + 1))
             p_assets.append(p.asset)
-            p_amounts.append(p.amount)
+            p_amounts.append(str(p.amount))
     keys = plan.keys
+    single = len(items) == 1
     return [
         _text_array([item.reference for item in items]),
         _text_array([None if t is None else t.isoformat() for t in (i.timestamp for i in items)]),
-        json.dumps([item.metadata for item in items], separators=(",", ":")),
+        "[" + _json(items[0].metadata) + "]"
+        if single
+        else json.dumps([item.metadata for item in items], separators=(",", ":")),
         _text_array([item.fingerprint for item in items]),
         _int_array([item.reverts for item in items]),
-        _text_array(plan.addresses),
-        _int_array(p_tx),
-        _int_array(p_idx),
-        _int_array(p_src),
-        _int_array(p_dst),
-        _text_array(p_assets),
-        _int_array(p_amounts),
-        _int_array([index[k.address] + 1 for k in keys]),
-        _text_array([k.asset for k in keys]),
-        _int_array([k.input for k in keys]),
-        _int_array([k.output for k in keys]),
+        '{"' + '","'.join(plan.addresses) + '"}',  # validated: [a-zA-Z0-9_:-] only
+        "{" + ",".join(p_tx) + "}",
+        "{" + ",".join(p_idx) + "}",
+        "{" + ",".join(p_src) + "}",
+        "{" + ",".join(p_dst) + "}",
+        '{"' + '","'.join(p_assets) + '"}',  # validated: [A-Z0-9_/] only
+        "{" + ",".join(p_amounts) + "}",
+        "{" + ",".join([str(index[k.address] + 1) for k in keys]) + "}",
+        '{"' + '","'.join([k.asset for k in keys]) + '"}',
+        "{" + ",".join([str(k.input) for k in keys]) + "}",
+        "{" + ",".join([str(k.output) for k in keys]) + "}",
         _int_array([k.required for k in keys]),
         shard,
     ]
+
+
+def _json(value: Any) -> str:
+    return "{}" if not value else json.dumps(value, separators=(",", ":"))
 
 
 def write_postgres(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Written]:

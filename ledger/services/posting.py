@@ -16,6 +16,7 @@ from django.db import (
     connections,
     transaction,
 )
+from django.db.models.base import ModelState
 
 from ledger import conf, writer
 from ledger.domain import (
@@ -117,7 +118,11 @@ def _use_fast_path() -> bool:
 
 
 def _transaction_from(item: writer.PreparedTx, written: writer.Written) -> Transaction:
-    tx = Transaction(
+    """The stored transaction as a model instance, without reading it back. Built like
+    Model.from_db does for a loaded row, minus the generic __init__ (a tenth of the Python time
+    of a posting): every concrete field is set."""
+    tx = Transaction.__new__(Transaction)
+    tx.__dict__.update(
         id=written.id,
         reference=item.reference,
         timestamp=written.timestamp,
@@ -126,8 +131,10 @@ def _transaction_from(item: writer.PreparedTx, written: writer.Written) -> Trans
         idempotency_hash=item.fingerprint,
         reverts_id=item.reverts,
     )
-    tx._state.adding = False
-    tx._state.db = "default"
+    state = ModelState()
+    state.adding = False
+    state.db = DEFAULT_DB_ALIAS
+    tx._state = state
     return tx
 
 

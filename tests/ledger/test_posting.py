@@ -412,3 +412,13 @@ def test_any_reference_string_round_trips(write_path, reference):
     first = transaction_post(postings=[p("world", "a", 1)], reference=reference)
     assert Transaction.objects.get(pk=first.transaction.pk).reference == reference
     assert transaction_post(postings=[p("world", "a", 1)], reference=reference).replayed is True
+
+
+def test_the_returned_transaction_equals_the_stored_one(write_path):
+    result = transaction_post(
+        postings=[p("world", "a", 5)], reference="r", metadata={"k": [1, "x"]}
+    )
+    stored = Transaction.objects.get(pk=result.transaction.pk)
+    for field in Transaction._meta.concrete_fields:
+        assert getattr(result.transaction, field.attname) == getattr(stored, field.attname)
+    assert result.transaction._state.adding is False
