@@ -1,6 +1,6 @@
 """The payouts REST API (mounted at /api/v1/payouts/). Thin: parse, call one service or
 selector, shape. Reads need a staff user; operations that move money (hold, release, cancel,
-retry, run a pass) also need the `payouts.manage_payouts` permission. Errors are
+retry, reverse, run a pass) also need the `payouts.manage_payouts` permission. Errors are
 `ApplicationError`s rendered as `{"code", "message", ...}` by config.api.exception_handler."""
 
 from __future__ import annotations
@@ -123,6 +123,24 @@ class PayoutRetryView(APIView):
         new = services.payout_retry(payout_id=payout_id, actor=_actor(request))
         new.refresh_from_db()
         return Response(s.PayoutDetailSerializer(new).data, status=status.HTTP_201_CREATED)
+
+
+class PayoutReverseView(APIView):
+    permission_classes = [IsAdminUser, CanManagePayouts]
+
+    @extend_schema(
+        summary="Reverse a failed payout's transfer: the money comes back to the payee",
+        description="For a failed payout whose transfer is still at the connected account "
+        "(its bank payout failed). 409 when the payout is not such a payout or Stripe refuses; "
+        "503 when Stripe's answer is unknown (call again: same idempotency key).",
+        request=s.ReasonSerializer,
+        responses={200: s.PayoutDetailSerializer, 404: _ERROR, 409: _ERROR, 503: _ERROR},
+    )
+    def post(self, request: Request, payout_id: str) -> Response:
+        payout = services.payout_reverse(
+            payout_id=payout_id, reason=_reason(request), actor=_actor(request)
+        )
+        return Response(s.PayoutDetailSerializer(payout).data)
 
 
 class PayeeHoldView(APIView):

@@ -6,6 +6,8 @@ PayoutError
 ├── PayeeNotFound         no restaurant/rider with that id (404)
 ├── NothingToPay          the payee has nothing payable (below the minimum, negative, held)
 ├── ReturnBlocked         the transfer exists and was not reversed: cannot give the money back
+├── ReversalRefused       Stripe refused to reverse the transfer (e.g. the account cannot cover it)
+├── ReversalPending       Stripe's answer to a reversal is unknown: retry (same key) or wait
 └── LeaseLost             another worker owns this payout now (internal: the step stops)
 """
 
@@ -41,6 +43,22 @@ class NothingToPay(PayoutError):
 class ReturnBlocked(PayoutError):
     code = "return_blocked"
     http_status = 409
+
+
+class ReversalRefused(PayoutError):
+    """Stripe refused the reversal (`stripe_code` in `extra`); nothing came back."""
+
+    code = "reversal_refused"
+    http_status = 409
+
+
+class ReversalPending(PayoutError):
+    """Stripe's answer to the reversal is unknown and the transfer does not show it yet:
+    retrying sends the same idempotency key, and the `transfer.reversed` webhook returns the
+    money if it happened."""
+
+    code = "reversal_pending"
+    http_status = 503
 
 
 class LeaseLost(PayoutError):

@@ -137,6 +137,11 @@ def idempotency_key(payout_id: str) -> str:
     return f"transfer:{payout_id}"
 
 
+def reversal_idempotency_key(payout_id: str) -> str:
+    """The Stripe idempotency key of the staff reversal of a payout's transfer."""
+    return f"transfer-reversal:{payout_id}"
+
+
 def transfer_group(payout_id: str) -> str:
     """The transfer's `transfer_group`: what the lookup after an unknown outcome filters on."""
     return f"PAYOUT_{payout_id}"

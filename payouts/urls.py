@@ -13,6 +13,7 @@ urlpatterns = [
     path("<uuid:payout_id>/", api.PayoutDetailView.as_view(), name="payout"),
     path("<uuid:payout_id>/cancel/", api.PayoutCancelView.as_view(), name="cancel"),
     path("<uuid:payout_id>/retry/", api.PayoutRetryView.as_view(), name="retry"),
+    path("<uuid:payout_id>/reverse/", api.PayoutReverseView.as_view(), name="reverse"),
     path("payees/<str:kind>/<int:payee_id>/hold/", api.PayeeHoldView.as_view(), name="hold"),
     path(
         "payees/<str:kind>/<int:payee_id>/release/",

@@ -5,7 +5,8 @@
 - scheduling: `payouts_schedule` (one pass), `payout_create` (one payee, now)
 - driving:    `payouts_drive` / `payout_drive` (claim + steps), `payouts_sweep`, the steps
               `step_submit`, `step_resolve`, `step_settle`, `step_return`
-- staff:      `payee_hold`, `payee_release`, `payout_cancel`, `payout_retry`
+- staff:      `payee_hold`, `payee_release`, `payout_cancel`, `payout_retry`, and
+              `payout_reverse` (reversals: a failed payout's transfer comes back)
 - events:     what the Stripe webhook handlers apply
 """
 
@@ -27,6 +28,7 @@ from payouts.services.events import (
     transfer_created_apply,
     transfer_reversed_apply,
 )
+from payouts.services.reversals import payout_reverse
 from payouts.services.scheduling import ScheduleResult, payout_create, payouts_schedule
 from payouts.services.staff import payee_hold, payee_release, payout_cancel, payout_retry
 
@@ -40,6 +42,7 @@ __all__ = [
     "payout_create",
     "payout_drive",
     "payout_retry",
+    "payout_reverse",
     "payouts_claim",
     "payouts_drive",
     "payouts_enqueue",

@@ -108,7 +108,8 @@ def payout_retry(*, payout_id: UUID | str, actor: str, drive: bool = True) -> Pa
             raise ReturnBlocked(
                 f"payout {payout.pk}: transfer {payout.transfer_id} still holds "
                 f"{payout.amount - payout.amount_reversed} at the connected account; reverse it "
-                "at Stripe first (the transfer.reversed webhook returns the money)",
+                "first (payout_reverse: POST .../reverse/ or `manage.py payouts reverse`), which "
+                "returns the money to the payee",
                 extra={"transfer_id": payout.transfer_id},
             )
         step_return([payout.pk], None, actor)

@@ -1,5 +1,5 @@
-"""The Stripe side of a payout: create its one transfer, or find it. No database writes here,
-and never called inside a transaction (the gateway refuses it in tests).
+"""The Stripe side of a payout: create its one transfer, or find it, or reverse it. No database
+writes here, and never called inside a transaction (the gateway refuses it in tests).
 
 Outcomes of a create, and what the caller records:
 - created:  Stripe answered with the transfer (or a lookup found it): -> submitted.
@@ -24,7 +24,7 @@ from marketplace.errors import (
 )
 from marketplace.stripe_api import get_gateway, to_stripe_amount
 from payouts.models import Payout
-from payouts.transitions import transfer_group
+from payouts.transitions import reversal_idempotency_key, transfer_group
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +155,46 @@ def transfer_create(payout: Payout) -> Outcome:
             payout, Outcome(payout.pk, "unknown", error=f"{type(exc).__name__}: {exc}")
         )
     return _checked(payout, transfer)
+
+
+@dataclass
+class Reversal:
+    """What a reversal request did: `kind` is Stripe's answer to the POST ("reversed",
+    "refused", or "unknown": timeout, 5xx, 409); `transfer` is the transfer as Stripe reports
+    it afterwards (None when that lookup failed): the fact the books are written from."""
+
+    kind: Literal["reversed", "refused", "unknown"]
+    reversal: dict[str, Any] | None = None
+    transfer: dict[str, Any] | None = None
+    error: PaymentProviderError | None = None
+
+
+def transfer_reverse(payout: Payout) -> Reversal:
+    """Reverse what is left of the payout's transfer (`transfer-reversal:<id>`), then look the
+    transfer up. The amount is left to Stripe ("the rest") and the metadata are a function of
+    the payout, so a retry sends the same parameters under the same key whatever happened in
+    between. Never raises for a Stripe answer."""
+    if not payout.transfer_id:
+        raise ValueError(f"payout {payout.pk} has no transfer to reverse")
+    gateway = get_gateway()
+    outcome: Reversal
+    try:
+        reversal = gateway.transfer_reversal_create(
+            transfer_id=payout.transfer_id,
+            amount=None,
+            asset=payout.asset,
+            idempotency_key=reversal_idempotency_key(str(payout.pk)),
+            metadata={"payout_id": str(payout.pk), "payee": payout.payee_address},
+        )
+        outcome = Reversal("reversed", reversal=reversal)
+    except PaymentProviderError as exc:
+        # A refusal may be "already fully reversed" (staff did it in the Dashboard): the
+        # lookup below tells.
+        kind: Literal["refused", "unknown"] = "unknown" if exc.retryable else "refused"
+        logger.warning("payout %s: reversing %s: %s", payout.pk, payout.transfer_id, exc.code)
+        outcome = Reversal(kind, error=exc)
+    try:
+        outcome.transfer = gateway.transfer_retrieve(payout.transfer_id)
+    except PaymentProviderError as exc:
+        logger.warning("payout %s: looking up %s: %s", payout.pk, payout.transfer_id, exc.code)
+    return outcome

@@ -5,10 +5,13 @@
     manage.py payouts show PAYOUT_ID
     manage.py payouts drive PAYOUT_ID [...]
     manage.py payouts sweep
+    manage.py payouts reverse PAYOUT_ID --reason TEXT
 
 `run` is one scheduling pass (a progress bar per chunk of payees); its payouts are handed to
 the Celery workers, or driven here with `--sync` (no worker needed). `status` counts payouts
-per state and lists the stuck and the escalated. Errors end with one line and a non-zero exit.
+per state and lists the stuck and the escalated. `reverse` pulls back the transfer of a failed
+payout whose connected account could not use the money (its bank payout failed) and returns it
+to the payee. Errors end with one line and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ class Command(BaseCommand):
         drive = sub.add_parser("drive", help="drive payouts now, in this process")
         drive.add_argument("payout_ids", nargs="+")
         sub.add_parser("sweep", help="re-drive stuck payouts (what beat does every minute)")
+        reverse = sub.add_parser(
+            "reverse", help="reverse a failed payout's transfer; the money goes back to the payee"
+        )
+        reverse.add_argument("payout_id")
+        reverse.add_argument("--reason", required=True, help="why (kept on the audit trail)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.console = Console(file=self.stdout, width=120, soft_wrap=False)  # type: ignore[arg-type]
@@ -191,6 +199,23 @@ class Command(BaseCommand):
 
     def _sweep(self, **_: Any) -> None:
         self.stdout.write(f"{services.payouts_sweep()} payout(s) re-driven")
+
+    def _reverse(self, *, payout_id: str, reason: str, **_: Any) -> None:
+        if not reason.strip():
+            raise CommandError("--reason must not be empty")
+        payout = services.payout_reverse(
+            payout_id=payout_id, reason=reason.strip(), actor="command:payouts reverse"
+        )
+        if payout.state == State.RETURNED:
+            self.stdout.write(
+                f"payout {payout.pk}: transfer {payout.transfer_id} reversed, "
+                f"{_money(payout.amount_reversed, payout.asset)} back to {payout.payee_address}"
+            )
+        else:
+            self.stdout.write(
+                f"payout {payout.pk}: transfer {payout.transfer_id} reversed at Stripe; the "
+                "money returns to the payee with the transfer.reversed webhook"
+            )
 
 
 def _dumps(value: Any) -> str:
