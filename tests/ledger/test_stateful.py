@@ -5,6 +5,7 @@ every balance equals input - output and the sum of its postings, and equals the 
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import pytest
@@ -212,8 +213,9 @@ def test_ledger_state_machine(write_path):
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(
-            max_examples=25,
-            stateful_step_count=20,
+            # CI default; a nightly soak sets LEDGER_STATEFUL_EXAMPLES=500 and more steps
+            max_examples=int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", "25")),
+            stateful_step_count=int(os.environ.get("LEDGER_STATEFUL_STEPS", "20")),
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
