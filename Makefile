@@ -39,14 +39,17 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Every benchmark (or BENCH="ledger orders") in its own process, so that each one's peak
+# memory is its own; one JSON line each on stdout, everything else on stderr.
+BENCH_ENV = DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL)
 bench: $(STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
-	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench_db_setup
-	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench $(BENCH)
+	@$(BENCH_ENV) $(PY) manage.py bench_db_setup
+	@set -e; for name in $${BENCH:-$$($(BENCH_ENV) $(PY) manage.py bench --list)}; do \
+		$(BENCH_ENV) $(PY) manage.py bench $$name $(BENCH_FLAGS); done
 
-bench-quick: $(STAMP)
-	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench_db_setup
-	DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL) $(PY) manage.py bench --quick $(BENCH)
+bench-quick:
+	$(MAKE) bench BENCH_FLAGS=--quick
 
 # For real use: gunicorn + a Celery worker + Celery beat against PostgreSQL and Redis.
 run: $(STAMP)

@@ -99,7 +99,8 @@ def _worker(server_url: str, queue: str, index: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo"]
     command += ["-Q", queue, "-n", f"bench-payouts-{index}-{queue}@%h", "-l", "WARNING"]
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-    return subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
+    # The worker's banner goes to stderr: stdout carries only the benchmark's JSON lines.
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=sys.stderr)  # noqa: S603
 
 
 def _stop(process: subprocess.Popen) -> None:
