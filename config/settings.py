@@ -243,6 +243,11 @@ LOGGING = {
 # --- Marketplace money flows (marketplace.services) ----------------------------------------
 # Unpaid orders older than this are canceled and their coupon goes back (Celery beat).
 ORDER_PAYMENT_TTL = env.int("ORDER_PAYMENT_TTL", default=3600)
+# Refunds pending (no re_ id) for longer than this are submitted again with the same key by
+# the beat's sweeper; past REFUNDS_SWEEP_MAX_AGE (Stripe keeps idempotency keys for 24 h)
+# they are flagged for staff instead, never sent again.
+REFUNDS_SWEEP_GRACE = env.int("REFUNDS_SWEEP_GRACE", default=300)
+REFUNDS_SWEEP_MAX_AGE = env.int("REFUNDS_SWEEP_MAX_AGE", default=23 * 3600)
 # Who bears a dispute's amount: "platform" (platform:disputes) or "restaurant" (its balance
 # may go negative); the dispute fee is always the platform's (platform:stripe_fees).
 MARKETPLACE_DISPUTE_BEARER = env.str("MARKETPLACE_DISPUTE_BEARER", default="platform")

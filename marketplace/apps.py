@@ -19,3 +19,7 @@ class MarketplaceConfig(AppConfig):
                 "marketplace-orders-expire",
                 {"task": "marketplace.orders_expire", "schedule": 300.0},
             )
+            schedule.setdefault(
+                "marketplace-refunds-sweep",
+                {"task": "marketplace.refunds_sweep", "schedule": 60.0},
+            )

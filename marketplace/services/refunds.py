@@ -10,14 +10,19 @@
    succeeded, the ledger is written (`refund:<re_id>`); when it says failed, the refund is
    written if it had been booked at Stripe, then reverted (`refund-failed:<re_id>`), and the
    claim on the order is released.
+4. `refunds_sweep` (Celery beat): a refund left `pending` without its `re_` id (the call's
+   answer was lost, or the process died between 1 and 2) is submitted again with the SAME
+   key; past the time Stripe remembers keys it is flagged for staff, never sent again.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -179,6 +184,44 @@ def refund_issue(**kwargs: Any) -> Refund:
     """refund_request then refund_submit: what the API and the admin call."""
     refund = refund_request(**kwargs)
     return refund_submit(refund_id=refund.pk)
+
+
+def refunds_sweep(*, now: Any = None) -> int:
+    """Re-drive refunds left `pending` with no `re_` id for longer than REFUNDS_SWEEP_GRACE
+    (their own request is over): `refund_submit` again, same key `refund:<id>` and the same
+    parameters, so Stripe replays the refund if it made it. One pending for longer than
+    REFUNDS_SWEEP_MAX_AGE (under Stripe's 24 h key retention) is not sent again (a new
+    refund could pay the customer twice): it is recorded as an anomaly for staff. Its
+    `refund.created` webhook, if Stripe made it, still resolves it by `metadata.refund_id`.
+    Returns how many refunds were submitted again."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=float(settings.REFUNDS_SWEEP_GRACE))
+    max_age = timedelta(seconds=float(settings.REFUNDS_SWEEP_MAX_AGE))
+    stuck = Refund.objects.filter(
+        status=Status.PENDING, stripe_refund_id="", created_at__lt=now - grace
+    ).order_by("id")
+    submitted = 0
+    for refund in stuck.select_related("order"):
+        if refund.created_at < now - max_age:
+            anomaly_record(
+                kind="refund_stuck_pending",
+                stripe_object=refund.idempotency_key,
+                order=refund.order,
+                message=f"Refund {refund.pk} of order {refund.order_id} ({refund.amount} "
+                f"{refund.asset}) is pending since {refund.created_at:%Y-%m-%d %H:%M} and "
+                "Stripe no longer remembers its idempotency key: look it up at Stripe "
+                "(metadata.refund_id) before doing anything.",
+            )
+            continue
+        try:
+            refund_submit(refund_id=refund.pk)
+        except PaymentProviderError as exc:
+            # Retryable: still pending, the next pass tries again; a refusal marked it failed.
+            logger.warning("refund %s: resubmitting: %s", refund.pk, exc.code)
+        submitted += 1
+    if submitted:
+        logger.info("refunds sweep re-drove %d pending refund(s)", submitted)
+    return submitted
 
 
 @retry_on_conflict
