@@ -69,7 +69,8 @@ class PayoutsView(APIView):
         if state is not None and state not in State.values:
             raise serializers.ValidationError({"state": f"one of {', '.join(State.values)}"})
         payee_id = params.get("payee_id")
-        if payee_id is not None and not payee_id.isdigit():
+        # isascii: str.isdigit() also accepts "²", which int() refuses (a 500).
+        if payee_id is not None and not (payee_id.isascii() and payee_id.isdigit()):
             raise serializers.ValidationError({"payee_id": "an integer"})
         attention = params.get("needs_attention")
         qs = selectors.payouts_list(

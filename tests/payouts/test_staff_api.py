@@ -213,3 +213,12 @@ def test_staff_operations_over_the_api(emulator: EmulatorServer, manager: APICli
     # retry of a paid payout is refused
     refused = manager.post(f"/api/v1/payouts/{mine.pk}/retry/", {}, format="json")
     assert refused.status_code == 409
+
+
+@pytest.mark.parametrize("payee_id", ["\u00b2", "\u0661x", "-1", "1.5", " 1"])
+def test_payouts_list_with_a_bad_payee_id_is_a_400(viewer: APIClient, payee_id: str) -> None:
+    # when: str.isdigit() accepts "²", which int() refuses
+    response = viewer.get("/api/v1/payouts/", {"payee_id": payee_id})
+    # then
+    assert response.status_code == 400
+    assert "payee_id" in response.json()["errors"]
