@@ -164,7 +164,10 @@ def refund_submit(*, refund_id: int) -> Refund:
             reason="requested_by_customer",
         )
     except PaymentProviderError as exc:
-        if not exc.retryable:
+        # An idempotency conflict means an earlier request under this key exists: the refund
+        # may have been made, so it is not a refusal (it stays pending; its webhook or a
+        # staff lookup by metadata.refund_id resolves it).
+        if not exc.retryable and exc.code != "provider_idempotency_error":
             _refund_refused(refund_id=refund.pk, reason=f"{exc.code}: {exc.message}")
         raise
     with transaction.atomic(durable=True):

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from marketplace.errors import OutcomeUnknown
+from marketplace.errors import InvalidRequest, OutcomeUnknown
 from marketplace.models import Anomaly, Order, Refund
 from marketplace.services.refunds import refund_issue, refund_request, refunds_sweep
 from tests.marketplace.factories import RestaurantFactory
@@ -114,3 +114,23 @@ def test_a_refund_older_than_stripes_key_memory_is_flagged_not_sent(
 def test_the_refund_sweeper_is_on_beat() -> None:
     entries = [e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()]
     assert "marketplace.refunds_sweep" in entries
+
+
+def test_an_idempotency_conflict_is_not_taken_for_a_refusal(
+    fake_gateway: FakeGateway, order: Order
+) -> None:
+    # given: Stripe answers 400 idempotency_error: an earlier request under this key exists,
+    # so the refund may well have been made
+    fake_gateway.refund_error = InvalidRequest(
+        "Keys for idempotent requests can only be used with the same parameters",
+        code="provider_idempotency_error",
+        operation="refund_create",
+    )
+    # when
+    with pytest.raises(InvalidRequest):
+        refund_issue(order_id=order.pk, amount=700)
+    # then: still pending with its claim on the order (not failed, not released)
+    refund = Refund.objects.get()
+    assert refund.status == Refund.Status.PENDING
+    order.refresh_from_db()
+    assert order.amount_refunded == 700
