@@ -44,7 +44,7 @@ format: $(STAMP)
 BENCH_ENV = DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL)
 bench: $(STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
-	@$(BENCH_ENV) $(PY) manage.py bench_db_setup
+	@$(BENCH_ENV) $(PY) manage.py db_setup
 	@set -e; for name in $${BENCH:-$$($(BENCH_ENV) $(PY) manage.py bench --list)}; do \
 		$(BENCH_ENV) $(PY) manage.py bench $$name $(BENCH_FLAGS); done
 
@@ -54,7 +54,7 @@ bench-quick:
 # For real use: gunicorn + a Celery worker + Celery beat against PostgreSQL and Redis.
 run: $(STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) manage.py migrate --noinput
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) manage.py db_setup
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) scripts/run_all.sh
 
 lock:
