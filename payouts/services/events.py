@@ -9,6 +9,7 @@ re-fetched by the handler's `prepare` step; the payload is only a hint.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from payouts import lock_objects, selectors
@@ -145,6 +146,16 @@ def transfer_reversed_apply(transfer: dict[str, Any], *, actor: str) -> str:
     return f"payout {payout.pk}: {delta} returned"
 
 
+def _payout_uuid(value: Any) -> uuid.UUID | None:
+    """Our payout ids are UUIDs; anything else in Stripe metadata is not ours."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 def connected_payout_failed_apply(
     *, account: str, payout_object: dict[str, Any], event_type: str, actor: str
 ) -> str | None:
@@ -167,8 +178,9 @@ def connected_payout_failed_apply(
         reason=f"connected account payout failed: {what} {failure}".strip(),
         actor=actor,
     )
-    ours = (payout_object.get("metadata") or {}).get("payout_id")
-    if not ours:
+    ours = _payout_uuid((payout_object.get("metadata") or {}).get("payout_id"))
+    if ours is None:
+        # No id of ours (or somebody else's value): the hold above must still commit.
         return f"{kind} {payee_id} held ({what})"
     found = Payout.objects.filter(pk=ours, payee_kind=kind, payee_id=payee_id).first()
     if found is None:

@@ -253,6 +253,27 @@ def test_connected_account_payout_without_our_id_holds_the_payee(emulator: Emula
     assert payout.state == "paid"
 
 
+@pytest.mark.parametrize("foreign_id", ["po-not-a-uuid", "12345", "", "0" * 40])
+def test_connected_account_payout_with_a_foreign_id_still_holds_the_payee(
+    emulator: EmulatorServer, foreign_id: str
+) -> None:
+    # given: a bank payout whose metadata.payout_id is not one of our ids (set by someone else)
+    payee, payout = paid_payout(emulator)
+    # when
+    outcome = deliver(
+        "payout.failed",
+        {"id": "po_y", "object": "payout", "metadata": {"payout_id": foreign_id}},
+        account=payee.stripe_account_id,
+    )
+    # then: processed, the hold is kept (not rolled back by a failed lookup), our payout untouched
+    assert outcome.status == "processed"
+    payee.refresh_from_db()
+    assert payee.payouts_on_hold
+    assert PayeeHoldChange.objects.count() == 1
+    payout.refresh_from_db()
+    assert payout.state == "paid"
+
+
 def test_platform_payouts_and_unknown_accounts_are_ignored(emulator: EmulatorServer) -> None:
     bank = {"id": "po_platform", "object": "payout", "metadata": {}}
     assert deliver("payout.failed", bank).status == "ignored"
