@@ -138,3 +138,21 @@ def test_balance_volumes_may_not_be_negative(posted):
     with pytest.raises(IntegrityError) as excinfo:
         _raw("UPDATE ledger_balance SET input = -1")
     assert "ledger_balance_volumes_gte_0" in str(excinfo.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_is_refused_on_a_database_that_is_not_a_test_database(monkeypatch):
+    # given: a posted transaction, and a connection that looks like a real (non-test) database
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    transaction_post(postings=[p("world", "stripe:balance", 100)], reference="keep-me")
+    monkeypatch.setitem(connection.settings_dict, "NAME", "eats")
+
+    # when: someone runs `manage.py flush` there
+    with pytest.raises(CommandError):
+        call_command("flush", interactive=False, verbosity=0)
+
+    # then: the append-only triggers refused it and nothing was deleted
+    monkeypatch.undo()
+    assert count("ledger_transaction") == 1

@@ -1,8 +1,9 @@
 """`flush`, aware of the ledger's append-only triggers.
 
 The ledger's tables refuse TRUNCATE (ledger/pgsql.py), so Django's `flush` (which test cases
-with `transaction=True` run after each test) would fail on PostgreSQL. Outside production, this
-override runs the flush with `session_replication_role = replica`, which disables ordinary
+with `transaction=True` run after each test) would fail on PostgreSQL. On a test database
+(named `test_...` by the test runner) outside production, this override runs the flush with
+`session_replication_role = replica`, which disables ordinary
 triggers for this session only and can only be set by a superuser, who could disable the
 triggers anyway. In production, or for a role that may not set it, the triggers stand and the
 flush is refused, as it should be.
@@ -22,6 +23,7 @@ class Command(flush.Command):
         if (
             connection.vendor == "postgresql"
             and getattr(settings, "DJANGO_ENV", "") != "production"
+            and str(connection.settings_dict.get("NAME", "")).startswith("test_")
         ):
             try:
                 with connection.cursor() as cursor:
