@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 import responses as responses_lib
 
-from config.celery import app as celery_app
 from marketplace.stripe_api import StripeGateway
-from marketplace.testing import stripe_calls_forbidden_in_atomic
 from marketplace.webhooks.registry import HANDLERS, Registration
 from tests.marketplace.helpers import OLD_SECRET, SECRET
 
@@ -20,12 +18,8 @@ API_BASE = "https://stripe.test"
 
 
 @pytest.fixture(autouse=True)
-def stripe_atomic_violations() -> Iterator[list[str]]:
-    """Fails any test in which a Stripe call happened inside an open transaction."""
-    with stripe_calls_forbidden_in_atomic() as violations:
-        yield violations
-    if violations:
-        pytest.fail("Stripe called inside a database transaction: " + "; ".join(violations))
+def _guards(stripe_atomic_violations: list[str], celery_eager: None) -> None:
+    """Every test here: no Stripe call inside a transaction, Celery inline (tests/conftest.py)."""
 
 
 @pytest.fixture(autouse=True)
@@ -40,15 +34,6 @@ def stripe_settings(settings: Any) -> Any:
     settings.STRIPE_EVENTS_BACKOFF_BASE = 10.0
     settings.STRIPE_EVENTS_BACKOFF_MAX = 60.0
     return settings
-
-
-@pytest.fixture(autouse=True)
-def celery_eager() -> Iterator[None]:
-    conf = celery_app.conf
-    saved = (conf.task_always_eager, conf.task_eager_propagates)
-    conf.task_always_eager, conf.task_eager_propagates = True, True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = saved
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from config.celery import app as celery_app
-from marketplace.testing import stripe_calls_forbidden_in_atomic
 from stripe_emulator import ChaosConfig, EmulatorServer
 
 API_KEY = "sk_test_payouts"
@@ -29,12 +27,8 @@ TRANSACTIONAL_APPS = [
 
 
 @pytest.fixture(autouse=True)
-def stripe_atomic_violations() -> Iterator[list[str]]:
-    """Fails any test in which a Stripe call happened inside an open transaction."""
-    with stripe_calls_forbidden_in_atomic() as violations:
-        yield violations
-    if violations:
-        pytest.fail("Stripe called inside a database transaction: " + "; ".join(violations))
+def _guards(stripe_atomic_violations: list[str], celery_eager: None) -> None:
+    """Every test here: no Stripe call inside a transaction, Celery inline (tests/conftest.py)."""
 
 
 @pytest.fixture(autouse=True)
@@ -49,15 +43,6 @@ def payouts_settings(settings: Any) -> Any:
     settings.PAYOUTS_LEASE_SECONDS = 300.0
     settings.PAYOUTS_DRIVE_BATCH = 50
     return settings
-
-
-@pytest.fixture(autouse=True)
-def celery_eager() -> Iterator[None]:
-    conf = celery_app.conf
-    saved = (conf.task_always_eager, conf.task_eager_propagates)
-    conf.task_always_eager, conf.task_eager_propagates = True, True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = saved
 
 
 @pytest.fixture

@@ -4,31 +4,14 @@ tests), and settings pointing the Stripe seam nowhere unless a test starts the e
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from config.celery import app as celery_app
-from marketplace.testing import stripe_calls_forbidden_in_atomic
-
 
 @pytest.fixture(autouse=True)
-def stripe_atomic_violations() -> Iterator[list[str]]:
-    """Fails any test in which a Stripe call happened inside an open transaction."""
-    with stripe_calls_forbidden_in_atomic() as violations:
-        yield violations
-    if violations:
-        pytest.fail("Stripe called inside a database transaction: " + "; ".join(violations))
-
-
-@pytest.fixture(autouse=True)
-def celery_eager() -> Iterator[None]:
-    conf = celery_app.conf
-    saved = (conf.task_always_eager, conf.task_eager_propagates)
-    conf.task_always_eager, conf.task_eager_propagates = True, True
-    yield
-    conf.task_always_eager, conf.task_eager_propagates = saved
+def _guards(stripe_atomic_violations: list[str], celery_eager: None) -> None:
+    """Every test here: no Stripe call inside a transaction, Celery inline (tests/conftest.py)."""
 
 
 @pytest.fixture(autouse=True)
