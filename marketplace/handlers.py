@@ -26,6 +26,7 @@ from django.conf import settings
 from marketplace.errors import ProviderObjectNotFound
 from marketplace.models import Order, StripeEvent
 from marketplace.services.anomalies import anomaly_record
+from marketplace.services.common import id_parse
 from marketplace.services.disputes import DisputeNotReady, dispute_sync
 from marketplace.services.errors import NotFound
 from marketplace.services.locks import order_lock
@@ -44,8 +45,7 @@ def _defer_seconds() -> float:
 
 
 def _order_id(metadata: dict[str, Any] | None) -> int | None:
-    value = (metadata or {}).get("order_id")
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    return id_parse((metadata or {}).get("order_id"))
 
 
 def _unknown_order(event: StripeEvent, stripe_object: str, what: str) -> HandlerResult:

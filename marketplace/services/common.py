@@ -13,6 +13,15 @@ MIN_CHARGE_AMOUNT = 50
 MAX_AMOUNT = 99_999_999
 
 
+def id_parse(value: Any) -> int | None:
+    """A database id from untrusted text (Stripe metadata): ASCII digits that fit a bigint,
+    else None. `str.isdigit()` alone also accepts "\u00b2", which `int()` refuses."""
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if 0 < number < 2**63 else None
+
+
 def amount_validate(value: Any, *, field: str, allow_zero: bool = False) -> int:
     """An int amount in minor units (bools, floats and strings are refused, never rounded)."""
     if type(value) is not int:

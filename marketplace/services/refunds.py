@@ -35,6 +35,7 @@ from marketplace.models import Order, Refund
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.common import (
     amount_validate,
+    id_parse,
     portion_parse,
     portion_text,
     stripe_meta,
@@ -261,9 +262,9 @@ def refund_find(*, stripe_refund: dict[str, Any]) -> Refund | None:
     refund = Refund.objects.filter(stripe_refund_id=stripe_refund["id"]).first()
     if refund is not None:
         return refund
-    refund_id = (stripe_refund.get("metadata") or {}).get("refund_id")
-    if refund_id and str(refund_id).isdigit():
-        return Refund.objects.filter(pk=int(refund_id), stripe_refund_id="").first()
+    refund_id = id_parse((stripe_refund.get("metadata") or {}).get("refund_id"))
+    if refund_id is not None:
+        return Refund.objects.filter(pk=refund_id, stripe_refund_id="").first()
     return None
 
 

@@ -64,6 +64,23 @@ def test_event_for_an_unknown_order_is_recorded_and_flagged(fake_gateway: FakeGa
     assert ledger_count() == 0
 
 
+@pytest.mark.parametrize("foreign_id", ["\u00b2", "99999999999999999999999", "12a", "-3"])
+def test_event_whose_order_id_is_not_one_of_ours_is_flagged_not_failed(
+    fake_gateway: FakeGateway, foreign_id: str
+) -> None:
+    # given: metadata set outside our code (a Dashboard payment), not a valid order id
+    intent = fake_gateway.add(payment_intent(amount=1000, metadata={"order_id": foreign_id}))
+    ch = fake_gateway.add(charge(amount=1000, payment_intent_id=intent["id"], order_id=foreign_id))
+    intent["latest_charge"] = ch["id"]
+    payload = event("payment_intent.succeeded", intent)
+    # when
+    outcome = process(payload)
+    # then: recorded as an unknown order for staff, nothing booked, not a retried failure
+    assert outcome.status == "ignored"
+    assert Anomaly.objects.filter(kind="unknown_order", stripe_object=ch["id"]).count() == 1
+    assert ledger_count() == 0
+
+
 def test_event_for_a_charge_stripe_does_not_know_is_flagged(fake_gateway: FakeGateway) -> None:
     # given
     payload = event("charge.succeeded", {"id": "ch_missing", "object": "charge"})

@@ -32,7 +32,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
     duration = _DURATION.match(text)
     if duration:
         return now - timedelta(**{_UNITS[duration.group(2)]: int(duration.group(1))})
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return datetime.fromtimestamp(int(text), tz=UTC)
     try:
         moment = parse_datetime(text)
