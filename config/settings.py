@@ -5,6 +5,7 @@ the local Stripe emulator's URL, an insecure but fixed secret key. DJANGO_ENV=pr
 requires SECRET_KEY and turns on every HTTPS hardening setting that `check --deploy` asks for.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -18,6 +19,19 @@ DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 if DJANGO_ENV not in {"development", "production", "test"}:
     raise environ.ImproperlyConfigured("DJANGO_ENV must be development, production or test")
 PRODUCTION = DJANGO_ENV == "production"
+
+# Development defaults: public (they are in this repository), so production refuses every one
+# of them at start (below) and `check --deploy` names any that a settings override brings back.
+DEVELOPMENT_SECRETS = {
+    "SECRET_KEY": frozenset(
+        {
+            "dev-insecure-key-do-not-use-in-production-0123456789",
+            "dev-only-secret-key-change-me-0123456789-abcdefghijklmnop",  # old docker-compose
+        }
+    ),
+    "STRIPE_API_KEY": frozenset({"sk_test_emulator"}),
+    "STRIPE_WEBHOOK_SECRET": frozenset({"whsec_emulator"}),
+}
 
 if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY")  # required: raises ImproperlyConfigured when unset
@@ -39,13 +53,15 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
+    "audit",
     "ops",
     "ledger",
     "marketplace",
     "payouts",
     "reconciliation",
+    "staff",
 ]
 
 MIDDLEWARE = [
@@ -54,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -106,10 +123,29 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its entries in its AppConfig.ready()
 
 # --- Stripe --------------------------------------------------------------------------------
-STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_emulator")
-# Several secrets (comma-separated) are accepted during a rotation, and for Connect endpoints.
-STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRET", default=["whsec_emulator"])
+if PRODUCTION:  # required in production: raise ImproperlyConfigured when unset
+    STRIPE_API_KEY = env.str("STRIPE_API_KEY")
+    STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRET")
+else:
+    STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="sk_test_emulator")
+    # Several secrets (comma-separated) are accepted during a rotation, and for Connect.
+    STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRET", default=["whsec_emulator"])
 STRIPE_WEBHOOK_SECRET = STRIPE_WEBHOOK_SECRETS[0] if STRIPE_WEBHOOK_SECRETS else ""
+if PRODUCTION:
+    _public = sorted(
+        name
+        for name, values in {
+            "SECRET_KEY": [SECRET_KEY],
+            "STRIPE_API_KEY": [STRIPE_API_KEY],
+            "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRETS,
+        }.items()
+        if not any(values) or any(value in DEVELOPMENT_SECRETS[name] for value in values)
+    )
+    if _public:
+        raise environ.ImproperlyConfigured(
+            "DJANGO_ENV=production refuses empty or development default secrets (they are "
+            f"public): set {', '.join(_public)} from the secret store."
+        )
 STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
 STRIPE_WEBHOOK_MAX_BODY = env.int("STRIPE_WEBHOOK_MAX_BODY", default=256 * 1024)
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
@@ -183,14 +219,24 @@ CELERY_BEAT_SCHEDULE["payouts-sweep"] = {
 # --- REST API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Tokens stored hashed (SHA-512 digest), with an expiry, revocable per account:
+        # `manage.py api_token issue|revoke|list` (staff/management/commands/api_token.py).
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Every view names what it needs (config.permissions.NamedPermissions); a view that
+    # forgets falls back to this: a read for staff, never a write.
+    "DEFAULT_PERMISSION_CLASSES": ["config.permissions.NamedPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+}
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=90)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+    "TOKEN_LIMIT_PER_USER": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Eats payments API",
@@ -248,6 +294,10 @@ ORDER_PAYMENT_TTL = env.int("ORDER_PAYMENT_TTL", default=3600)
 # they are flagged for staff instead, never sent again.
 REFUNDS_SWEEP_GRACE = env.int("REFUNDS_SWEEP_GRACE", default=300)
 REFUNDS_SWEEP_MAX_AGE = env.int("REFUNDS_SWEEP_MAX_AGE", default=23 * 3600)
+# A refund request without an idempotency key equal to one made by the same user on the same
+# order (amount, bearer, shares) within this many seconds is the same request: the first
+# refund is returned, nothing is created (a double submit never refunds twice). 0 turns it off.
+REFUNDS_DUPLICATE_WINDOW = env.int("REFUNDS_DUPLICATE_WINDOW", default=600)
 # Who bears a dispute's amount: "platform" (platform:disputes) or "restaurant" (its balance
 # may go negative); the dispute fee is always the platform's (platform:stripe_fees).
 MARKETPLACE_DISPUTE_BEARER = env.str("MARKETPLACE_DISPUTE_BEARER", default="platform")

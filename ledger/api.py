@@ -1,44 +1,69 @@
 """The ledger's REST API (mounted at /api/v1/ledger/). Thin: parse, call one service or
 selector, shape. Errors are LedgerError subclasses rendered by config.api.exception_handler as
-`{"code", "message", ...}`; writes and reads need a staff user or an API token."""
+`{"code", "message", ...}`. Reads need a staff user or `ledger.view_transaction`; each write
+needs its named permission (`ledger.post_transaction`, `ledger.revert_transaction`,
+`ledger.set_account_metadata`) and leaves an audit row in the same database transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from django.db import transaction
 from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.pagination import CursorPagination, LimitOffsetPagination
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import audit_record
+from config.permissions import NamedPermissions
 from ledger import selectors, services
 from ledger import serializers as s
 from ledger.errors import InvalidTimestamp, InvalidTransaction
 from ledger.models import Transaction
+from ledger.retry import retry_on_conflict
 from ledger.services import PostResult
 
-
-class IsStaffOrApiToken(BasePermission):
-    """A staff user (session or token), or any user authenticated by an API token (service
-    accounts of the other apps)."""
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        return bool(user.is_staff or isinstance(request.auth, Token))
+R = TypeVar("R")
 
 
 class LedgerView(APIView):
-    permission_classes = [IsStaffOrApiToken]
+    permission_classes = [NamedPermissions]
+    read_permissions = ("ledger.view_transaction", "ledger.view_account")
+    required_permissions: dict[str, tuple[str, ...]] = {}
+
+
+@retry_on_conflict
+def _audited(write: Callable[[], R], audit: Callable[[R], None]) -> R:
+    """Run a ledger write and its audit row in one database transaction (retried whole on a
+    deadlock): the row exists if and only if the write happened."""
+    with transaction.atomic(durable=True):
+        result = write()
+        audit(result)
+    return result
+
+
+def _audit_post(request: Request, action: str, result: PostResult) -> None:
+    if result.replayed or result.dry_run:
+        return
+    tx = result.transaction
+    audit_record(
+        actor=request.user,
+        action=action,
+        object_type="ledger.transaction",
+        object_id=tx.pk,
+        data={
+            "reference": tx.reference,
+            "reverts": tx.reverts_id,
+            "postings": [p.as_dict() for p in result.postings],
+        },
+    )
 
 
 def _datetime_param(params: QueryDict, name: str) -> datetime | None:
@@ -146,6 +171,8 @@ class AccountDetailView(LedgerView):
 
 
 class AccountMetadataView(LedgerView):
+    required_permissions = {"POST": ("ledger.set_account_metadata",)}
+
     @extend_schema(
         summary="Set account metadata keys (string values); creates the account if needed",
         request=inline_serializer(
@@ -186,6 +213,8 @@ class AccountMetadataView(LedgerView):
 
 
 class AccountMetadataKeyView(LedgerView):
+    required_permissions = {"DELETE": ("ledger.set_account_metadata",)}
+
     @extend_schema(
         summary="Delete one account metadata key",
         responses={200: s.AccountMetadataSerializer, 404: _ERROR},
@@ -198,6 +227,8 @@ class AccountMetadataKeyView(LedgerView):
 
 
 class TransactionsView(LedgerView):
+    required_permissions = {"POST": ("ledger.post_transaction",)}
+
     @extend_schema(
         summary="List transactions, newest first",
         parameters=[
@@ -249,16 +280,19 @@ class TransactionsView(LedgerView):
             raise InvalidTransaction("Give either postings or a script, not both.")
         if script is None and "postings" not in data:
             raise InvalidTransaction("A transaction needs postings or a script.")
-        result = services.transaction_post(
-            postings=data.get("postings"),
-            script=script["plain"] if script else None,
-            vars=script.get("vars") if script else None,
-            reference=data.get("reference"),
-            metadata=data.get("metadata"),
-            timestamp=data.get("timestamp"),
-            overdraft=data.get("overdraft"),
-            feature_flags=data.get("feature_flags") or (),
-            dry_run=data.get("dry_run", False),
+        result = _audited(
+            lambda: services.transaction_post(
+                postings=data.get("postings"),
+                script=script["plain"] if script else None,
+                vars=script.get("vars") if script else None,
+                reference=data.get("reference"),
+                metadata=data.get("metadata"),
+                timestamp=data.get("timestamp"),
+                overdraft=data.get("overdraft"),
+                feature_flags=data.get("feature_flags") or (),
+                dry_run=data.get("dry_run", False),
+            ),
+            lambda r: _audit_post(request, "ledger.post", r),
         )
         created = not (result.replayed or result.dry_run)
         return Response(
@@ -275,6 +309,8 @@ class TransactionDetailView(LedgerView):
 
 
 class TransactionRevertView(LedgerView):
+    required_permissions = {"POST": ("ledger.revert_transaction",)}
+
     @extend_schema(
         summary="Revert a transaction (post its inverse)",
         request=s.TransactionRevertSerializer,
@@ -284,12 +320,15 @@ class TransactionRevertView(LedgerView):
         body = s.TransactionRevertSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        result = services.transaction_revert(
-            transaction_id=transaction_id,
-            force=data["force"],
-            reference=data.get("reference"),
-            metadata=data.get("metadata"),
-            at_original_timestamp=data["at_original_timestamp"],
+        result = _audited(
+            lambda: services.transaction_revert(
+                transaction_id=transaction_id,
+                force=data["force"],
+                reference=data.get("reference"),
+                metadata=data.get("metadata"),
+                at_original_timestamp=data["at_original_timestamp"],
+            ),
+            lambda r: _audit_post(request, "ledger.revert", r),
         )
         return Response(
             _post_result_data(result),
@@ -298,6 +337,8 @@ class TransactionRevertView(LedgerView):
 
 
 class TransactionsBulkView(LedgerView):
+    required_permissions = {"POST": ("ledger.post_transaction",)}
+
     @extend_schema(
         summary="Post many transactions: all or nothing (atomic) or independently",
         request=s.BulkSerializer,
@@ -314,7 +355,25 @@ class TransactionsBulkView(LedgerView):
                 parsed = parse_datetime(raw["timestamp"])
                 raw = {**raw, "timestamp": parsed if parsed is not None else raw["timestamp"]}
             items.append(raw)
-        results = services.transactions_post_bulk(items=items, atomic=body.validated_data["atomic"])
+        atomic = body.validated_data["atomic"]
+
+        def audit(results: list[Any]) -> None:
+            written = [r.result for r in results if r.result is not None and not r.result.replayed]
+            if written:
+                audit_record(
+                    actor=request.user,
+                    action="ledger.bulk",
+                    object_type="ledger.transaction",
+                    object_id=",".join(str(r.transaction.pk) for r in written)[:64],
+                    data={
+                        "transactions": [r.transaction.pk for r in written],
+                        "atomic": atomic,
+                    },
+                )
+
+        results = _audited(
+            lambda: services.transactions_post_bulk(items=items, atomic=atomic), audit
+        )
         out = []
         for item in results:
             if item.result is not None:

@@ -30,6 +30,9 @@ class Account(models.Model):
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
+        permissions = [
+            ("set_account_metadata", "Can set or delete ledger account metadata"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(address__regex=ADDRESS_RE.pattern), name="ledger_account_address_valid"
@@ -59,6 +62,10 @@ class Transaction(models.Model):
     )
 
     class Meta:
+        permissions = [
+            ("post_transaction", "Can post ledger transactions (API, bulk, scripts)"),
+            ("revert_transaction", "Can revert ledger transactions"),
+        ]
         # Partial unique indexes: most transactions have neither, so they cost those nothing.
         # (+ a GIN jsonb_path_ops index on metadata, PostgreSQL only: ledger/pgsql.py)
         constraints = [

@@ -171,7 +171,7 @@ class AnomalyAdmin(ReadOnlyAdmin):
     actions = ["mark_resolved"]
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return bool(request.user.is_staff)
+        return bool(request.user.has_perm("marketplace.change_anomaly"))
 
     @admin.action(description="Mark resolved")
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Anomaly]) -> None:

@@ -15,7 +15,6 @@ urlpatterns = [
         v.PayeeBalanceView.as_view(),
         name="restaurant-balance",
     ),
-    path("restaurants/<int:pk>/hold/", v.PayeeHoldView.as_view(), name="restaurant-hold"),
     path(
         "restaurants/<int:pk>/commission/",
         v.RestaurantCommissionView.as_view(),
@@ -24,7 +23,6 @@ urlpatterns = [
     path("riders/", v.RidersView.as_view(), name="riders"),
     path("riders/<int:pk>/", v.RiderDetailView.as_view(), name="rider"),
     path("riders/<int:pk>/balance/", v.PayeeBalanceView.as_view(model=Rider), name="rider-balance"),
-    path("riders/<int:pk>/hold/", v.PayeeHoldView.as_view(model=Rider), name="rider-hold"),
     path("orders/", v.OrdersView.as_view(), name="orders"),
     path("orders/<int:pk>/", v.OrderDetailView.as_view(), name="order"),
     path(

@@ -9,8 +9,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
+from config.admin_confirm import confirmation
 from config.errors import ApplicationError
+from ledger.domain import format_amount
 from payouts import services
 from payouts.models import PayeeHoldChange, Payout, PayoutEvent, PayoutPayee
 
@@ -43,6 +46,13 @@ class PayoutEventInline(admin.TabularInline):
 
 def _actor(request: HttpRequest) -> str:
     return f"staff:{request.user.get_username()}"
+
+
+def _payout_line(payout: Payout, what: str) -> str:
+    return (
+        f"payout {payout.pk} ({payout.state}) of {format_amount(payout.asset, payout.amount)} "
+        f"to {payout.payee_address}: {what}"
+    )
 
 
 def _each(
@@ -87,19 +97,42 @@ class PayoutAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in Payout._meta.concrete_fields]
 
     @admin.action(description="Cancel (reserved payouts only)", permissions=["manage_payouts"])
-    def cancel_reserved(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+    def cancel_reserved(
+        self, request: HttpRequest, queryset: QuerySet[Payout]
+    ) -> TemplateResponse | None:
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            title="Cancel these payouts?",
+            lines=[_payout_line(p, "returned to the payee's balance") for p in queryset],
+            ask_reason=True,
+        )
+        if page is not None:
+            return page
+        reason = request.POST["reason"].strip()[:500]
         _each(
             self,
             request,
             queryset,
-            lambda p: services.payout_cancel(
-                payout_id=p.pk, reason="cancelled in the admin", actor=_actor(request)
-            ),
+            lambda p: services.payout_cancel(payout_id=p.pk, reason=reason, actor=_actor(request)),
             "Cancelled",
         )
+        return None
 
     @admin.action(description="Retry (failed payouts only)", permissions=["manage_payouts"])
-    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
+    def retry_failed(
+        self, request: HttpRequest, queryset: QuerySet[Payout]
+    ) -> TemplateResponse | None:
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            title="Retry these payouts?",
+            lines=[_payout_line(p, "returned, then paid out again") for p in queryset],
+        )
+        if page is not None:
+            return page
         _each(
             self,
             request,
@@ -107,6 +140,7 @@ class PayoutAdmin(ReadOnlyAdmin):
             lambda p: services.payout_retry(payout_id=p.pk, actor=_actor(request)),
             "Retried",
         )
+        return None
 
 
 @admin.register(PayoutPayee)
@@ -117,26 +151,52 @@ class PayoutPayeeAdmin(ReadOnlyAdmin):
     actions = ["hold", "release"]
 
     @admin.action(description="Hold these payees' payouts", permissions=["manage_payouts"])
-    def hold(self, request: HttpRequest, queryset: QuerySet[PayoutPayee]) -> None:
+    def hold(
+        self, request: HttpRequest, queryset: QuerySet[PayoutPayee]
+    ) -> TemplateResponse | None:
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            title="Hold these payees' payouts?",
+            lines=[
+                f"{row.address}: no new payouts; its reserved payouts are cancelled and "
+                "returned to its balance"
+                for row in queryset
+            ],
+            ask_reason=True,
+        )
+        if page is not None:
+            return page
+        reason = request.POST["reason"].strip()[:500]
         for row in queryset:
             services.payee_hold(
-                kind=row.kind,
-                payee_id=row.payee_id,
-                reason="held in the admin",
-                actor=_actor(request),
+                kind=row.kind, payee_id=row.payee_id, reason=reason, actor=_actor(request)
             )
         self.message_user(request, f"Held {queryset.count()} payee(s).", messages.SUCCESS)
+        return None
 
     @admin.action(description="Release these payees' payouts", permissions=["manage_payouts"])
-    def release(self, request: HttpRequest, queryset: QuerySet[PayoutPayee]) -> None:
+    def release(
+        self, request: HttpRequest, queryset: QuerySet[PayoutPayee]
+    ) -> TemplateResponse | None:
+        page = confirmation(
+            self,
+            request,
+            queryset,
+            title="Release these payees' payouts?",
+            lines=[f"{row.address}: payouts resume at the next pass" for row in queryset],
+            ask_reason=True,
+        )
+        if page is not None:
+            return page
+        reason = request.POST["reason"].strip()[:500]
         for row in queryset:
             services.payee_release(
-                kind=row.kind,
-                payee_id=row.payee_id,
-                reason="released in the admin",
-                actor=_actor(request),
+                kind=row.kind, payee_id=row.payee_id, reason=reason, actor=_actor(request)
             )
         self.message_user(request, f"Released {queryset.count()} payee(s).", messages.SUCCESS)
+        return None
 
 
 @admin.register(PayeeHoldChange)

@@ -1,20 +1,19 @@
 """The payouts REST API (mounted at /api/v1/payouts/). Thin: parse, call one service or
-selector, shape. Reads need a staff user; operations that move money (hold, release, cancel,
-retry, reverse, run a pass) also need the `payouts.manage_payouts` permission. Errors are
+selector, shape. Reads need a staff user or `payouts.view_payout`; operations that move money
+(hold, release, cancel, retry, reverse, run a pass) need the `payouts.manage_payouts`
+permission (config.permissions.NamedPermissions; `is_staff` alone is not enough). Errors are
 `ApplicationError`s rendered as `{"code", "message", ...}` by config.api.exception_handler."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.permissions import NamedPermissions
 from payouts import selectors, services
 from payouts import serializers as s
 from payouts.errors import PayeeNotFound
@@ -26,12 +25,8 @@ _ERROR = inline_serializer(
 )
 
 
-class CanManagePayouts(BasePermission):
-    message = "Moving money needs the payouts.manage_payouts permission."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(user and user.is_staff and user.has_perm("payouts.manage_payouts"))
+_READ = ("payouts.view_payout",)
+_MANAGE = {"POST": ("payouts.manage_payouts",)}
 
 
 def _actor(request: Request) -> str:
@@ -51,7 +46,8 @@ def _kind(kind: str) -> str:
 
 
 class PayoutsView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
 
     @extend_schema(
         summary="List payouts, newest first",
@@ -85,7 +81,8 @@ class PayoutsView(APIView):
 
 
 class PayoutDetailView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
 
     @extend_schema(
         summary="One payout with its audit trail",
@@ -97,7 +94,9 @@ class PayoutDetailView(APIView):
 
 
 class PayoutCancelView(APIView):
-    permission_classes = [IsAdminUser, CanManagePayouts]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
+    required_permissions = _MANAGE
 
     @extend_schema(
         summary="Cancel a reserved payout (the money goes back to the payee)",
@@ -113,7 +112,9 @@ class PayoutCancelView(APIView):
 
 
 class PayoutRetryView(APIView):
-    permission_classes = [IsAdminUser, CanManagePayouts]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
+    required_permissions = _MANAGE
 
     @extend_schema(
         summary="Retry a failed payout: return it if needed, create a new one for the payee",
@@ -127,7 +128,9 @@ class PayoutRetryView(APIView):
 
 
 class PayoutReverseView(APIView):
-    permission_classes = [IsAdminUser, CanManagePayouts]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
+    required_permissions = _MANAGE
 
     @extend_schema(
         summary="Reverse a failed payout's transfer: the money comes back to the payee",
@@ -145,7 +148,9 @@ class PayoutReverseView(APIView):
 
 
 class PayeeHoldView(APIView):
-    permission_classes = [IsAdminUser, CanManagePayouts]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
+    required_permissions = _MANAGE
     hold = True
 
     @extend_schema(
@@ -187,7 +192,9 @@ class PayeeReleaseView(PayeeHoldView):
 
 
 class RunView(APIView):
-    permission_classes = [IsAdminUser, CanManagePayouts]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
+    required_permissions = _MANAGE
 
     @extend_schema(
         summary="Run one scheduling pass now",
@@ -206,7 +213,8 @@ class RunView(APIView):
 
 
 class StatusView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [NamedPermissions]
+    read_permissions = _READ
 
     @extend_schema(
         summary="Payouts per state, stuck ones, escalations", responses={200: s.StatusSerializer}

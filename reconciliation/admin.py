@@ -8,11 +8,13 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from config.admin_confirm import confirmation
 from config.errors import ApplicationError
 from reconciliation import selectors
 from reconciliation.models import ReconciliationItem, ReconciliationRun, StripeBalanceTransaction
@@ -72,13 +74,38 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
             csv,
         )
 
-    @admin.action(description="Apply the safe repairs of the selected runs")
+    def has_apply_repairs_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("reconciliation.apply_repairs"))
+
+    @admin.action(
+        description="Apply the safe repairs of the selected runs", permissions=["apply_repairs"]
+    )
     def apply_safe_repairs(
         self, request: HttpRequest, queryset: QuerySet[ReconciliationRun]
-    ) -> None:
+    ) -> TemplateResponse | None:
+        lines = []
+        for run in queryset.order_by("id"):
+            pending = (
+                ReconciliationItem.objects.filter(
+                    run=run, safe=True, repair_status=ReconciliationItem.RepairStatus.PENDING
+                )
+                .values_list("repair__action")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+            what = ", ".join(f"{n} x {action}" for action, n in sorted(pending)) or "nothing"
+            lines.append(
+                f"run {run.pk} ({run.window_start:%Y-%m-%d %H:%M} to "
+                f"{run.window_end:%Y-%m-%d %H:%M}): {what} — each a ledger write"
+            )
+        page = confirmation(
+            self, request, queryset, title="Apply safe reconciliation repairs?", lines=lines
+        )
+        if page is not None:
+            return page
         for run in queryset.order_by("id"):
             try:
-                report = run_repairs_apply(run=run)
+                report = run_repairs_apply(run=run, actor=request.user)
             except ApplicationError as exc:
                 self.message_user(request, f"run {run.pk}: {exc.message}", messages.ERROR)
                 continue
@@ -88,6 +115,7 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
                 "run the window again to confirm.",
                 messages.WARNING if report.failed else messages.SUCCESS,
             )
+        return None
 
 
 @admin.register(ReconciliationItem)

@@ -16,11 +16,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.permissions import NamedPermissions
 from reconciliation import selectors
 from reconciliation.errors import ReconciliationError
 from reconciliation.matching import Outcome
@@ -78,7 +78,8 @@ def _filters(request: Request) -> dict[str, Any]:
 
 
 class ReconciliationView(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [NamedPermissions]
+    read_permissions = ("reconciliation.view_reconciliationrun",)
 
 
 class RunsView(ReconciliationView):

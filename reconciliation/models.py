@@ -98,6 +98,10 @@ class ReconciliationRun(models.Model):
     error = models.TextField(blank=True, default="")
 
     class Meta:
+        permissions = [
+            ("run_reconciliation", "Can run a reconciliation (it books missing fees)"),
+            ("apply_repairs", "Can apply a reconciliation run's safe repairs"),
+        ]
         db_table = "reconciliation_run"
         ordering = ["-id"]
         indexes = [models.Index(fields=["window_start", "window_end"], name="recon_run_window")]

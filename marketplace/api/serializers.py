@@ -57,10 +57,6 @@ class CommissionInput(serializers.Serializer):
     commission = serializers.CharField(max_length=16)
 
 
-class HoldInput(serializers.Serializer):
-    on_hold = serializers.BooleanField()
-
-
 class OrderCreateInput(serializers.Serializer):
     restaurant = serializers.IntegerField(min_value=1)
     subtotal = AmountField()

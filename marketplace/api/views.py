@@ -11,11 +11,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.permissions import NamedPermissions
 from ledger.selectors import balance_sheet_get
 from marketplace import selectors
 from marketplace.api import serializers as s
@@ -60,13 +60,21 @@ def _payment_intent(intent: dict[str, Any]) -> dict[str, Any]:
 
 
 class StaffView(APIView):
-    permission_classes = [IsAdminUser]
+    """Reads: a staff user or the view's `read_permissions`; writes: the named permission each
+    method declares in `required_permissions` (config.permissions)."""
+
+    permission_classes = [NamedPermissions]
+    read_permissions: tuple[str, ...] = ("marketplace.view_order",)
+    required_permissions: dict[str, tuple[str, ...]] = {}
 
 
 # --- restaurants and riders ----------------------------------------------------------------------
 
 
 class RestaurantsView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_payees",)}
+    read_permissions = ("marketplace.view_restaurant",)
+
     @extend_schema(responses=s.RestaurantOutput(many=True))
     def get(self, request: Request) -> Response:
         return Response(s.RestaurantOutput(Restaurant.objects.order_by("id"), many=True).data)
@@ -79,23 +87,30 @@ class RestaurantsView(StaffView):
 
 
 class RestaurantDetailView(StaffView):
+    read_permissions = ("marketplace.view_restaurant",)
+
     @extend_schema(responses=s.RestaurantOutput)
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.RestaurantOutput(_get(Restaurant, pk)).data)
 
 
 class RestaurantCommissionView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_payees",)}
+
     @extend_schema(request=s.CommissionInput, responses=s.RestaurantOutput)
     def post(self, request: Request, pk: int) -> Response:
         data = _valid(s.CommissionInput, request)
         _get(Restaurant, pk)
         restaurant = parties.restaurant_commission_set(
-            restaurant_id=pk, commission=data["commission"], actor=str(request.user)
+            restaurant_id=pk, commission=data["commission"], actor=request.user
         )
         return Response(s.RestaurantOutput(restaurant).data)
 
 
 class RidersView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_payees",)}
+    read_permissions = ("marketplace.view_rider",)
+
     @extend_schema(responses=s.RiderOutput(many=True))
     def get(self, request: Request) -> Response:
         return Response(s.RiderOutput(Rider.objects.order_by("id"), many=True).data)
@@ -107,6 +122,8 @@ class RidersView(StaffView):
 
 
 class RiderDetailView(StaffView):
+    read_permissions = ("marketplace.view_rider",)
+
     @extend_schema(responses=s.RiderOutput)
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.RiderOutput(_get(Rider, pk)).data)
@@ -114,6 +131,8 @@ class RiderDetailView(StaffView):
 
 class PayeeBalanceView(StaffView):
     """`GET /restaurants/<id>/balance/`: available for payout (and in flight)."""
+
+    read_permissions = ("marketplace.view_restaurant", "marketplace.view_rider")
 
     model: type[Restaurant] | type[Rider] = Restaurant
 
@@ -124,21 +143,11 @@ class PayeeBalanceView(StaffView):
         return Response(s.PayeeBalanceOutput(balance).data)
 
 
-class PayeeHoldView(StaffView):
-    model: type[Restaurant] | type[Rider] = Restaurant
-
-    @extend_schema(request=s.HoldInput, responses=s.PayeeBalanceOutput)
-    def post(self, request: Request, pk: int) -> Response:
-        data = _valid(s.HoldInput, request)
-        payee = _get(self.model, pk)
-        parties.payee_hold_set(payee=payee, on_hold=data["on_hold"])
-        return Response(s.PayeeBalanceOutput(selectors.payee_balance_get(payee=payee)).data)
-
-
 # --- orders --------------------------------------------------------------------------------------
 
 
 class OrdersView(ListAPIView, StaffView):
+    required_permissions = {"POST": ("marketplace.manage_orders",)}
     serializer_class = s.OrderOutput
 
     def get_queryset(self) -> Any:
@@ -181,6 +190,8 @@ class OrderDetailView(StaffView):
 class OrderPaymentIntentView(StaffView):
     """Retry creating the PaymentIntent after a retryable Stripe error (same key)."""
 
+    required_permissions = {"POST": ("marketplace.manage_orders",)}
+
     @extend_schema(request=None, responses=s.OrderCreatedOutput)
     def post(self, request: Request, pk: int) -> Response:
         intent = orders.order_payment_intent_create(order_id=pk)
@@ -191,6 +202,8 @@ class OrderPaymentIntentView(StaffView):
 
 
 class OrderAssignRiderView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_orders",)}
+
     @extend_schema(request=s.RiderAssignInput, responses=s.OrderOutput)
     def post(self, request: Request, pk: int) -> Response:
         data = _valid(s.RiderAssignInput, request)
@@ -199,6 +212,8 @@ class OrderAssignRiderView(StaffView):
 
 
 class OrderDeliverView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_orders",)}
+
     @extend_schema(request=s.DeliverInput, responses=s.OrderOutput)
     def post(self, request: Request, pk: int) -> Response:
         data = _valid(s.DeliverInput, request)
@@ -207,6 +222,8 @@ class OrderDeliverView(StaffView):
 
 
 class OrderCancelView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_orders",)}
+
     @extend_schema(request=None, responses=s.OrderOutput)
     def post(self, request: Request, pk: int) -> Response:
         orders.order_cancel(order_id=pk, actor=str(request.user), note="canceled by staff")
@@ -214,6 +231,9 @@ class OrderCancelView(StaffView):
 
 
 class OrderRefundsView(StaffView):
+    required_permissions = {"POST": ("marketplace.request_refund",)}
+    read_permissions = ("marketplace.view_order", "marketplace.view_refund")
+
     @extend_schema(responses=s.RefundOutput(many=True))
     def get(self, request: Request, pk: int) -> Response:
         orders.order_get(order_id=pk)
@@ -239,23 +259,32 @@ class OrderRefundsView(StaffView):
 
 
 class CampaignsView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_campaigns",)}
+    read_permissions = ("marketplace.view_campaign",)
+
     @extend_schema(responses=s.CampaignOutput(many=True))
     def get(self, request: Request) -> Response:
         return Response(s.CampaignOutput(Campaign.objects.order_by("id"), many=True).data)
 
     @extend_schema(request=s.CampaignCreateInput, responses={201: s.CampaignOutput})
     def post(self, request: Request) -> Response:
-        campaign = campaigns.campaign_create(**_valid(s.CampaignCreateInput, request))
+        campaign = campaigns.campaign_create(
+            **_valid(s.CampaignCreateInput, request), actor=request.user
+        )
         return Response(s.CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
 
 
 class CampaignDetailView(StaffView):
+    read_permissions = ("marketplace.view_campaign",)
+
     @extend_schema(responses=s.CampaignOutput)
     def get(self, request: Request, pk: int) -> Response:
         return Response(s.CampaignOutput(campaigns.campaign_get(campaign_id=pk)).data)
 
 
 class CampaignFundView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_campaigns",)}
+
     @extend_schema(request=s.AmountInput, responses={201: s.CampaignOutput})
     def post(self, request: Request, pk: int) -> Response:
         data = _valid(s.AmountInput, request)
@@ -265,15 +294,19 @@ class CampaignFundView(StaffView):
 
 
 class CampaignPauseView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_campaigns",)}
     paused = True
 
     @extend_schema(request=None, responses=s.CampaignOutput)
     def post(self, request: Request, pk: int) -> Response:
-        campaign = campaigns.campaign_pause(campaign_id=pk, paused=self.paused)
+        campaign = campaigns.campaign_pause(campaign_id=pk, paused=self.paused, actor=request.user)
         return Response(s.CampaignOutput(campaign).data)
 
 
 class TopupsView(StaffView):
+    required_permissions = {"POST": ("marketplace.create_topup",)}
+    read_permissions = ("marketplace.view_topup",)
+
     @extend_schema(responses=s.TopupOutput(many=True))
     def get(self, request: Request) -> Response:
         return Response(s.TopupOutput(Topup.objects.order_by("-id")[:100], many=True).data)

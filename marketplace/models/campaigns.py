@@ -39,6 +39,9 @@ class Campaign(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [
+            ("manage_campaigns", "Can create, fund, pause, resume and close coupon campaigns"),
+        ]
         db_table = "marketplace_campaign"
         ordering = ["id"]
         constraints = [

@@ -79,6 +79,9 @@ class Order(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [
+            ("manage_orders", "Can place, assign, deliver and cancel orders"),
+        ]
         db_table = "marketplace_order"
         ordering = ["id"]
         indexes = [

@@ -63,6 +63,10 @@ class Refund(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [
+            ("request_refund", "Can request a refund"),
+            ("approve_refund", "Can approve or reject a refund awaiting approval"),
+        ]
         db_table = "marketplace_refund"
         ordering = ["id"]
         constraints = [

@@ -79,6 +79,9 @@ class Restaurant(Payee):
     commission = models.CharField(max_length=16, default=DEFAULT_COMMISSION)
 
     class Meta:
+        permissions = [
+            ("manage_payees", "Can onboard restaurants and riders and change commissions"),
+        ]
         db_table = "marketplace_restaurant"
         ordering = ["id"]
         constraints = [

@@ -30,6 +30,9 @@ class Topup(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [
+            ("create_topup", "Can top up the platform's Stripe balance"),
+        ]
         db_table = "marketplace_topup"
         ordering = ["id"]
         constraints = [

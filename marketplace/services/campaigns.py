@@ -10,6 +10,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from ledger.retry import retry_on_conflict
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Campaign, CampaignFunding
@@ -34,6 +35,7 @@ def campaign_create(
     asset: str = "USD/2",
     starts_at: datetime | None = None,
     ends_at: datetime | None = None,
+    actor: Any = None,
 ) -> Campaign:
     """Create a campaign (unfunded). Raises InvalidInput (bad code, amounts, portion,
     window, or the code is taken)."""
@@ -52,7 +54,7 @@ def campaign_create(
         raise InvalidInput("ends_at must be after starts_at.", extra={"field": "ends_at"})
     try:
         with transaction.atomic(durable=True):
-            return Campaign.objects.create(
+            campaign = Campaign.objects.create(
                 code=code,
                 name=name or code,
                 asset=asset,
@@ -62,6 +64,15 @@ def campaign_create(
                 starts_at=starts,
                 ends_at=ends_at,
             )
+            audit_record(
+                actor=actor,
+                action="campaign.create",
+                obj=campaign,
+                amount=budget,
+                asset=asset,
+                data={"code": code, "per_order_cap": per_order_cap, "percent_off": percent_off},
+            )
+            return campaign
     except IntegrityError:
         if Campaign.objects.filter(code=code).exists():
             raise InvalidInput(
@@ -100,16 +111,27 @@ def campaign_fund(*, campaign_id: int, amount: int, requested_by: Any = None) ->
         )
         campaign.funded += amount
         campaign.save(update_fields=["funded"])
+        audit_record(
+            actor=requested_by,
+            action="campaign.fund",
+            obj=campaign,
+            amount=amount,
+            asset=campaign.asset,
+            data={"funding": n, "ledger_transaction": result.transaction.pk},
+        )
     return funding
 
 
-def campaign_pause(*, campaign_id: int, paused: bool = True) -> Campaign:
+def campaign_pause(*, campaign_id: int, paused: bool = True, actor: Any = None) -> Campaign:
     """Pause (or resume) a campaign: a paused campaign takes no new orders; reservations
     already made stay valid."""
     with transaction.atomic(durable=True):
         campaign = campaign_lock(campaign_id=campaign_id)
         campaign.paused = paused
         campaign.save(update_fields=["paused"])
+        audit_record(
+            actor=actor, action="campaign.pause" if paused else "campaign.resume", obj=campaign
+        )
     return campaign
 
 

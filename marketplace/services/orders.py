@@ -415,7 +415,13 @@ def _order_deliver(*, order_id: int, rider_id: int | None, actor: str) -> Order:
             raise InvalidState(f"Order {order.pk} has no rider.", code="order_without_rider")
         amount = order_split_amount(order=order)
         if amount > 0:
-            # Addresses from the ids: no need to load the restaurant and the rider rows.
+            # The commission comes from the restaurant's row (what the API shows), not from
+            # ledger metadata; the addresses from the ids.
+            commission = (
+                Restaurant.objects.filter(pk=order.restaurant_id)
+                .values_list("commission", flat=True)
+                .get()
+            )
             flow_post(
                 "split",
                 vars={
@@ -424,6 +430,7 @@ def _order_deliver(*, order_id: int, rider_id: int | None, actor: str) -> Order:
                     "order": order.ledger_address,
                     "restaurant": f"{Restaurant.LEDGER_PREFIX}:{ledger_id(order.restaurant_id)}",
                     "rider": f"{Rider.LEDGER_PREFIX}:{ledger_id(order.rider_id)}",
+                    "commission": commission,
                 },
                 reference=f"delivery:{order.pk}",
                 metadata=stripe_meta(

@@ -5,10 +5,11 @@ restaurant's `commission` portion, read by the split template), then a Stripe Co
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import transaction
 
+from audit.services import actor_label, audit_record
 from ledger.services import account_metadata_set
 from marketplace.models import Customer, Restaurant, Rider
 from marketplace.models.restaurants import ASSET_REGEX, DEFAULT_COMMISSION
@@ -97,7 +98,7 @@ def payee_stripe_account_ensure(*, payee: P) -> P:
 
 
 def restaurant_commission_set(
-    *, restaurant_id: int, commission: str, actor: str = ""
+    *, restaurant_id: int, commission: str, actor: Any = ""
 ) -> Restaurant:
     """Change a restaurant's commission: the column and the ledger metadata the split reads,
     together. Orders delivered afterwards use the new portion."""
@@ -107,10 +108,20 @@ def restaurant_commission_set(
         restaurant = Restaurant.objects.select_for_update().filter(pk=restaurant_id).first()
         if restaurant is None:
             raise NotFound(f"Restaurant {restaurant_id} does not exist.")
+        before = restaurant.commission
         restaurant.commission = text
         restaurant.save(update_fields=["commission"])
+        # Informational copy for ledger readers; the split takes the column, not this.
         account_metadata_set(
-            address=restaurant.ledger_address, metadata={"commission": text}, actor=actor
+            address=restaurant.ledger_address,
+            metadata={"commission": text},
+            actor=actor_label(actor),
+        )
+        audit_record(
+            actor=actor,
+            action="restaurant.commission",
+            obj=restaurant,
+            data={"from": before, "to": text},
         )
     return restaurant
 

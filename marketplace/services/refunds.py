@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from ledger.models import Transaction
 from ledger.retry import retry_on_conflict
 from ledger.services import transaction_revert
@@ -112,6 +113,16 @@ def refund_request(
                         extra={"refund_id": existing.pk},
                     )
                 return existing
+        if not request_key:
+            duplicate = _recent_duplicate(
+                order=order,
+                amount=amount,
+                bearer=bearer,
+                shares=(portion_text(platform), portion_text(restaurant), portion_text(rider)),
+                requested_by=requested_by,
+            )
+            if duplicate is not None:
+                return duplicate
         if order.status not in (Order.Status.PAID, Order.Status.DELIVERED):
             raise InvalidState(
                 f"Order {order.pk} is {order.status}: nothing was paid to refund.",
@@ -142,7 +153,54 @@ def refund_request(
         )
         order.amount_refunded += amount
         order.save(update_fields=["amount_refunded"])
+        audit_record(
+            actor=requested_by,
+            action="refund.request",
+            obj=refund,
+            amount=amount,
+            asset=refund.asset,
+            data={
+                "order": order.pk,
+                "bearer": bearer,
+                "shares": [refund.platform_share, refund.restaurant_share, refund.rider_share],
+                "reason": refund.reason,
+            },
+        )
     return refund
+
+
+def _recent_duplicate(
+    *,
+    order: Order,
+    amount: int,
+    bearer: str,
+    shares: tuple[str, str, str],
+    requested_by: Any,
+) -> Refund | None:
+    """A request without an idempotency key is keyed by what it asks: the same order, amount,
+    bearer, shares and requester within REFUNDS_DUPLICATE_WINDOW seconds is the same request
+    (a double-clicked button, a resubmitted form, a client's retry) and gets the first refund
+    back. Called under the order's row lock, so two such requests cannot both miss it. A
+    caller who means two equal refunds in a row sends distinct idempotency keys."""
+    window = int(getattr(settings, "REFUNDS_DUPLICATE_WINDOW", 600))
+    if window <= 0:
+        return None
+    user_id = getattr(requested_by, "pk", None)
+    return (
+        Refund.objects.filter(
+            order=order,
+            amount=amount,
+            bearer=bearer,
+            platform_share=shares[0],
+            restaurant_share=shares[1],
+            rider_share=shares[2],
+            requested_by_id=user_id,
+            request_key="",
+            created_at__gte=timezone.now() - timedelta(seconds=window),
+        )
+        .order_by("id")
+        .first()
+    )
 
 
 def refund_submit(*, refund_id: int) -> Refund:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import transaction
 
+from audit.services import audit_record
 from ledger.retry import retry_on_conflict
 from ledger.services import PostResult
 from marketplace.errors import PaymentProviderError
@@ -43,6 +44,14 @@ def topup_create(
             asset=asset,
             description=description[:255],
             requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+        )
+        audit_record(
+            actor=requested_by,
+            action="topup.create",
+            obj=topup,
+            amount=amount,
+            asset=asset,
+            data={"description": description[:255]},
         )
     try:
         stripe_topup = get_gateway().topup_create(

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from django.db import transaction
 
+from audit.services import audit_record
 from ledger.retry import retry_on_conflict
 from payouts import lock_objects, selectors
 from payouts.errors import ReturnBlocked, TransitionRefused
@@ -40,13 +41,21 @@ def hold_apply(*, kind: str, payee_id: int, on_hold: bool, reason: str, actor: s
     PayeeHoldChange.objects.create(
         payee_kind=kind, payee_id=row.pk, on_hold=on_hold, reason=reason, actor=actor[:200]
     )
-    if not on_hold:
-        return []
-    reserved = Payout.objects.filter(
-        payee_kind=kind, payee_id=row.pk, state=State.RESERVED
-    ).values_list("id", flat=True)
-    locked = lock_objects.payouts_lock(ids=list(reserved), states=[State.RESERVED])
-    return returns.give_back(locked, why=f"cancelled: payee held ({reason})", actor=actor)
+    cancelled: list[Payout] = []
+    if on_hold:
+        reserved = Payout.objects.filter(
+            payee_kind=kind, payee_id=row.pk, state=State.RESERVED
+        ).values_list("id", flat=True)
+        locked = lock_objects.payouts_lock(ids=list(reserved), states=[State.RESERVED])
+        cancelled = returns.give_back(locked, why=f"cancelled: payee held ({reason})", actor=actor)
+    audit_record(
+        actor=actor,
+        action="payee.hold" if on_hold else "payee.release",
+        object_type=f"marketplace.{kind}",
+        object_id=row.pk,
+        data={"reason": reason, "cancelled": [str(p.pk) for p in cancelled]},
+    )
+    return cancelled
 
 
 @retry_on_conflict

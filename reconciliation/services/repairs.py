@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from audit.services import audit_record
 from config.errors import ApplicationError
 from ledger.domain import PostingInput, TxInput
 from ledger.errors import AlreadyReverted
@@ -167,9 +168,11 @@ def _pending(run: ReconciliationRun, actions: Iterable[str]) -> Iterator[list[Re
 
 
 def run_repairs_apply(
-    *, run: ReconciliationRun, actions: Iterable[str] = SAFE_ACTIONS
+    *, run: ReconciliationRun, actions: Iterable[str] = SAFE_ACTIONS, actor: Any = None
 ) -> RepairReport:
-    """Apply every pending safe repair of a run (staff's one command / admin action)."""
+    """Apply every pending safe repair of a run (staff's one command / admin action). Each
+    repair is its own idempotent ledger write; one audit row records who applied them and
+    what came of it."""
     actions = tuple(actions)
     report = RepairReport()
     if "book_fee" in actions:
@@ -188,6 +191,18 @@ def run_repairs_apply(
     run.repairs = repairs
     run.problems = open_problems_count(run=run)
     run.save(update_fields=["repairs", "problems"])
+    if report.applied or report.failed:
+        audit_record(
+            actor=actor,
+            action="reconciliation.repairs",
+            obj=run,
+            data={
+                "actions": list(actions),
+                "applied": report.applied,
+                "failed": report.failed,
+                "notes": report.notes[:50],
+            },
+        )
     return report
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from tests.auth import make_user, session_client
+from tests.auth import token_client as _token_client
 
 
 @pytest.fixture(autouse=True)
@@ -27,19 +28,25 @@ def write_path(request, settings) -> str:
 
 @pytest.fixture
 def staff_client(db) -> APIClient:
-    user = get_user_model().objects.create_user("finance", password="x", is_staff=True)
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+    """A Finance admin (may post, revert and set account metadata) signed in."""
+    return session_client(make_user("finance", roles=["Finance admin"]))
 
 
 @pytest.fixture
 def token_client(db) -> APIClient:
-    user = get_user_model().objects.create_user("svc-marketplace", password="x")
-    token = Token.objects.create(user=user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+    """A service account (not staff) holding the ledger's permissions, by API token."""
+    user = make_user(
+        "svc-ledger",
+        staff=False,
+        perms=[
+            "ledger.view_transaction",
+            "ledger.view_account",
+            "ledger.post_transaction",
+            "ledger.revert_transaction",
+            "ledger.set_account_metadata",
+        ],
+    )
+    return _token_client(user)
 
 
 @pytest.fixture

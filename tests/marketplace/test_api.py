@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from ledger.selectors import balance_get
 from marketplace.models import Campaign, Order, Refund, Restaurant
+from tests.auth import make_user, token_client, token_for
 from tests.marketplace.factories import CampaignFactory, RestaurantFactory, RiderFactory
 from tests.marketplace.fakes import FakeGateway, fake_gateway
 from tests.marketplace.flows import pay
@@ -24,10 +24,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff() -> APIClient:
-    user = get_user_model().objects.create_user("staff", is_staff=True)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    """Staff holding every marketplace role, by API token."""
+    user = make_user("staff", roles=["Finance admin", "Marketing", "Service account"])
+    return token_client(user)
 
 
 def place(staff: APIClient, restaurant: Restaurant, **body: Any) -> Any:
@@ -42,7 +41,7 @@ def test_anonymous_and_non_staff_are_refused() -> None:
     # given
     user = get_user_model().objects.create_user("customer")
     customer = APIClient()
-    customer.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    customer.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
     # when
     anonymous = APIClient().get("/api/v1/orders/")
     forbidden = customer.post("/api/v1/restaurants/", {"name": "x"}, format="json")
@@ -274,16 +273,20 @@ def test_books_endpoints(staff: APIClient, fake_gateway: FakeGateway) -> None:
     assert bad_at.json()["code"] == "invalid_timestamp"
 
 
-def test_hold_and_commission(staff: APIClient) -> None:
+def test_commission_and_the_one_hold_path(staff: APIClient) -> None:
     restaurant = RestaurantFactory()
-    hold = staff.post(
+    # the marketplace's own hold endpoint is gone: holds go through the payouts service
+    # (permission, hold history, reserved payouts cancelled)
+    old_hold = staff.post(
         f"/api/v1/restaurants/{restaurant.pk}/hold/", {"on_hold": True}, format="json"
     )
     commission = staff.post(
         f"/api/v1/restaurants/{restaurant.pk}/commission/", {"commission": "10%"}, format="json"
     )
     missing = staff.get("/api/v1/restaurants/999999/")
-    assert hold.json()["payouts_on_hold"] is True
+    assert old_hold.status_code == 404
+    restaurant.refresh_from_db()
+    assert restaurant.payouts_on_hold is False
     assert commission.json()["commission"] == "10%"
     assert missing.status_code == 404
     assert missing.json()["code"] == "not_found"

@@ -11,10 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from ledger.selectors import balance_get, transactions_list
 from marketplace.errors import InvalidRequest, OutcomeUnknown, ProviderObjectNotFound
@@ -31,6 +28,7 @@ from marketplace.services.parties import restaurant_onboard
 from marketplace.stripe_api import open_atomic_depth
 from stripe_emulator import EmulatorServer
 from stripe_emulator import card_fee as emulator_card_fee
+from tests.auth import make_user, token_client
 from tests.marketplace.e2e import customer_pays
 from tests.marketplace.factories import CampaignFactory, RestaurantFactory
 from tests.marketplace.fakes import FakeGateway, card_fee, charge, fake_gateway
@@ -158,9 +156,7 @@ def test_staff_cancel_over_the_api_cancels_the_payment_intent(
 ) -> None:
     # given
     order, intent = coupon_order
-    user = get_user_model().objects.create_user("staff", is_staff=True)
-    staff = APIClient()
-    staff.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    staff = token_client(make_user("staff", roles=["Service account"]))
 
     # when
     response = staff.post(f"/api/v1/orders/{order.pk}/cancel/", format="json")

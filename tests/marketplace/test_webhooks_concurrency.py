@@ -16,7 +16,7 @@ from marketplace.webhooks import services
 from tests.marketplace.helpers import encode, make_event, post, signed, stripe_object
 
 # Flush only the tables these tests touch: the ledger's tables refuse TRUNCATE by design.
-TOUCHED_APPS = ["marketplace", "django.contrib.auth", "django.contrib.contenttypes"]
+TOUCHED_APPS = ["marketplace", "audit", "django.contrib.auth", "django.contrib.contenttypes"]
 pytestmark = pytest.mark.django_db(transaction=True, available_apps=TOUCHED_APPS)
 
 

@@ -25,7 +25,12 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(
         transaction=True,
-        available_apps=["marketplace", "django.contrib.auth", "django.contrib.contenttypes"],
+        available_apps=[
+            "marketplace",
+            "audit",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+        ],
     ),
 ]
 SECRET = "whsec_e2e_emulator"

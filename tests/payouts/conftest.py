@@ -22,7 +22,8 @@ TRANSACTIONAL_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.admin",
     "django.contrib.sessions",
-    "rest_framework.authtoken",
+    "knox",
+    "audit",
 ]
 
 

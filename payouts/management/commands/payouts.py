@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from config.errors import ApplicationError
+from config.permissions import command_actor
 from ledger.domain import format_amount
 from payouts import selectors, services
 from payouts.models import PayeeKind
@@ -60,6 +61,12 @@ class Command(BaseCommand):
         )
         reverse.add_argument("payout_id")
         reverse.add_argument("--reason", required=True, help="why (kept on the audit trail)")
+        for sub_parser in (run, reverse):
+            sub_parser.add_argument(
+                "--as",
+                dest="as_user",
+                help="act as this user (must hold payouts.manage_payouts)",
+            )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.console = Console(file=self.stdout, width=120, soft_wrap=False)  # type: ignore[arg-type]
@@ -76,10 +83,12 @@ class Command(BaseCommand):
         kinds: list[str] | None,
         sync: bool,
         no_drive: bool,
+        as_user: str | None = None,
         **_: Any,
     ) -> None:
         if min_amount is not None and min_amount < 1:
             raise CommandError("--min-amount must be at least 1")
+        actor = _actor(as_user, "run")
         candidates = selectors.candidates_list(kinds=kinds, min_amount=min_amount)
         created: list[Any] = []
         with Progress(
@@ -99,7 +108,7 @@ class Command(BaseCommand):
                 kinds=kinds,
                 payee_ids=[c.payee.key for c in candidates],
                 min_amount=min_amount,
-                actor="command:payouts run",
+                actor=actor,
                 drive=not (sync or no_drive),
                 progress=advance,
             )
@@ -108,7 +117,7 @@ class Command(BaseCommand):
                 driving = progress.add_task("driving", total=len(created))
                 for start in range(0, len(created), 50):
                     batch = created[start : start + 50]
-                    services.payouts_drive(ids=batch, actor="command:payouts run")
+                    services.payouts_drive(ids=batch, actor=actor)
                     progress.update(driving, advance=len(batch))
         amounts = ", ".join(_money(v, k) for k, v in sorted(result.amounts.items())) or "nothing"
         self.stdout.write(
@@ -200,12 +209,11 @@ class Command(BaseCommand):
     def _sweep(self, **_: Any) -> None:
         self.stdout.write(f"{services.payouts_sweep()} payout(s) re-driven")
 
-    def _reverse(self, *, payout_id: str, reason: str, **_: Any) -> None:
+    def _reverse(self, *, payout_id: str, reason: str, as_user: str | None, **_: Any) -> None:
         if not reason.strip():
             raise CommandError("--reason must not be empty")
-        payout = services.payout_reverse(
-            payout_id=payout_id, reason=reason.strip(), actor="command:payouts reverse"
-        )
+        actor = _actor(as_user, "payouts reverse")
+        payout = services.payout_reverse(payout_id=payout_id, reason=reason.strip(), actor=actor)
         if payout.state == State.RETURNED:
             self.stdout.write(
                 f"payout {payout.pk}: transfer {payout.transfer_id} reversed, "
@@ -216,6 +224,15 @@ class Command(BaseCommand):
                 f"payout {payout.pk}: transfer {payout.transfer_id} reversed at Stripe; the "
                 "money returns to the payee with the transfer.reversed webhook"
             )
+
+
+def _actor(as_user: str | None, command: str) -> str:
+    """The payouts audit label: `staff:<user>` for `--as` (permission checked), else the
+    command and the operator's shell account."""
+    actor = command_actor(
+        username=as_user, permission="payouts.manage_payouts", command=f"payouts {command}"
+    )
+    return actor if isinstance(actor, str) else f"staff:{actor.get_username()}"
 
 
 def _dumps(value: Any) -> str:

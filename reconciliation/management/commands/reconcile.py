@@ -25,7 +25,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from audit.context import audit_context
 from config.errors import ApplicationError
+from config.permissions import command_actor
 from reconciliation.models import ReconciliationRun
 from reconciliation.reports import console_for, render_run, run_progress
 from reconciliation.selectors import items_csv_lines, run_get, run_summary
@@ -81,6 +83,11 @@ class Command(BaseCommand):
         parser.add_argument("--csv", dest="csv_path", help="write items as CSV (- for stdout)")
         parser.add_argument("--json", action="store_true", help="summary as JSON")
         parser.add_argument("--strict", action="store_true", help="exit 2 if problems remain")
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            help="act as this user (must hold reconciliation.apply_repairs for --repair)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         console = console_for(self.stdout)
@@ -88,7 +95,13 @@ class Command(BaseCommand):
             run = self._first_run(options, console)
             runs = [run]
             if options["repair"]:
-                report = run_repairs_apply(run=run)
+                actor = command_actor(
+                    username=options["as_user"],
+                    permission="reconciliation.apply_repairs",
+                    command="reconcile --repair",
+                )
+                with audit_context(via="command"):
+                    report = run_repairs_apply(run=run, actor=actor)
                 if not options["json"]:
                     console.print(
                         f"Applied {report.applied} safe repair(s) of run {run.pk}"
