@@ -294,6 +294,17 @@ ORDER_PAYMENT_TTL = env.int("ORDER_PAYMENT_TTL", default=3600)
 # they are flagged for staff instead, never sent again.
 REFUNDS_SWEEP_GRACE = env.int("REFUNDS_SWEEP_GRACE", default=300)
 REFUNDS_SWEEP_MAX_AGE = env.int("REFUNDS_SWEEP_MAX_AGE", default=23 * 3600)
+# Four-eyes rule: a refund above this many minor units of its asset waits for a different user
+# with marketplace.approve_refund ("USD/2=5000,EUR/2=5000"); an asset not listed needs approval
+# for every refund, and 0 means every refund of that asset.
+REFUNDS_APPROVAL_THRESHOLD = {
+    asset.strip(): int(limit)
+    for asset, _, limit in (
+        item.partition("=")
+        for item in env.str("REFUNDS_APPROVAL_THRESHOLD", default="USD/2=5000").split(",")
+        if item.strip()
+    )
+}
 # A refund request without an idempotency key equal to one made by the same user on the same
 # order (amount, bearer, shares) within this many seconds is the same request: the first
 # refund is returned, nothing is created (a double submit never refunds twice). 0 turns it off.

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from ledger.domain import format_amount
 from ledger.models import Posting
@@ -167,6 +169,7 @@ def owed_get(*, asset: str = USD, at: datetime | None = None) -> Owed:
 
 @dataclass(frozen=True)
 class CampaignReport:
+    id: int
     code: str
     asset: str
     budget: int
@@ -177,17 +180,23 @@ class CampaignReport:
     orders: int  # orders that used the coupon and were paid
     losses: int  # refunds at loss and disputes on those orders
     paused: bool
+    closed: bool = False
 
 
-def campaign_reports_list(*, asset: str | None = None) -> list[CampaignReport]:
+def campaign_reports_list(
+    *, asset: str | None = None, campaign_id: int | None = None
+) -> list[CampaignReport]:
     campaigns = Campaign.objects.order_by("id")
     if asset:
         campaigns = campaigns.filter(asset=asset)
+    if campaign_id is not None:
+        campaigns = campaigns.filter(pk=campaign_id)
+    orders = Order.objects.filter(campaign__isnull=False)
+    if campaign_id is not None:
+        orders = orders.filter(campaign_id=campaign_id)
     stats: dict[int, dict[str, Any]] = {
         row["campaign_id"]: dict(row)
-        for row in Order.objects.filter(campaign__isnull=False)
-        .values("campaign_id")
-        .annotate(
+        for row in orders.values("campaign_id").annotate(
             reserved=Sum("discount", filter=Q(coupon_state=Order.CouponState.RESERVED)),
             spent=Sum("discount", filter=Q(coupon_state=Order.CouponState.CAPTURED)),
             paid=Count("id", filter=Q(coupon_state=Order.CouponState.CAPTURED)),
@@ -206,6 +215,7 @@ def campaign_reports_list(*, asset: str | None = None) -> list[CampaignReport]:
         )
         reports.append(
             CampaignReport(
+                id=campaign.pk,
                 code=campaign.code,
                 asset=campaign.asset,
                 budget=campaign.budget,
@@ -216,9 +226,40 @@ def campaign_reports_list(*, asset: str | None = None) -> list[CampaignReport]:
                 orders=row.get("paid") or 0,
                 losses=int(losses),
                 paused=campaign.paused,
+                closed=campaign.closed_at is not None,
             )
         )
     return reports
+
+
+def campaign_report_get(*, campaign_id: int) -> CampaignReport | None:
+    """One campaign's numbers (the same as campaign_reports_list's row), or None."""
+    reports = campaign_reports_list(campaign_id=campaign_id)
+    return reports[0] if reports else None
+
+
+def campaign_spend_per_day(*, campaign_id: int, days: int = 90) -> list[tuple[date, int]]:
+    """Discounts that joined paid orders, per UTC day of payment, over the last `days` days
+    (one grouped query on the campaign's orders, by the campaign index), oldest first, with
+    the days without spend included as 0."""
+    days = max(1, min(int(days), 366))
+    end = timezone.now().astimezone(UTC).date()
+    start = end - timedelta(days=days - 1)
+    rows = (
+        Order.objects.filter(
+            campaign_id=campaign_id,
+            coupon_state=Order.CouponState.CAPTURED,
+            paid_at__date__gte=start,
+        )
+        .annotate(day=TruncDate("paid_at", tzinfo=UTC))
+        .values("day")
+        .annotate(spent=Sum("discount"))
+        .order_by("day")
+    )
+    spent = {row["day"]: int(row["spent"] or 0) for row in rows}
+    return [
+        (start + timedelta(days=i), spent.get(start + timedelta(days=i), 0)) for i in range(days)
+    ]
 
 
 # --- defaulting risk ----------------------------------------------------------------------------

@@ -171,6 +171,10 @@ class RefundOutput(serializers.ModelSerializer):
             "status",
             "stripe_refund_id",
             "failure_reason",
+            "requested_by",
+            "decided_by",
+            "decided_at",
+            "decision_note",
             "created_at",
             "succeeded_at",
             "failed_at",
@@ -238,6 +242,7 @@ class CampaignOutput(serializers.ModelSerializer):
             "starts_at",
             "ends_at",
             "paused",
+            "closed_at",
             "ledger_address",
         ]
 
@@ -251,3 +256,11 @@ class TopupOutput(serializers.ModelSerializer):
     class Meta:
         model = Topup
         fields = ["id", "amount", "asset", "description", "status", "stripe_topup_id", "created_at"]
+
+
+class RefundDecisionInput(serializers.Serializer):
+    note = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class RefundRejectInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=500)

@@ -255,6 +255,36 @@ class OrderRefundsView(StaffView):
         return Response(s.RefundOutput(refund).data, status=status.HTTP_201_CREATED)
 
 
+class RefundDetailView(StaffView):
+    read_permissions = ("marketplace.view_refund",)
+
+    @extend_schema(responses=s.RefundOutput)
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(s.RefundOutput(_get(Refund, pk)).data)
+
+
+class RefundApproveView(StaffView):
+    """Four-eyes: a different user approves a refund awaiting approval; it goes to Stripe."""
+
+    required_permissions = {"POST": ("marketplace.approve_refund",)}
+
+    @extend_schema(request=s.RefundDecisionInput, responses=s.RefundOutput)
+    def post(self, request: Request, pk: int) -> Response:
+        data = _valid(s.RefundDecisionInput, request)
+        refund = refunds.refund_approve(refund_id=pk, actor=request.user, note=data["note"])
+        return Response(s.RefundOutput(refund).data)
+
+
+class RefundRejectView(StaffView):
+    required_permissions = {"POST": ("marketplace.approve_refund",)}
+
+    @extend_schema(request=s.RefundRejectInput, responses=s.RefundOutput)
+    def post(self, request: Request, pk: int) -> Response:
+        data = _valid(s.RefundRejectInput, request)
+        refund = refunds.refund_reject(refund_id=pk, actor=request.user, reason=data["reason"])
+        return Response(s.RefundOutput(refund).data)
+
+
 # --- campaigns and top-ups -----------------------------------------------------------------------
 
 
@@ -300,6 +330,15 @@ class CampaignPauseView(StaffView):
     @extend_schema(request=None, responses=s.CampaignOutput)
     def post(self, request: Request, pk: int) -> Response:
         campaign = campaigns.campaign_pause(campaign_id=pk, paused=self.paused, actor=request.user)
+        return Response(s.CampaignOutput(campaign).data)
+
+
+class CampaignCloseView(StaffView):
+    required_permissions = {"POST": ("marketplace.manage_campaigns",)}
+
+    @extend_schema(request=None, responses=s.CampaignOutput)
+    def post(self, request: Request, pk: int) -> Response:
+        campaign = campaigns.campaign_close(campaign_id=pk, actor=request.user)
         return Response(s.CampaignOutput(campaign).data)
 
 

@@ -80,6 +80,7 @@ class DemoContext:
     topups: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    approver_token: str = ""  # a second person (Finance): the four-eyes approvals
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     # --- the API, as staff ---
@@ -91,8 +92,20 @@ class DemoContext:
             self._local.session = session
         return session
 
-    def api(self, method: str, path: str, json: Any = None, *, ok: Iterable[int] = ()) -> Any:
-        response = self.session().request(
+    def api(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        ok: Iterable[int] = (),
+        token: str | None = None,
+    ) -> Any:
+        session = self.session()
+        if token is not None:
+            session = requests.Session()
+            session.headers["Authorization"] = f"Token {token}"
+        response = session.request(
             method, f"{self.app_url}/api/v1/{path.lstrip('/')}", json=json, timeout=60
         )
         body = response.json() if response.content else None
@@ -159,12 +172,20 @@ def _timed(ctx: DemoContext, name: str) -> Callable[[], None]:
 
 
 def demo_day(
-    *, app_url: str, emulator: Any, token: str, orders: int, seed: int, console: Console
+    *,
+    app_url: str,
+    emulator: Any,
+    token: str,
+    orders: int,
+    seed: int,
+    console: Console,
+    approver_token: str = "",
 ) -> DemoContext:
     ctx = DemoContext(
         app_url=app_url,
         emulator=emulator,
         token=token,
+        approver_token=approver_token,
         seed=seed,
         rng=random.Random(seed),
         console=console,
@@ -343,6 +364,18 @@ def refunds_and_disputes(ctx: DemoContext) -> None:
         amount = order["total"] if plan["bearer"] == "restaurant" else order["total"] // 3
         body = {"amount": amount, "idempotency_key": f"demo-{order_id}", **plan}
         ctx.refunds.append(ctx.api("POST", f"orders/{order_id}/refunds/", body))
+    for index, refund in enumerate(ctx.refunds):
+        if refund["status"] == "awaiting_approval":
+            # Four eyes: the requester may not approve; a second person in Finance does.
+            refused = ctx.api("POST", f"refunds/{refund['id']}/approve/", {}, ok=(403,))
+            if not refused or refused.get("code") != "self_approval":
+                ctx.errors.append(f"a requester approved their own refund: {refused}")
+            ctx.refunds[index] = ctx.api(
+                "POST",
+                f"refunds/{refund['id']}/approve/",
+                {"note": "checked the order"},
+                token=ctx.approver_token,
+            )
     if plans:
         # Staff double-click: the same idempotency key answers with the same refund.
         order_id, plan = plans[0]

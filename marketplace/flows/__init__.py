@@ -18,6 +18,8 @@ process. Services choose the variables; the templates decide the postings.
 | dispute_withdrawn  | charge.dispute.funds_withdrawn            | dispute-withdrawn:<dp id>       |
 | dispute_reinstated | charge.dispute.funds_reinstated           | dispute-reinstated:<dp id>      |
 | campaign_fund      | staff funds a campaign                    | campaign-fund:<code>:<n>        |
+| campaign_close     | staff closes a campaign                   | campaign-close:<code>           |
+| coupon_release_closed | a reservation released after the close | coupon-release:<order id>       |
 | topup              | topup.succeeded                           | topup:<tu id>                   |
 | capital            | owners fund the bank account              | capital:<key>                   |
 """
@@ -34,9 +36,11 @@ from ledger.services import PostResult, transaction_post
 FLOWS_DIR = Path(__file__).resolve().parent
 
 FLOWS = (
+    "campaign_close",
     "campaign_fund",
     "capital",
     "coupon_release",
+    "coupon_release_closed",
     "coupon_reserve",
     "dispute_reinstated",
     "dispute_withdrawn",
@@ -66,7 +70,7 @@ def flow_post(
     name: str,
     *,
     vars: Mapping[str, str],
-    reference: str,
+    reference: str | None,
     metadata: Mapping[str, Any] | None = None,
     dry_run: bool = False,
 ) -> PostResult:

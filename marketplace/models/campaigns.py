@@ -36,6 +36,9 @@ class Campaign(models.Model):
     starts_at = models.DateTimeField(default=timezone.now)
     ends_at = models.DateTimeField(null=True, blank=True)
     paused = models.BooleanField(default=False)
+    # Set once by campaign_close, never cleared: the campaign takes no order or funding, and
+    # its unreserved balance went back to platform:marketing.
+    closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -75,6 +78,7 @@ class Campaign(models.Model):
         now = at or timezone.now()
         return (
             not self.paused
+            and self.closed_at is None
             and self.starts_at <= now  # type: ignore[operator]
             and (self.ends_at is None or now < self.ends_at)  # type: ignore[operator]
         )

@@ -21,6 +21,11 @@ from marketplace.models.restaurants import ASSET_REGEX, DEFAULT_ASSET, PORTION_R
 
 class Refund(models.Model):
     class Status(models.TextChoices):
+        # Above REFUNDS_APPROVAL_THRESHOLD: nothing reaches Stripe until a different user
+        # with marketplace.approve_refund approves (-> pending) or rejects it (-> rejected,
+        # the refundable amount is freed).
+        AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+        REJECTED = "rejected", "Rejected"
         PENDING = "pending", "Pending"
         SUBMITTED = "submitted", "Submitted"
         SUCCEEDED = "succeeded", "Succeeded"
@@ -55,7 +60,13 @@ class Refund(models.Model):
     # The caller's idempotency key: the same key on the same order returns the first refund.
     request_key = models.CharField(max_length=255, blank=True, default="")
     stripe_refund_id = models.CharField(max_length=255, blank=True, default="")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    # The four-eyes decision: who approved or rejected, when, and why a rejection.
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.CharField(max_length=500, blank=True, default="")
     failure_reason = models.CharField(max_length=500, blank=True, default="")
     ledger_transaction_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -92,6 +103,10 @@ class Refund(models.Model):
                 fields=["stripe_refund_id"],
                 condition=~Q(stripe_refund_id=""),
                 name="refund_stripe_id_uniq",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=["awaiting_approval", "rejected"]) | Q(stripe_refund_id=""),
+                name="refund_undecided_never_sent",
             ),
             models.UniqueConstraint(
                 fields=["order", "request_key"],

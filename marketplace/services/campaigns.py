@@ -17,6 +17,7 @@ from marketplace.models import Campaign, CampaignFunding
 from marketplace.models.campaigns import CODE_REGEX
 from marketplace.services.common import amount_validate, apply_portion, portion_parse, stripe_meta
 from marketplace.services.errors import (
+    CampaignClosed,
     CampaignOverBudget,
     CouponUnavailable,
     InvalidInput,
@@ -89,6 +90,7 @@ def campaign_fund(*, campaign_id: int, amount: int, requested_by: Any = None) ->
     amount_validate(amount, field="amount")
     with transaction.atomic(durable=True):
         campaign = campaign_lock(campaign_id=campaign_id)
+        _refuse_closed(campaign)
         if campaign.funded + amount > campaign.budget:
             raise CampaignOverBudget(
                 f"Funding {amount} would take campaign {campaign.code} over its budget "
@@ -127,10 +129,50 @@ def campaign_pause(*, campaign_id: int, paused: bool = True, actor: Any = None) 
     already made stay valid."""
     with transaction.atomic(durable=True):
         campaign = campaign_lock(campaign_id=campaign_id)
+        _refuse_closed(campaign)
         campaign.paused = paused
         campaign.save(update_fields=["paused"])
         audit_record(
             actor=actor, action="campaign.pause" if paused else "campaign.resume", obj=campaign
+        )
+    return campaign
+
+
+def _refuse_closed(campaign: Campaign) -> None:
+    if campaign.closed_at is not None:
+        raise CampaignClosed(
+            f"Campaign {campaign.code} was closed on {campaign.closed_at:%Y-%m-%d %H:%M}.",
+            extra={"campaign_id": campaign.pk},
+        )
+
+
+@retry_on_conflict
+def campaign_close(*, campaign_id: int, actor: Any = None) -> Campaign:
+    """Close a campaign for good: it takes no new order and no funding, and the budget not
+    yet reserved (the campaign account's whole balance, read under the ledger's lock) goes
+    back to platform:marketing (`campaign-close:<code>`), in one transaction with the
+    campaign row and the audit row. Reservations still open release to platform:marketing
+    afterwards. Closing a closed campaign is a no-op. Raises NotFound."""
+    with transaction.atomic(durable=True):
+        campaign = campaign_lock(campaign_id=campaign_id)
+        if campaign.closed_at is not None:
+            return campaign
+        result = flow_post(
+            "campaign_close",
+            vars={"asset": campaign.asset, "campaign": campaign.ledger_address},
+            reference=f"campaign-close:{campaign.code}",
+            metadata=stripe_meta(campaign=campaign.code),
+        )
+        returned = sum(p.amount for p in result.postings)
+        campaign.closed_at = timezone.now()
+        campaign.save(update_fields=["closed_at"])
+        audit_record(
+            actor=actor,
+            action="campaign.close",
+            obj=campaign,
+            amount=returned,
+            asset=campaign.asset,
+            data={"returned": returned, "ledger_transaction": result.transaction.pk},
         )
     return campaign
 

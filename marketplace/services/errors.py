@@ -52,3 +52,17 @@ class RefundTooLarge(MarketplaceError):
     """The refund exceeds what was paid and not yet refunded."""
 
     code = "refund_exceeds_refundable"
+
+
+class SelfApproval(MarketplaceError):
+    """The four-eyes rule: whoever requested a refund may not approve or reject it."""
+
+    code = "self_approval"
+    http_status = 403
+
+
+class CampaignClosed(MarketplaceError):
+    """The campaign was closed: no funding, no pause/resume, no new orders."""
+
+    code = "campaign_closed"
+    http_status = 409

@@ -27,7 +27,7 @@ from ledger.errors import InsufficientFunds
 from ledger.retry import retry_on_conflict
 from marketplace.errors import PaymentProviderError
 from marketplace.flows import flow_post, monetary
-from marketplace.models import Order, OrderStatusChange, Refund, Restaurant, Rider
+from marketplace.models import Campaign, Order, OrderStatusChange, Refund, Restaurant, Rider
 from marketplace.models.restaurants import ledger_id
 from marketplace.services.campaigns import campaign_for_code, coupon_discount
 from marketplace.services.common import MIN_CHARGE_AMOUNT, amount_validate, stripe_meta
@@ -246,12 +246,25 @@ def coupon_release(*, order: Order) -> None:
     A no-op unless the coupon is still reserved."""
     if order.coupon_state != CouponState.RESERVED or order.campaign is None:
         return
+    # The campaign's row lock orders this release against a concurrent close: after a close
+    # the discount goes back to the marketing budget, not to the emptied campaign account.
+    closed = (
+        Campaign.objects.select_for_update()
+        .filter(pk=order.campaign.pk)
+        .values_list("closed_at", flat=True)
+        .get()
+    )
+    name, vars = (
+        ("coupon_release_closed", {})
+        if closed is not None
+        else ("coupon_release", {"campaign": order.campaign.ledger_address})
+    )
     flow_post(
-        "coupon_release",
+        name,
         vars={
             "discount": monetary(order.asset, order.discount),
-            "campaign": order.campaign.ledger_address,
             "hold": order.coupon_hold_address,
+            **vars,
         },
         reference=f"coupon-release:{order.pk}",
         metadata=stripe_meta(order_id=order.pk, campaign=order.campaign.code),

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from fractions import Fraction
 from typing import Any
@@ -46,6 +47,7 @@ from marketplace.services.errors import (
     InvalidState,
     NotFound,
     RefundTooLarge,
+    SelfApproval,
 )
 from marketplace.services.locks import order_lock, refund_lock
 from marketplace.stripe_api import get_gateway
@@ -139,6 +141,11 @@ def refund_request(
         if delivered and rider > 0 and order.rider is None:
             raise InvalidInput("The order has no rider to bear the refund.")
         refund = Refund.objects.create(
+            status=(
+                Status.AWAITING_APPROVAL
+                if refund_needs_approval(asset=order.asset, amount=amount)
+                else Status.PENDING
+            ),
             order=order,
             amount=amount,
             asset=order.asset,
@@ -160,6 +167,7 @@ def refund_request(
             amount=amount,
             asset=refund.asset,
             data={
+                "status": refund.status,
                 "order": order.pk,
                 "bearer": bearer,
                 "shares": [refund.platform_share, refund.restaurant_share, refund.rider_share],
@@ -243,9 +251,158 @@ def refund_submit(*, refund_id: int) -> Refund:
 
 
 def refund_issue(**kwargs: Any) -> Refund:
-    """refund_request then refund_submit: what the API and the admin call."""
+    """refund_request then, unless it awaits approval, refund_submit: what the API and the
+    staff dashboard call."""
     refund = refund_request(**kwargs)
+    if refund.status != Status.PENDING:
+        return refund
     return refund_submit(refund_id=refund.pk)
+
+
+def refund_approval_threshold(*, asset: str) -> int:
+    """Refunds above this many minor units of `asset` need a second person's approval
+    (REFUNDS_APPROVAL_THRESHOLD; an asset not listed: every refund does)."""
+    thresholds = getattr(settings, "REFUNDS_APPROVAL_THRESHOLD", {})
+    return int(thresholds.get(asset, 0))
+
+
+def refund_needs_approval(*, asset: str, amount: int) -> bool:
+    return amount > refund_approval_threshold(asset=asset)
+
+
+def _decide(*, refund_id: int, actor: Any, approve: bool, note: str) -> Refund:
+    """Lock the order then the refund (the service lock order), check the four-eyes rule,
+    record the decision and its audit row."""
+    valid = type(refund_id) is int and 0 < refund_id < 2**63
+    head = (
+        Refund.objects.filter(pk=refund_id).values_list("order_id", flat=True).first()
+        if valid
+        else None
+    )
+    if head is None:
+        raise NotFound(f"Refund {refund_id} does not exist.")
+    with transaction.atomic(durable=True):
+        order = order_lock(order_id=head)
+        refund = refund_lock(refund_id=refund_id)
+        if refund.status != Status.AWAITING_APPROVAL:
+            raise InvalidState(
+                f"Refund {refund.pk} is {refund.status}: only a refund awaiting approval can "
+                "be approved or rejected.",
+                code="refund_not_awaiting_approval",
+                extra={"refund_id": refund.pk, "status": refund.status},
+            )
+        if getattr(actor, "pk", None) is None:
+            raise InvalidInput("An approval needs the deciding user.", code="decider_required")
+        if refund.requested_by_id == actor.pk:
+            raise SelfApproval(
+                "You requested this refund: a different person must approve or reject it.",
+                extra={"refund_id": refund.pk},
+            )
+        refund.status = Status.PENDING if approve else Status.REJECTED
+        refund.decided_by = actor
+        refund.decided_at = timezone.now()
+        refund.decision_note = note[:500]
+        refund.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
+        if not approve:
+            # Free the claim: what this refund reserved is refundable again.
+            order.amount_refunded -= refund.amount
+            order.save(update_fields=["amount_refunded"])
+        audit_record(
+            actor=actor,
+            action="refund.approve" if approve else "refund.reject",
+            obj=refund,
+            amount=refund.amount,
+            asset=refund.asset,
+            data={"order": order.pk, "requested_by": refund.requested_by_id, "note": note[:500]},
+        )
+    return refund
+
+
+@retry_on_conflict
+def refund_approve(*, refund_id: int, actor: Any, note: str = "") -> Refund:
+    """A different user approves a refund awaiting approval: it becomes pending and is sent
+    to Stripe after the commit (key `refund:<id>`; the sweeper re-sends it if this process
+    dies first). Concurrent approvals: the first wins, the others get InvalidState.
+    Raises NotFound, InvalidState (`refund_not_awaiting_approval`), SelfApproval."""
+    refund = _decide(refund_id=refund_id, actor=actor, approve=True, note=note)
+    return refund_submit(refund_id=refund.pk)
+
+
+@retry_on_conflict
+def refund_reject(*, refund_id: int, actor: Any, reason: str) -> Refund:
+    """A different user rejects a refund awaiting approval: it is `rejected` and its amount
+    is refundable again. Nothing was ever sent to Stripe. Raises as refund_approve, and
+    InvalidInput without a reason."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInput("A rejection needs a reason.", extra={"field": "reason"})
+    return _decide(refund_id=refund_id, actor=actor, approve=False, note=reason.strip())
+
+
+@dataclass(frozen=True)
+class RefundPreview:
+    """What a refund would write to the ledger when Stripe confirms it, computed now."""
+
+    order_id: int
+    amount: int
+    asset: str
+    refundable: int
+    source: str  # Refund.Source: the order's account, or the bearers
+    needs_approval: bool
+    postings: list[dict[str, Any]]
+
+
+def refund_preview(
+    *,
+    order_id: int,
+    amount: int,
+    bearer: str = Bearer.PLATFORM,
+    restaurant_share: str | None = None,
+    rider_share: str | None = None,
+) -> RefundPreview:
+    """A dry run of the refund's Numscript flow against current balances (under the same
+    locks, nothing written): the exact postings the refund will book. Raises what
+    refund_request raises, and the ledger's errors (InsufficientFunds: a bearer cannot pay)."""
+    amount_validate(amount, field="amount")
+    platform, restaurant, rider = refund_shares(
+        bearer=bearer, restaurant_share=restaurant_share, rider_share=rider_share
+    )
+    order = Order.objects.select_related("restaurant", "rider").filter(pk=order_id).first()
+    if order is None:
+        raise NotFound(f"Order {order_id} does not exist.")
+    if order.status not in (Order.Status.PAID, Order.Status.DELIVERED):
+        raise InvalidState(
+            f"Order {order.pk} is {order.status}: nothing was paid to refund.",
+            code="order_not_paid",
+            extra={"order_id": order.pk, "status": order.status},
+        )
+    if amount > order.refundable:
+        raise RefundTooLarge(
+            f"Refund of {amount} exceeds what was paid and not yet refunded ({order.refundable}).",
+            extra={"refundable": order.refundable, "amount": amount},
+        )
+    delivered = order.status == Order.Status.DELIVERED
+    if delivered and rider > 0 and order.rider is None:
+        raise InvalidInput("The order has no rider to bear the refund.")
+    draft = Refund(
+        order=order,
+        amount=amount,
+        asset=order.asset,
+        platform_share=portion_text(platform),
+        restaurant_share=portion_text(restaurant),
+        rider_share=portion_text(rider),
+        source=Refund.Source.PARTIES if delivered else Refund.Source.ORDER,
+    )
+    name, vars = _refund_flow(order=order, refund=draft)
+    result = flow_post(name, vars=vars, reference=None, dry_run=True)
+    return RefundPreview(
+        order_id=order.pk,
+        amount=amount,
+        asset=order.asset,
+        refundable=order.refundable,
+        source=draft.source,
+        needs_approval=refund_needs_approval(asset=order.asset, amount=amount),
+        postings=[p.as_dict() for p in result.postings],
+    )
 
 
 def refunds_sweep(*, now: Any = None) -> int:
@@ -393,28 +550,26 @@ def _refund_book(*, order: Order, refund: Refund, stripe_refund: dict[str, Any])
         **_refund_meta(order, refund, stripe_refund),
     }
     metadata = {k: v for k, v in metadata.items() if v}
-    if refund.source == Refund.Source.ORDER:
-        result = flow_post(
-            "refund_order",
-            vars={"amount": monetary(refund.asset, refund.amount), "order": order.ledger_address},
-            reference=f"refund:{re_id}",
-            metadata=metadata,
-        )
-    else:
-        rider = order.rider.ledger_address if order.rider else "riders:none"
-        result = flow_post(
-            "refund",
-            vars={
-                "amount": monetary(refund.asset, refund.amount),
-                "restaurant": order.restaurant.ledger_address,
-                "rider": rider,
-                "platform_share": refund.platform_share,
-                "restaurant_share": refund.restaurant_share,
-            },
-            reference=f"refund:{re_id}",
-            metadata=metadata,
-        )
+    name, vars = _refund_flow(order=order, refund=refund)
+    result = flow_post(name, vars=vars, reference=f"refund:{re_id}", metadata=metadata)
     return int(result.transaction.pk)
+
+
+def _refund_flow(*, order: Order, refund: Refund) -> tuple[str, dict[str, str]]:
+    """The flow and variables that book `refund` (the booking and its preview share them)."""
+    if refund.source == Refund.Source.ORDER:
+        return "refund_order", {
+            "amount": monetary(refund.asset, refund.amount),
+            "order": order.ledger_address,
+        }
+    rider = order.rider.ledger_address if order.rider else "riders:none"
+    return "refund", {
+        "amount": monetary(refund.asset, refund.amount),
+        "restaurant": order.restaurant.ledger_address,
+        "rider": rider,
+        "platform_share": refund.platform_share,
+        "restaurant_share": refund.restaurant_share,
+    }
 
 
 def _refund_revert(

@@ -70,18 +70,18 @@ def _emulator_state_path() -> str | None:
     return str(state)
 
 
-def _staff_token() -> str:
+def _demo_token(username: str, roles: list[str]) -> str:
+    """An API token for a demo user holding `roles` (development only: the demo refuses to
+    run in production). Tokens are stored hashed, so a new one is issued each run."""
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+    from django.contrib.auth.models import Group
+    from knox.models import AuthToken
 
     user, _ = get_user_model().objects.get_or_create(
-        username="demo-staff", defaults={"is_staff": True, "email": "staff@example.com"}
+        username=username, defaults={"is_staff": True, "email": f"{username}@example.com"}
     )
-    if not user.is_staff:
-        user.is_staff = True
-        user.save(update_fields=["is_staff"])
-    token, _ = Token.objects.get_or_create(user=user)
-    return str(token.key)
+    user.groups.add(*Group.objects.filter(name__in=roles))
+    return str(AuthToken.objects.create(user=user)[1])
 
 
 class Command(BaseCommand):
@@ -106,7 +106,11 @@ class Command(BaseCommand):
         stripe_state = _emulator_state_path()
         with console.status("migrating the database"):
             call_command("migrate", verbosity=0, interactive=False)
-        token = _staff_token()
+        # The day's staff work as three people: operations (onboarding, orders, campaigns,
+        # books), and a second person in Finance who approves the refunds above the
+        # four-eyes threshold.
+        token = _demo_token("demo-staff", ["Finance admin", "Marketing", "Service account"])
+        approver_token = _demo_token("demo-finance", ["Finance"])
         # Anomalies and refused requests are part of the story: the tables tell it.
         quiet.setLevel(logging.ERROR)
         logging.getLogger("django.request").setLevel(logging.ERROR)
@@ -136,6 +140,7 @@ class Command(BaseCommand):
                         app_url=app.url,
                         emulator=emulator,
                         token=token,
+                        approver_token=approver_token,
                         orders=orders,
                         seed=seed,
                         console=console,
