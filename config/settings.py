@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "marketplace",
     "payouts",
     "reconciliation",
+    "invoicing",
 ]
 
 MIDDLEWARE = [
