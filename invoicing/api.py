@@ -36,20 +36,52 @@ class HasInvoicePermission(BasePermission):
 class InvoiceLineSerializer(serializers.ModelSerializer):
     class Meta:
         model = InvoiceLine
-        fields = ["position", "order", "kind", "description", "gross", "tax_bps", "tax", "net",
-                  "account", "counter_account", "ledger_transaction_id"]
+        fields = [
+            "position",
+            "order",
+            "kind",
+            "description",
+            "gross",
+            "tax_bps",
+            "tax",
+            "net",
+            "account",
+            "counter_account",
+            "ledger_transaction_id",
+        ]
 
 
 class InvoiceSerializer(serializers.ModelSerializer):
     lines = InvoiceLineSerializer(many=True, read_only=True)
-    original = serializers.SlugRelatedField(slug_field="display_number", read_only=True)
+    original: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="display_number", read_only=True
+    )
 
     class Meta:
         model = Invoice
-        fields = ["id", "display_number", "kind", "model", "issuer", "recipient",
-                  "customer_facing", "issuer_details", "recipient_details", "legal_mention",
-                  "order", "period", "original", "credit_event", "asset", "total_gross",
-                  "total_tax", "total_net", "ledger_transactions", "issued_at", "lines"]
+        fields = [
+            "id",
+            "display_number",
+            "kind",
+            "model",
+            "issuer",
+            "recipient",
+            "customer_facing",
+            "issuer_details",
+            "recipient_details",
+            "legal_mention",
+            "order",
+            "period",
+            "original",
+            "credit_event",
+            "asset",
+            "total_gross",
+            "total_tax",
+            "total_net",
+            "ledger_transactions",
+            "issued_at",
+            "lines",
+        ]
 
 
 class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):

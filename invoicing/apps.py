@@ -17,7 +17,10 @@ class InvoicingConfig(AppConfig):
         if isinstance(schedule, dict):
             schedule.setdefault(
                 "invoicing-sweep",
-                {"task": "invoicing.tasks.invoices_sweep", "schedule": conf.get("INVOICING_SWEEP_SECONDS")},
+                {
+                    "task": "invoicing.tasks.invoices_sweep",
+                    "schedule": conf.get("INVOICING_SWEEP_SECONDS"),
+                },
             )
             schedule.setdefault(
                 "invoicing-month-end",

@@ -62,9 +62,14 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
         ids = list(
             Order.objects.filter(status__in=["paid", "delivered"]).values_list("id", flat=True)
         )
-    ids = sorted(set(ids) | set(
-        Invoice.objects.filter(order_id__isnull=False, order_id__in=ids).values_list("order_id", flat=True)
-    ))
+    ids = sorted(
+        set(ids)
+        | set(
+            Invoice.objects.filter(order_id__isnull=False, order_id__in=ids).values_list(
+                "order_id", flat=True
+            )
+        )
+    )
     models = dict(OrderInvoicing.objects.filter(order_id__in=ids).values_list("order_id", "model"))
     lines_by_order: dict[int, list[tuple]] = defaultdict(list)
     commission_periods: set[tuple[str, str]] = set()
@@ -73,8 +78,14 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         for row in InvoiceLine.objects.filter(order_id__in=part).values_list(
-            "order_id", "invoice__customer_facing", "invoice__kind", "invoice__period",
-            "account", "counter_account", "gross", "invoice__recipient",
+            "order_id",
+            "invoice__customer_facing",
+            "invoice__kind",
+            "invoice__period",
+            "account",
+            "counter_account",
+            "gross",
+            "invoice__recipient",
         ):
             lines_by_order[row[0]].append(row)
     facts = order_facts(ids)
@@ -97,9 +108,9 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
         if pending_b:
             result.pending += 1
         moves = f.ledger_movements()
-        accounts = set(moves) | {a for *_, a, _, _, _ in lines if a} | {
-            c for *_, c, _, _ in lines if c
-        }
+        accounts = (
+            set(moves) | {a for *_, a, _, _, _ in lines if a} | {c for *_, c, _, _ in lines if c}
+        )
         for account in sorted(accounts):
             if account.startswith("riders:"):
                 continue
@@ -129,15 +140,11 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
             or 0
         )
         if documented != expected:
-            result.mismatches.append(
-                f"{rider} {month}: statement {documented}, ledger {expected}"
-            )
+            result.mismatches.append(f"{rider} {month}: statement {documented}, ledger {expected}")
     # documents: totals = sum of lines; numbering: 1..N per series and year
     docs = Invoice.objects.all()
     if period:
-        docs = docs.filter(order_id__in=ids) | Invoice.objects.filter(
-            period=f"{period}-01"
-        )
+        docs = docs.filter(order_id__in=ids) | Invoice.objects.filter(period=f"{period}-01")
     result.documents = docs.count()
     bad = (
         docs.annotate(lines_sum=Sum("lines__gross"))
@@ -154,4 +161,3 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
         if count != top:
             result.mismatches.append(f"series {series}-{year}: {count} documents, last {top}: gap")
     return result
-

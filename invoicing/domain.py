@@ -201,55 +201,128 @@ def plan_order_documents(facts: OrderFacts, model: str, rates: Rates) -> list[Do
         on_restaurant = min(k, r)
         docs.append(
             Doc(
-                order_doc_key(oid, "restaurant"), "invoice", "A", R, facts.customer, True,
-                _kept([
-                    line("food", f"Food, order {oid}", r, rates.food_bps, R),
-                    line("discount", "Coupon (funded by the campaign)", -on_restaurant,
-                         rates.food_bps, COUPON),
-                ]), oid,
+                order_doc_key(oid, "restaurant"),
+                "invoice",
+                "A",
+                R,
+                facts.customer,
+                True,
+                _kept(
+                    [
+                        line("food", f"Food, order {oid}", r, rates.food_bps, R),
+                        line(
+                            "discount",
+                            "Coupon (funded by the campaign)",
+                            -on_restaurant,
+                            rates.food_bps,
+                            COUPON,
+                        ),
+                    ]
+                ),
+                oid,
             )
         )
         docs.append(
             Doc(
-                order_doc_key(oid, "platform"), "invoice", "A", PLATFORM, facts.customer, True,
-                _kept([
-                    line("service", "Service fee (platform commission)", fees,
-                         rates.services_bps, FEES),
-                    line("delivery", "Delivery", d, rates.services_bps),
-                    line("discount", "Coupon, remainder (funded by the campaign)",
-                         -(k - on_restaurant), rates.services_bps, COUPON),
-                ]), oid,
+                order_doc_key(oid, "platform"),
+                "invoice",
+                "A",
+                PLATFORM,
+                facts.customer,
+                True,
+                _kept(
+                    [
+                        line(
+                            "service",
+                            "Service fee (platform commission)",
+                            fees,
+                            rates.services_bps,
+                            FEES,
+                        ),
+                        line("delivery", "Delivery", d, rates.services_bps),
+                        line(
+                            "discount",
+                            "Coupon, remainder (funded by the campaign)",
+                            -(k - on_restaurant),
+                            rates.services_bps,
+                            COUPON,
+                        ),
+                    ]
+                ),
+                oid,
             )
         )
     elif model == "B":
         docs.append(
             Doc(
-                order_doc_key(oid, "restaurant"), "invoice", "B", R, facts.customer, True,
-                _kept([
-                    line("food", f"Food, order {oid}", food, rates.food_bps, R),
-                    line("delivery", "Delivery", d, rates.services_bps, R),
-                    line("discount", "Coupon (funded by the campaign)", -k, rates.food_bps,
-                         COUPON),
-                ]), oid,
+                order_doc_key(oid, "restaurant"),
+                "invoice",
+                "B",
+                R,
+                facts.customer,
+                True,
+                _kept(
+                    [
+                        line("food", f"Food, order {oid}", food, rates.food_bps, R),
+                        line("delivery", "Delivery", d, rates.services_bps, R),
+                        line(
+                            "discount",
+                            "Coupon (funded by the campaign)",
+                            -k,
+                            rates.food_bps,
+                            COUPON,
+                        ),
+                    ]
+                ),
+                oid,
             )
         )
     elif model == "C":
         docs.append(
             Doc(
-                order_doc_key(oid, "self_billing"), "self_billing", "C", R, PLATFORM, False,
-                _kept([line("food", f"Food sold to the platform, order {oid}", r,
-                            rates.food_bps, R, FEES)]), oid,
+                order_doc_key(oid, "self_billing"),
+                "self_billing",
+                "C",
+                R,
+                PLATFORM,
+                False,
+                _kept(
+                    [
+                        line(
+                            "food",
+                            f"Food sold to the platform, order {oid}",
+                            r,
+                            rates.food_bps,
+                            R,
+                            FEES,
+                        )
+                    ]
+                ),
+                oid,
             )
         )
         docs.append(
             Doc(
-                order_doc_key(oid, "platform"), "invoice", "C", PLATFORM, facts.customer, True,
-                _kept([
-                    line("food", f"Food, order {oid}", food, rates.food_bps, FEES),
-                    line("delivery", "Delivery", d, rates.services_bps),
-                    line("discount", "Coupon (funded by the campaign)", -k, rates.food_bps,
-                         COUPON),
-                ]), oid,
+                order_doc_key(oid, "platform"),
+                "invoice",
+                "C",
+                PLATFORM,
+                facts.customer,
+                True,
+                _kept(
+                    [
+                        line("food", f"Food, order {oid}", food, rates.food_bps, FEES),
+                        line("delivery", "Delivery", d, rates.services_bps),
+                        line(
+                            "discount",
+                            "Coupon (funded by the campaign)",
+                            -k,
+                            rates.food_bps,
+                            COUPON,
+                        ),
+                    ]
+                ),
+                oid,
             )
         )
     else:
@@ -315,8 +388,16 @@ def plan_credit_notes(
                 covered = max(0, min(take, covered - sum(-x.gross for x in self_billing)))
                 if covered:
                     self_billing.append(
-                        Line("refund", f"Credit, order {oid} ({event.key})", -covered,
-                             issued["self_billing"].main_bps, R, FEES, event.tx_id, oid)
+                        Line(
+                            "refund",
+                            f"Credit, order {oid} ({event.key})",
+                            -covered,
+                            issued["self_billing"].main_bps,
+                            R,
+                            FEES,
+                            event.tx_id,
+                            oid,
+                        )
                     )
                 tags = [(covered, FEES), (take - covered, R)]
             else:
@@ -324,8 +405,16 @@ def plan_credit_notes(
             for part, tag in tags:
                 if part:
                     per_doc.setdefault(role, []).append(
-                        Line("refund", f"Refund ({who}), order {oid}", -part,
-                             issued[role].main_bps, tag, "", event.tx_id, oid)
+                        Line(
+                            "refund",
+                            f"Refund ({who}), order {oid}",
+                            -part,
+                            issued[role].main_bps,
+                            tag,
+                            "",
+                            event.tx_id,
+                            oid,
+                        )
                     )
         if left:
             raise InvoicingRuleError(
@@ -336,14 +425,31 @@ def plan_credit_notes(
     docs = []
     for role, lines in per_doc.items():
         docs.append(
-            Doc(f"{event.key}:{role}", "credit_note", model,
-                R if role == "restaurant" else PLATFORM, facts.customer, True, lines, oid,
-                original_key=issued[role].key)
+            Doc(
+                f"{event.key}:{role}",
+                "credit_note",
+                model,
+                R if role == "restaurant" else PLATFORM,
+                facts.customer,
+                True,
+                lines,
+                oid,
+                original_key=issued[role].key,
+            )
         )
     if self_billing:
         docs.append(
-            Doc(f"{event.key}:self_billing", "credit_note", model, R, PLATFORM, False,
-                self_billing, oid, original_key=issued["self_billing"].key)
+            Doc(
+                f"{event.key}:self_billing",
+                "credit_note",
+                model,
+                R,
+                PLATFORM,
+                False,
+                self_billing,
+                oid,
+                original_key=issued["self_billing"].key,
+            )
         )
     return docs
 
@@ -372,16 +478,41 @@ def plan_commission_invoice(
     for facts in sorted(orders, key=lambda f: f.order_id):
         oid = facts.order_id
         lines += [
-            Line("commission", f"Commission, order {oid}", facts.fees_amt, rates_services,
-                 FEES, restaurant, facts.split_tx, oid),
-            Line("delivery", f"Delivery service, order {oid}", facts.rider_amt, rates_services,
-                 "", restaurant, facts.split_tx, oid),
+            Line(
+                "commission",
+                f"Commission, order {oid}",
+                facts.fees_amt,
+                rates_services,
+                FEES,
+                restaurant,
+                facts.split_tx,
+                oid,
+            ),
+            Line(
+                "delivery",
+                f"Delivery service, order {oid}",
+                facts.rider_amt,
+                rates_services,
+                "",
+                restaurant,
+                facts.split_tx,
+                oid,
+            ),
         ]
     lines = _kept(lines)
     if not lines:
         return None
-    return Doc(f"commission:{restaurant}:{period}", "commission", "B", PLATFORM, restaurant,
-               False, lines, None, period)
+    return Doc(
+        f"commission:{restaurant}:{period}",
+        "commission",
+        "B",
+        PLATFORM,
+        restaurant,
+        False,
+        lines,
+        None,
+        period,
+    )
 
 
 def plan_rider_statement(
@@ -393,18 +524,47 @@ def plan_rider_statement(
     for facts in sorted(orders, key=lambda f: f.order_id):
         oid = facts.order_id
         if facts.rider == rider and facts.split_at and month_of(facts.split_at) == period:
-            lines.append(Line("delivery", f"Delivery, order {oid}", facts.rider_amt, rider_bps,
-                              rider, "", facts.split_tx, oid))
+            lines.append(
+                Line(
+                    "delivery",
+                    f"Delivery, order {oid}",
+                    facts.rider_amt,
+                    rider_bps,
+                    rider,
+                    "",
+                    facts.split_tx,
+                    oid,
+                )
+            )
         for credit in facts.credits:
             share = credit.shares.get(rider, 0)
             if share and month_of(credit.at) == period:
-                lines.append(Line("refund", f"Refund share, order {oid} ({credit.key})", -share,
-                                  rider_bps, rider, "", credit.tx_id, oid))
+                lines.append(
+                    Line(
+                        "refund",
+                        f"Refund share, order {oid} ({credit.key})",
+                        -share,
+                        rider_bps,
+                        rider,
+                        "",
+                        credit.tx_id,
+                        oid,
+                    )
+                )
     lines = _kept(lines)
     if not lines:
         return None
-    return Doc(f"rider:{rider}:{period}", "rider_statement", "", rider, PLATFORM, False, lines,
-               None, period)
+    return Doc(
+        f"rider:{rider}:{period}",
+        "rider_statement",
+        "",
+        rider,
+        PLATFORM,
+        False,
+        lines,
+        None,
+        period,
+    )
 
 
 def rider_ledger_by_month(facts: OrderFacts) -> dict[tuple[str, str], int]:

@@ -14,11 +14,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from invoicing.domain import CreditEvent, OrderFacts
 from ledger.models import Posting, Transaction
 from marketplace.models import Dispute, Order, Refund
 from marketplace.models.restaurants import ledger_id
-
-from invoicing.domain import CreditEvent, OrderFacts
 
 CHUNK = 2000
 
@@ -31,9 +30,10 @@ def _transactions(references: list[str]) -> dict[str, dict[str, Any]]:
         rows = Transaction.objects.filter(reference__in=chunk).values_list(
             "id", "reference", "timestamp"
         )
-        by_id = {}
+        by_id: dict[int, dict[str, Any]] = {}
         for tx_id, reference, timestamp in rows:
-            found[reference] = by_id[tx_id] = {"id": tx_id, "timestamp": timestamp, "postings": []}
+            entry: dict[str, Any] = {"id": tx_id, "timestamp": timestamp, "postings": []}
+            found[str(reference)] = by_id[tx_id] = entry
         if not by_id:
             continue
         postings = (
@@ -55,8 +55,10 @@ def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
         )
     )
     refunds = defaultdict(list)
-    for refund in Refund.objects.filter(order_id__in=ids).exclude(stripe_refund_id="").values(
-        "id", "order_id", "stripe_refund_id"
+    for refund in (
+        Refund.objects.filter(order_id__in=ids)
+        .exclude(stripe_refund_id="")
+        .values("id", "order_id", "stripe_refund_id")
     ):
         refunds[refund["order_id"]].append(refund)
     disputes = defaultdict(list)

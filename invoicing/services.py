@@ -139,10 +139,10 @@ def orders_decide(order_ids: Iterable[int]) -> int:
     )
     if not rows:
         return 0
-    profiles = _profiles_at((r, at) for _, r, at in rows)
+    profiles = _profiles_at((r, at) for _, r, at in rows if at is not None)
     created = []
     for oid, restaurant_id, paid_at in rows:
-        profile = profiles[(restaurant_id, paid_at)]
+        profile = profiles[(restaurant_id, paid_at)] if paid_at is not None else None
         model, reason = model_decide(profile)
         created.append(OrderInvoicing(order_id=oid, model=model, reason=reason, profile=profile))
     OrderInvoicing.objects.bulk_create(created, ignore_conflicts=True)
@@ -216,12 +216,16 @@ def _legal_mention(doc: Doc, names: dict[str, str], original: str = "") -> str:
         text = (
             f"Invoice issued by {platform} in the name and on behalf of {issuer} "
             f"(billing mandate). Model {doc.model}: "
-            + ("the food; the platform invoices its own fees separately." if doc.model == "A"
-               else "the restaurant sells the whole order; the platform invoices it its commission.")
+            + (
+                "the food; the platform invoices its own fees separately."
+                if doc.model == "A"
+                else "the restaurant sells the whole order; the platform invoices it its commission."
+            )
         )
     else:
         text = (
-            f"Invoice of {platform} for its own services (model A)." if doc.model == "A"
+            f"Invoice of {platform} for its own services (model A)."
+            if doc.model == "A"
             else f"{platform} sells as merchant of record (model C)."
         )
     if original:
@@ -270,9 +274,7 @@ def _insert(docs: list[Doc], *, asset_of: dict[int | None, str], now: datetime) 
     names = {party: d.get("name", party) for party, d in details.items()}
     originals = {
         inv.key: inv
-        for inv in Invoice.objects.filter(
-            key__in=[d.original_key for d in docs if d.original_key]
-        )
+        for inv in Invoice.objects.filter(key__in=[d.original_key for d in docs if d.original_key])
     }
     created: list[Invoice] = []
     for phase in (False, True):
@@ -365,9 +367,7 @@ def _plan_order(
     model = decision.model
     planned: list[Doc] = []
     if facts.delivered and not decision.documented:
-        planned = [
-            d for d in plan_order_documents(facts, model, rates) if d.key not in existing
-        ]
+        planned = [d for d in plan_order_documents(facts, model, rates) if d.key not in existing]
     role_docs: dict[str, IssuedDoc] = {}
     for role in ("restaurant", "platform", "self_billing"):
         key = f"order:{facts.order_id}:{role}"
@@ -499,7 +499,8 @@ def invoices_issue_period(*, period: str, now: datetime | None = None) -> IssueR
     docs: list[Doc] = []
     if by_restaurant and services is None:
         anomaly_record(
-            kind="tax_rate_missing", key=f"commission:{period}",
+            kind="tax_rate_missing",
+            key=f"commission:{period}",
             message="INVOICING_SERVICES_TAX_BPS is not configured: no commission invoices",
         )
         by_restaurant = defaultdict(list)
@@ -512,7 +513,9 @@ def invoices_issue_period(*, period: str, now: datetime | None = None) -> IssueR
         if doc:
             docs.append(doc)
     with transaction.atomic(durable=True):
-        done = set(Invoice.objects.filter(key__in=[d.key for d in docs]).values_list("key", flat=True))
+        done = set(
+            Invoice.objects.filter(key__in=[d.key for d in docs]).values_list("key", flat=True)
+        )
         docs = [d for d in docs if d.key not in done]
         asset = next((f.asset for f in facts.values()), "USD/2")
         try:

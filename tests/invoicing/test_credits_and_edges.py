@@ -49,7 +49,9 @@ def test_coupon_is_a_discount_line_on_the_food_sellers_document():
     assert lines(food_a)[1][3] == "coupon"
     platform_c = docs(oc)[f"order:{oc.pk}:platform"]
     assert [(k, g) for k, g, _, _ in lines(platform_c)] == [
-        ("food", 2000), ("delivery", 500), ("discount", -200)
+        ("food", 2000),
+        ("delivery", 500),
+        ("discount", -200),
     ]
     customer_total = sum(i.total_gross for i in docs(oa).values() if i.customer_facing)
     assert customer_total == oa.total == 2300
@@ -138,9 +140,7 @@ def test_lost_dispute_is_credited_to_the_bearer():
         "currency": "usd",
         "status": "lost",
         "reason": "fraudulent",
-        "balance_transactions": [
-            {"id": "txn_dp1", "amount": -2500, "fee": 1500, "created": 1}
-        ],
+        "balance_transactions": [{"id": "txn_dp1", "amount": -2500, "fee": 1500, "created": 1}],
         "metadata": {},
     }
     with transaction.atomic(durable=True):
