@@ -24,14 +24,13 @@ def series_lock(keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], Number
     NumberSeries.objects.bulk_create(
         [NumberSeries(series=s, year=y) for s, y in wanted], ignore_conflicts=True
     )
-    found: dict[tuple[str, int], NumberSeries] = {}
-    for series in sorted({s for s, _ in wanted}):
-        years = sorted({y for s, y in wanted if s == series})
-        rows = (
-            NumberSeries.objects.select_for_update()
-            .filter(series=series, year__in=years)
-            .order_by("year")
-        )
-        for row in rows:
-            found[(row.series, row.year)] = row
-    return found
+    series = sorted({s for s, _ in wanted})
+    years = sorted({y for _, y in wanted})
+    # One statement; rows are locked in (series, year) order, the documented global order.
+    rows = (
+        NumberSeries.objects.select_for_update()
+        .filter(series__in=series, year__in=years)
+        .order_by("series", "year")
+    )
+    keep = set(wanted)
+    return {(row.series, row.year): row for row in rows if (row.series, row.year) in keep}

@@ -12,6 +12,11 @@
   never updated or deleted (PostgreSQL triggers, see invoicing/pgsql.py).
 - `InvoicingAnomaly`: why a document could not be issued (missing tax rate, ...), one row per
   (kind, key).
+
+References to marketplace rows (orders, restaurants) are not database foreign keys on purpose:
+a `TRUNCATE marketplace_order CASCADE` (the test runner's flush of the marketplace tables)
+would cascade into the immutable document tables, whose triggers refuse it. Orders and
+restaurants are never deleted (PROTECT), so no reference can dangle.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ class Model(models.TextChoices):
 
 
 class InvoicingProfile(models.Model):
-    restaurant = models.ForeignKey(Restaurant, on_delete=models.PROTECT, related_name="+")
+    restaurant = models.ForeignKey(
+        Restaurant, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     model = models.CharField(max_length=1, choices=Model.choices, default=Model.A)
     trust_level = models.IntegerField(default=0)
     # Food tax rate in basis points (1000 = 10%); NULL = not configured: nothing is issued for
@@ -57,7 +64,9 @@ class InvoicingProfile(models.Model):
 
 
 class OrderInvoicing(models.Model):
-    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="+")
+    order = models.OneToOneField(
+        Order, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
     model = models.CharField(max_length=1, choices=Model.choices)
     reason = models.CharField(max_length=200, blank=True, default="")  # the policy's words
     profile = models.ForeignKey(
@@ -118,7 +127,12 @@ class Invoice(models.Model):
     recipient_details = models.JSONField(default=dict)
     legal_mention = models.TextField(blank=True, default="")
     order = models.ForeignKey(
-        Order, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Order,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     period = models.DateField(null=True, blank=True)  # first day of the month (periodic docs)
     # The refund or dispute a credit note answers ("refund:7", "dispute:3"); blank otherwise.
@@ -169,7 +183,12 @@ class InvoiceLine(models.Model):
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
     position = models.IntegerField()
     order = models.ForeignKey(
-        Order, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Order,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     kind = models.CharField(max_length=20)  # food, discount, service, delivery, refund...
     description = models.CharField(max_length=300)
@@ -200,7 +219,12 @@ class InvoicingAnomaly(models.Model):
     kind = models.CharField(max_length=64)
     key = models.CharField(max_length=120)
     order = models.ForeignKey(
-        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Order,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     message = models.TextField()
     resolved = models.BooleanField(default=False)

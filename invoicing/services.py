@@ -44,6 +44,7 @@ from invoicing.models import (
     InvoicingAnomaly,
     InvoicingProfile,
     Model,
+    NumberSeries,
     OrderInvoicing,
 )
 from ledger.retry import retry_on_conflict
@@ -340,8 +341,7 @@ def _insert(docs: list[Doc], *, asset_of: dict[int | None, str], now: datetime) 
             ]
         )
         created += [invoice for invoice, _ in batch]
-    for row in series.values():
-        row.save(update_fields=["last_number"])
+    NumberSeries.objects.bulk_update(list(series.values()), ["last_number"], batch_size=1000)
     return created
 
 
