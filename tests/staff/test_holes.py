@@ -456,7 +456,7 @@ def test_payouts_admin_hold_needs_the_permission_a_reason_and_a_confirmation() -
     from payouts.models import PayeeHoldChange, PayoutPayee
     from tests.payouts.helpers import make_payee
 
-    payee = make_payee("restaurant", balance=0)
+    payee = make_payee("restaurant", balance=0, onboard=False)
     row = PayoutPayee.objects.create(
         kind="restaurant", payee_id=payee.pk, address=payee.ledger_address
     )
