@@ -22,14 +22,13 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ledger.models import Transaction
 from ledger.retry import retry_on_conflict
 from ledger.services import transaction_revert
-from marketplace.errors import PaymentProviderError
+from marketplace import conf
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Order, Refund
 from marketplace.services.anomalies import anomaly_record
@@ -47,7 +46,8 @@ from marketplace.services.errors import (
     RefundTooLarge,
 )
 from marketplace.services.locks import order_lock, refund_lock
-from marketplace.stripe_api import get_gateway
+from stripe_gateway.client import get_gateway
+from stripe_gateway.errors import PaymentProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +199,8 @@ def refunds_sweep(*, now: Any = None) -> int:
     `refund.created` webhook, if Stripe made it, still resolves it by `metadata.refund_id`.
     Returns how many refunds were submitted again."""
     now = now or timezone.now()
-    grace = timedelta(seconds=float(settings.REFUNDS_SWEEP_GRACE))
-    max_age = timedelta(seconds=float(settings.REFUNDS_SWEEP_MAX_AGE))
+    grace = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_GRACE")))
+    max_age = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_MAX_AGE")))
     stuck = Refund.objects.filter(
         status=Status.PENDING, stripe_refund_id="", created_at__lt=now - grace
     ).order_by("id")
