@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 	DJANGO_ENV=test $(PY) manage.py makemigrations --check --dry-run
 
 format: $(STAMP)

@@ -7,8 +7,17 @@ requires SECRET_KEY and turns on every HTTPS hardening setting that `check --dep
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
+from celery.schedules import crontab
+
+from config.knobs import knobs_read
+from ledger.conf import KNOBS as LEDGER_KNOBS
+from marketplace.conf import KNOBS as MARKETPLACE_KNOBS
+from payouts.conf import KNOBS as PAYOUTS_KNOBS
+from reconciliation.conf import KNOBS as RECONCILIATION_KNOBS
+from stripe_gateway.conf import KNOBS as STRIPE_KNOBS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,6 +67,7 @@ INSTALLED_APPS = [
     "audit",
     "ops",
     "ledger",
+    "stripe_gateway",
     "marketplace",
     "payouts",
     "reconciliation",
@@ -121,7 +131,6 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its entries in its AppConfig.ready()
 
 # --- Stripe --------------------------------------------------------------------------------
 if PRODUCTION:  # required in production: raise ImproperlyConfigured when unset
@@ -147,27 +156,10 @@ if PRODUCTION:
             "DJANGO_ENV=production refuses empty or development default secrets (they are "
             f"public): set {', '.join(_public)} from the secret store."
         )
-STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
-STRIPE_WEBHOOK_MAX_BODY = env.int("STRIPE_WEBHOOK_MAX_BODY", default=256 * 1024)
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
-STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
-STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Every other Stripe knob (timeouts, webhook limits, the inbox's retries, lease and sweeper):
+# declared in stripe_gateway/conf.py, read below with the other apps' knobs.
 # A Stripe call inside an open DB transaction is logged as an error; tests make it raise.
 STRIPE_FORBID_IN_ATOMIC = env.bool("STRIPE_FORBID_IN_ATOMIC", default=DJANGO_ENV == "test")
-# Webhook inbox processing (marketplace.webhooks): retries with exponential backoff
-# (base * 2**(attempt-1), capped), then `failed` for good; a claimed row's lease; the queue
-# the processing tasks go to; how many due rows one sweep re-drives.
-STRIPE_EVENTS_MAX_ATTEMPTS = env.int("STRIPE_EVENTS_MAX_ATTEMPTS", default=10)
-STRIPE_EVENTS_BACKOFF_BASE = env.float("STRIPE_EVENTS_BACKOFF_BASE", default=30.0)
-STRIPE_EVENTS_BACKOFF_MAX = env.float("STRIPE_EVENTS_BACKOFF_MAX", default=3600.0)
-STRIPE_EVENTS_LEASE = env.float("STRIPE_EVENTS_LEASE", default=300.0)
-STRIPE_EVENTS_SWEEP_GRACE = env.float("STRIPE_EVENTS_SWEEP_GRACE", default=60.0)
-STRIPE_EVENTS_SWEEP_BATCH = env.int("STRIPE_EVENTS_SWEEP_BATCH", default=500)
-STRIPE_EVENTS_QUEUE = env.str("STRIPE_EVENTS_QUEUE", default="celery")
-CELERY_BEAT_SCHEDULE["stripe-events-sweep"] = {
-    "task": "marketplace.webhooks.tasks.stripe_events_sweep",
-    "schedule": 30.0,
-}
 
 # --- Ledger --------------------------------------------------------------------------------
 # Chart of accounts: address patterns (first match wins, `*` matches one segment, a trailing
@@ -189,32 +181,50 @@ LEDGER_CHART_OF_ACCOUNTS = [
     ("platform:**", "equity"),
 ]
 
-# --- Payouts -------------------------------------------------------------------------------
-# See payouts/conf.py for what each one means. Amounts are minor units of the payee's asset.
-PAYOUTS_MIN_AMOUNT = env.int("PAYOUTS_MIN_AMOUNT", default=1000)
-PAYOUTS_ROLLING_RESERVE_BPS = env.int("PAYOUTS_ROLLING_RESERVE_BPS", default=0)
-PAYOUTS_ROLLING_RESERVE_DAYS = env.int("PAYOUTS_ROLLING_RESERVE_DAYS", default=7)
-PAYOUTS_SCHEDULE_SECONDS = env.float("PAYOUTS_SCHEDULE_SECONDS", default=3600.0)
-PAYOUTS_SWEEP_SECONDS = env.float("PAYOUTS_SWEEP_SECONDS", default=60.0)
-PAYOUTS_LEASE_SECONDS = env.float("PAYOUTS_LEASE_SECONDS", default=300.0)
-PAYOUTS_STUCK_SECONDS = {
-    "pending": 60.0,
-    "reserved": env.float("PAYOUTS_STUCK_RESERVED_SECONDS", default=120.0),
-    "submitting": env.float("PAYOUTS_STUCK_SUBMITTING_SECONDS", default=120.0),
-    "submitted": env.float("PAYOUTS_STUCK_SUBMITTED_SECONDS", default=60.0),
-    "failed": 300.0,
-}
-PAYOUTS_ESCALATE_SECONDS = env.float("PAYOUTS_ESCALATE_SECONDS", default=3600.0)
-PAYOUTS_QUEUE = env.str("PAYOUTS_QUEUE", default="celery")
-CELERY_BEAT_SCHEDULE["payouts-schedule"] = {
-    "task": "payouts.tasks.payouts_schedule",
-    "schedule": PAYOUTS_SCHEDULE_SECONDS,
-    "options": {"queue": PAYOUTS_QUEUE},
-}
-CELERY_BEAT_SCHEDULE["payouts-sweep"] = {
-    "task": "payouts.tasks.payouts_sweep",
-    "schedule": PAYOUTS_SWEEP_SECONDS,
-    "options": {"queue": PAYOUTS_QUEUE},
+# --- Tuning knobs --------------------------------------------------------------------------
+# Each app declares its knobs (name, default, meaning) in its conf.py; each is read here, once,
+# from the environment variable of the same name. .env.example lists them all.
+knobs: dict[str, Any] = {}  # lowercase: not a setting itself
+for declared in (
+    STRIPE_KNOBS,
+    LEDGER_KNOBS,
+    MARKETPLACE_KNOBS,
+    PAYOUTS_KNOBS,
+    RECONCILIATION_KNOBS,
+):
+    knobs.update(knobs_read(env, declared))
+globals().update(knobs)
+
+# --- Celery beat: every periodic task, in one place ------------------------------------------
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # The inbox's sweeper: lost scheduling, due retries, expired leases.
+    "stripe-events-sweep": {
+        "task": "marketplace.webhooks.tasks.stripe_events_sweep",
+        "schedule": 30.0,
+    },
+    # The sealer also runs after commits (debounced); beat is the backstop.
+    "ledger-seal": {"task": "ledger.seal", "schedule": float(knobs["LEDGER_SEAL_INTERVAL"])},
+    "ledger-verify": {"task": "ledger.verify", "schedule": 24 * 3600.0},
+    "marketplace-orders-expire": {"task": "marketplace.orders_expire", "schedule": 300.0},
+    "marketplace-refunds-sweep": {"task": "marketplace.refunds_sweep", "schedule": 60.0},
+    "payouts-schedule": {
+        "task": "payouts.tasks.payouts_schedule",
+        "schedule": knobs["PAYOUTS_SCHEDULE_SECONDS"],
+        "options": {"queue": knobs["PAYOUTS_QUEUE"]},
+    },
+    "payouts-sweep": {
+        "task": "payouts.tasks.payouts_sweep",
+        "schedule": knobs["PAYOUTS_SWEEP_SECONDS"],
+        "options": {"queue": knobs["PAYOUTS_QUEUE"]},
+    },
+    # The previous day, once Stripe has settled its balance transactions for it.
+    "reconciliation-nightly": {
+        "task": "reconciliation.nightly",
+        "schedule": crontab(
+            hour=knobs["RECONCILIATION_NIGHTLY_HOUR"],
+            minute=knobs["RECONCILIATION_NIGHTLY_MINUTE"],
+        ),
+    },
 }
 
 # --- REST API ------------------------------------------------------------------------------
@@ -287,35 +297,6 @@ LOGGING = {
     },
 }
 
-# --- Marketplace money flows (marketplace.services) ----------------------------------------
-# Unpaid orders older than this are canceled and their coupon goes back (Celery beat).
-ORDER_PAYMENT_TTL = env.int("ORDER_PAYMENT_TTL", default=3600)
-# Refunds pending (no re_ id) for longer than this are submitted again with the same key by
-# the beat's sweeper; past REFUNDS_SWEEP_MAX_AGE (Stripe keeps idempotency keys for 24 h)
-# they are flagged for staff instead, never sent again.
-REFUNDS_SWEEP_GRACE = env.int("REFUNDS_SWEEP_GRACE", default=300)
-REFUNDS_SWEEP_MAX_AGE = env.int("REFUNDS_SWEEP_MAX_AGE", default=23 * 3600)
-# Four-eyes rule: a refund above this many minor units of its asset waits for a different user
-# with marketplace.approve_refund ("USD/2=5000,EUR/2=5000"); an asset not listed needs approval
-# for every refund, and 0 means every refund of that asset.
-REFUNDS_APPROVAL_THRESHOLD = {
-    asset.strip(): int(limit)
-    for asset, _, limit in (
-        item.partition("=")
-        for item in env.str("REFUNDS_APPROVAL_THRESHOLD", default="USD/2=5000").split(",")
-        if item.strip()
-    )
-}
-# A refund request without an idempotency key equal to one made by the same user on the same
-# order (amount, bearer, shares) within this many seconds is the same request: the first
-# refund is returned, nothing is created (a double submit never refunds twice). 0 turns it off.
-REFUNDS_DUPLICATE_WINDOW = env.int("REFUNDS_DUPLICATE_WINDOW", default=600)
-# Who bears a dispute's amount: "platform" (platform:disputes) or "restaurant" (its balance
-# may go negative); the dispute fee is always the platform's (platform:stripe_fees).
-MARKETPLACE_DISPUTE_BEARER = env.str("MARKETPLACE_DISPUTE_BEARER", default="platform")
-# Retry delay of an event that arrived before the one it depends on (a refund before its
-# payment), in seconds.
-MARKETPLACE_DEFER_SECONDS = env.float("MARKETPLACE_DEFER_SECONDS", default=5.0)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
     **{

@@ -4,8 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from marketplace.webhooks.views import stripe_webhook
 from ops.views import healthz
+from stripe_gateway.views import stripe_webhook
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -32,8 +32,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from marketplace.demo.inbox import inbox_drain
-from marketplace.errors import CardDeclined
-from marketplace.stripe_api import StripeGateway
+from stripe_gateway.client import StripeGateway
+from stripe_gateway.errors import CardDeclined
 
 T = TypeVar("T")
 

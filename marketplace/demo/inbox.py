@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace.models import StripeEvent
-from marketplace.webhooks.services import EventBusy, event_replay
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.services import EventBusy, event_replay
 
 Status = StripeEvent.Status
 IN_FLIGHT = (Status.RECEIVED, Status.DEFERRED, Status.FAILED, Status.PROCESSING)

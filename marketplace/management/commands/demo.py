@@ -181,7 +181,8 @@ class Command(BaseCommand):
     def _summary(self, ctx: Any, console: Console) -> None:
         from rich.table import Table
 
-        from marketplace.models import Anomaly, Order, StripeEvent
+        from marketplace.models import Anomaly, Order
+        from stripe_gateway.models import StripeEvent
 
         stats = ctx.emulator.stats()["webhooks"]
         table = Table(title="The day")

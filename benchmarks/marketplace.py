@@ -162,7 +162,7 @@ def _vacuum_inbox() -> None:
     and a bloated unique index makes every insert slower)."""
     from django.db import connection
 
-    from marketplace.models import StripeEvent
+    from stripe_gateway.models import StripeEvent
 
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         with connection.cursor() as cursor:
@@ -170,7 +170,7 @@ def _vacuum_inbox() -> None:
 
 
 def _cleanup(run: str, queue: str) -> None:
-    from marketplace.models import StripeEvent
+    from stripe_gateway.models import StripeEvent
 
     StripeEvent.objects.filter(stripe_id__startswith=f"evt_bench_{run}_").delete()
     _vacuum_inbox()
@@ -185,7 +185,7 @@ def _cleanup(run: str, queue: str) -> None:
 
 @benchmark("webhooks")
 def bench_webhooks(quick: bool) -> dict[str, Any]:
-    from marketplace.webhooks.signature import signature_header
+    from stripe_gateway.signature import signature_header
 
     total = 600 if quick else 6000
     warmup = 300
@@ -257,7 +257,7 @@ def bench_webhooks(quick: bool) -> dict[str, Any]:
             process.kill()
             process.wait()
 
-    from marketplace.models import StripeEvent
+    from stripe_gateway.models import StripeEvent
 
     stored = StripeEvent.objects.filter(stripe_id__startswith=f"evt_bench_{run}_").count()
     _cleanup(run, queue)
@@ -316,7 +316,7 @@ def _orders_setup(run: str, count: int, gateway: _BenchGateway) -> list[tuple[in
     from marketplace.services.campaigns import campaign_create, campaign_fund
     from marketplace.services.orders import order_create
     from marketplace.services.parties import restaurant_onboard, rider_onboard
-    from marketplace.webhooks.signature import signature_header
+    from stripe_gateway.signature import signature_header
 
     restaurants = [
         restaurant_onboard(name=f"bench {run} r{i}", with_stripe_account=False) for i in range(8)
@@ -396,8 +396,9 @@ def _orders_worker(batch: list[tuple[int, bytes, str]], riders: list[int], out: 
     from django.db import connection, connections
 
     from marketplace.services.orders import order_deliver
-    from marketplace.webhooks.services import event_ingest, event_parse, event_process
-    from marketplace.webhooks.signature import verify_signature
+    from stripe_gateway import conf as gateway_conf
+    from stripe_gateway.services import event_ingest, event_parse, event_process
+    from stripe_gateway.signature import verify_signature
 
     timings = {"ingest": 0.0, "process": 0.0, "split": 0.0}
     errors: list[str] = []
@@ -420,7 +421,7 @@ def _orders_worker(batch: list[tuple[int, bytes, str]], riders: list[int], out: 
                         body,
                         header,
                         settings.STRIPE_WEBHOOK_SECRETS,
-                        tolerance=settings.STRIPE_WEBHOOK_TOLERANCE,
+                        tolerance=gateway_conf.get("STRIPE_WEBHOOK_TOLERANCE"),
                     )
                     payload = event_parse(body)
                     event_ingest(payload=payload, raw=body.decode(), schedule=False)

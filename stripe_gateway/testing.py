@@ -4,7 +4,7 @@
 Stripe HTTP call goes through) so that a call made while the code holds an open
 `transaction.atomic()` raises `StripeCallInTransaction` and is recorded, even if the code
 under test swallows the exception. pytest-django's own wrapping transaction is not counted
-(see `marketplace.stripe_api.open_atomic_depth`). Enable it for a test tree with an autouse
+(see `stripe_gateway.client.open_atomic_depth`). Enable it for a test tree with an autouse
 fixture (`tests/marketplace/conftest.py` does) and fail the test on any recorded violation.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from marketplace.errors import StripeCallInTransaction
-from marketplace.stripe_api import StripeGateway, open_atomic_depth
+from stripe_gateway.client import StripeGateway, open_atomic_depth
+from stripe_gateway.errors import StripeCallInTransaction
 
 
 @contextmanager

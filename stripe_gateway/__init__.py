@@ -1,8 +1,10 @@
-"""The Stripe webhook inbox: receive, store once, process through one handler table.
+"""The Stripe integration: the API seam, its errors, and the webhook inbox.
 
-Modules: `views` (the endpoint), `signature` (Stripe-Signature verification), `registry`
-(the `{event type: handler}` table apps register into), `services` (ingest, process, sweep,
-replay, sync), `tasks` (Celery). The model is `marketplace.models.StripeEvent`.
+Modules: `client` (the only module importing `stripe`: `StripeGateway`, amount conversion),
+`errors` (what the seam raises), `views` (the webhook endpoint), `signature`
+(Stripe-Signature verification), `registry` (the `{event type: handler}` table apps register
+into), `models` (`StripeEvent`, the inbox), `services` (ingest, process, sweep, replay, sync),
+`tasks` (Celery), `testing` (test helpers), `manage.py stripe_events` (replay, sync).
 
 Life of an event
 ----------------
@@ -29,5 +31,7 @@ Life of an event
    `next_attempt_at` has passed: lost scheduling (`received` after the grace period), due
    retries, expired leases of crashed workers.
 
-Must not import: payouts, reconciliation. Handlers live in the apps that own the effects.
+Must not import: marketplace, payouts, reconciliation or any other domain app (the import
+contracts in pyproject.toml enforce it). Handlers live in the apps that own the money flows
+and register into `registry.HANDLERS` from their `AppConfig.ready()`.
 """

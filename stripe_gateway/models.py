@@ -2,7 +2,7 @@
 
 The row is the source of truth for processing (Celery messages can be lost): `status` plus
 `next_attempt_at` tell the sweeper what to re-drive. A row is written by the webhook view or
-`stripe_events sync` (insert-or-nothing) and afterwards only by `marketplace.webhooks.services`.
+`stripe_events sync` (insert-or-nothing) and afterwards only by `stripe_gateway.services`.
 """
 
 from django.db import models
@@ -38,6 +38,7 @@ class StripeEvent(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # The table predates this app (it moved from marketplace): see migrations/0001.
         db_table = "marketplace_stripe_event"
         ordering = ["-received_at"]
         verbose_name = "Stripe event"

@@ -21,11 +21,18 @@ from django.db import DataError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from common.backoff import backoff_delay
+from config.celery import task_send
 from config.errors import ApplicationError
-from marketplace.models import StripeEvent
-from marketplace.webhooks.registry import HANDLERS, DeferEvent, HandlerResult
+from stripe_gateway import conf as gateway_conf
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import HANDLERS, DeferEvent, HandlerResult
 
 logger = logging.getLogger(__name__)
+
+# The Celery task that processes one row (`tasks.stripe_event_process`); its name predates
+# this app and is kept so that queued messages still run.
+PROCESS_TASK = "marketplace.webhooks.tasks.stripe_event_process"
 
 Status = StripeEvent.Status
 MAX_JSON_DEPTH = 64
@@ -201,7 +208,7 @@ def event_ingest(
         status=Status.RECEIVED,
         received_at=now,
         # The sweeper's safety net if the scheduled task is lost.
-        next_attempt_at=now + timedelta(seconds=settings.STRIPE_EVENTS_SWEEP_GRACE),
+        next_attempt_at=now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_SWEEP_GRACE")),
     )
     try:
         if connection.in_atomic_block:  # keep an enclosing transaction usable on DataError
@@ -221,12 +228,11 @@ def event_ingest(
 def event_schedule(stripe_id: str) -> None:
     """Send the processing task. Never raises: the row is the source of truth, and the
     sweeper re-drives it if this message is lost (Redis down) or processing fails."""
-    from marketplace.webhooks.tasks import stripe_event_process
-
     try:
-        stripe_event_process.apply_async(
-            (stripe_id,),
-            queue=settings.STRIPE_EVENTS_QUEUE,
+        task_send(
+            PROCESS_TASK,
+            stripe_id,
+            queue=gateway_conf.get("STRIPE_EVENTS_QUEUE"),
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
         )
     except Exception:
@@ -260,12 +266,15 @@ def _expected_livemode() -> bool:
 
 def backoff_seconds(attempt: int) -> float:
     """Delay before retry number `attempt` (1-based): base * 2**(attempt-1), capped."""
-    base = float(settings.STRIPE_EVENTS_BACKOFF_BASE)
-    return min(float(settings.STRIPE_EVENTS_BACKOFF_MAX), base * 2 ** max(0, attempt - 1))
+    return backoff_delay(
+        attempt,
+        base=float(gateway_conf.get("STRIPE_EVENTS_BACKOFF_BASE")),
+        cap=float(gateway_conf.get("STRIPE_EVENTS_BACKOFF_MAX")),
+    )
 
 
 def _claim(event_id: str, now: datetime) -> StripeEvent | None:
-    lease_until = now + timedelta(seconds=settings.STRIPE_EVENTS_LEASE)
+    lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
     with transaction.atomic():
         row = (
             StripeEvent.objects.select_for_update(skip_locked=True)
@@ -293,7 +302,7 @@ def _record_retry(
     now = timezone.now()
     error = error[:MAX_ERROR_LENGTH]
     retry_at: datetime | None
-    if token >= settings.STRIPE_EVENTS_MAX_ATTEMPTS:
+    if token >= gateway_conf.get("STRIPE_EVENTS_MAX_ATTEMPTS"):
         status, retry_at = Status.FAILED, None
         error = f"gave up after {token} attempts: {error}"[:MAX_ERROR_LENGTH]
         logger.error("Stripe event %s (%s) failed for good: %s", row.stripe_id, row.type, error)
@@ -372,7 +381,7 @@ def events_due(*, limit: int, now: datetime | None = None) -> list[str]:
 
 def events_sweep(*, limit: int | None = None) -> int:
     """Schedule processing of every due row (at most `limit`); returns how many."""
-    due = events_due(limit=limit or settings.STRIPE_EVENTS_SWEEP_BATCH)
+    due = events_due(limit=limit or gateway_conf.get("STRIPE_EVENTS_SWEEP_BATCH"))
     for stripe_id in due:
         event_schedule(stripe_id)
     if due:
@@ -389,7 +398,7 @@ def event_replay(*, event_id: str, fetch_missing: bool = True) -> ProcessOutcome
     if not StripeEvent.objects.filter(stripe_id=event_id).exists():
         if not fetch_missing:
             raise EventNotFound(f"{event_id} is not in the inbox.")
-        from marketplace.stripe_api import get_gateway
+        from stripe_gateway.client import get_gateway
 
         payload = get_gateway().event_retrieve(event_id)
         event_validate(payload)
@@ -402,7 +411,7 @@ def event_replay(*, event_id: str, fetch_missing: bool = True) -> ProcessOutcome
             status=Status.RECEIVED,
             attempts=0,
             processed_at=None,
-            next_attempt_at=now + timedelta(seconds=settings.STRIPE_EVENTS_SWEEP_GRACE),
+            next_attempt_at=now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_SWEEP_GRACE")),
         )
     )
     if not reset:
@@ -440,7 +449,7 @@ def events_sync(
     are scheduled like webhook deliveries; ones already in the inbox are left alone.
     """
     if events is None:
-        from marketplace.stripe_api import get_gateway
+        from stripe_gateway.client import get_gateway
 
         events = get_gateway().events_iter(
             created_gte=int(since.timestamp()),

@@ -1,6 +1,6 @@
 """The `{event type: handler}` table every app registers its Stripe event handlers into.
 
-    from marketplace.webhooks.registry import DeferEvent, HandlerResult, handler_register
+    from stripe_gateway.registry import DeferEvent, HandlerResult, handler_register
 
     @handler_register("charge.refunded")
     def charge_refunded(event: StripeEvent) -> HandlerResult | None:
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
-    from marketplace.models import StripeEvent
+    from stripe_gateway.models import StripeEvent
 
 __all__ = ["HANDLERS", "DeferEvent", "HandlerResult", "Registration", "handler_register"]
 

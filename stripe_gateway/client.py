@@ -1,7 +1,7 @@
 """The Stripe seam: the only module of the project that imports `stripe`.
 
 Owns: the configured `stripe.StripeClient`, amount conversion between our `(int, "USD/2")`
-and Stripe's `(amount, "usd")`, the mapping of Stripe errors to `marketplace.errors`, and the
+and Stripe's `(amount, "usd")`, the mapping of Stripe errors to `stripe_gateway.errors`, and the
 rule "no Stripe call inside a database transaction". Everything returned is a plain `dict`
 (recursively), so no other module ever touches a `stripe` object or exception.
 
@@ -11,7 +11,7 @@ Rules every caller follows:
   the SAME key and parameters, or look the object up (`transfers_find`); never a new key.
 - Never call the gateway inside `transaction.atomic()`: record the intent, commit, call,
   record the result. `_call` checks it (an error log in production, an exception when
-  `settings.STRIPE_FORBID_IN_ATOMIC`, a test failure under `marketplace.testing`).
+  `settings.STRIPE_FORBID_IN_ATOMIC`, a test failure under `stripe_gateway.testing`).
 
 Must not import: any other app (ledger, payouts, reconciliation); it is a leaf.
 """
@@ -29,7 +29,8 @@ import stripe
 from django.conf import settings
 from django.db import connections
 
-from marketplace.errors import (
+from stripe_gateway import conf
+from stripe_gateway.errors import (
     AssetNotSupported,
     CardDeclined,
     InvalidRequest,
@@ -141,9 +142,9 @@ def _transaction_guard(operation: str) -> None:
         return
     message = (
         f"Stripe call {operation} inside an open database transaction: commit first, "
-        "then call Stripe (see marketplace.stripe_api)"
+        "then call Stripe (see stripe_gateway.client)"
     )
-    if getattr(settings, "STRIPE_FORBID_IN_ATOMIC", False):
+    if settings.STRIPE_FORBID_IN_ATOMIC:
         raise StripeCallInTransaction(message)
     logger.error(message, extra={"stripe_operation": operation})
 
@@ -216,7 +217,7 @@ class StripeGateway:
         self.v1 = self._client.v1
 
     # Every HTTP request of this class goes through `_call`: one place for the transaction
-    # guard, error mapping, logging and the `marketplace.testing` hook.
+    # guard, error mapping, logging and the `stripe_gateway.testing` hook.
     def _call(
         self,
         operation: str,
@@ -665,9 +666,9 @@ def get_gateway() -> StripeGateway:
     """The gateway configured from settings (cached per distinct configuration)."""
     key = (
         settings.STRIPE_API_KEY,
-        settings.STRIPE_API_BASE,
-        float(settings.STRIPE_TIMEOUT),
-        int(settings.STRIPE_MAX_NETWORK_RETRIES),
+        conf.get("STRIPE_API_BASE"),
+        float(conf.get("STRIPE_TIMEOUT")),
+        int(conf.get("STRIPE_MAX_NETWORK_RETRIES")),
     )
     gateway = _gateways.get(key)
     if gateway is None:

@@ -1,6 +1,6 @@
-"""Errors of the marketplace app, rooted in `config.errors.ApplicationError`.
+"""Errors of the Stripe seam, rooted in `config.errors.ApplicationError`.
 
-The payment-provider branch is what the Stripe seam (`marketplace.stripe_api`) raises; no
+The payment-provider branch is what the Stripe seam (`stripe_gateway.client`) raises; no
 other code ever sees a `stripe.*` exception.
 
     PaymentProviderError                 anything Stripe said or failed to say

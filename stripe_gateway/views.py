@@ -18,8 +18,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, UnreadablePostError
 from django.views.decorators.csrf import csrf_exempt
 
-from marketplace.webhooks.services import InvalidEvent, event_ingest, event_parse
-from marketplace.webhooks.signature import SignatureError, verify_signature
+from stripe_gateway import conf as gateway_conf
+from stripe_gateway.services import InvalidEvent, event_ingest, event_parse
+from stripe_gateway.signature import SignatureError, verify_signature
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         response["Allow"] = "POST"
         return response
 
-    limit = settings.STRIPE_WEBHOOK_MAX_BODY
+    limit = gateway_conf.get("STRIPE_WEBHOOK_MAX_BODY")
     declared = request.META.get("CONTENT_LENGTH")
     if not declared:
         return _error(411, "length_required", "A Content-Length header is required.")
@@ -61,7 +62,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             body,
             request.META.get("HTTP_STRIPE_SIGNATURE"),
             settings.STRIPE_WEBHOOK_SECRETS,
-            tolerance=settings.STRIPE_WEBHOOK_TOLERANCE,
+            tolerance=gateway_conf.get("STRIPE_WEBHOOK_TOLERANCE"),
         )
     except SignatureError as exc:
         log = logger.error if exc.code == "webhook_not_configured" else logger.warning
