@@ -56,12 +56,17 @@ format: $(STAMP)
 
 # Every benchmark (or BENCH="ledger orders") in its own process, so that each one's peak
 # memory is its own; one JSON line each on stdout, everything else on stderr.
+# PGBOUNCER=1: through a private PgBouncer in transaction pooling mode (port 6433).
 BENCH_ENV = DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL)
+ifeq ($(PGBOUNCER),1)
+BENCH_ENV = DATABASE_URL=$(subst :5432/,:6433/,$(PG_URL))_bench DB_PGBOUNCER=1 REDIS_URL=$(REDIS_URL)
+BENCH_WRAP = scripts/pgbouncer_run.sh
+endif
 bench: $(STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
-	@$(BENCH_ENV) $(PY) manage.py db_setup
-	@set -e; for name in $${BENCH:-$$($(BENCH_ENV) $(PY) manage.py bench --list)}; do \
-		$(BENCH_ENV) $(PY) manage.py bench $$name $(BENCH_FLAGS); done
+	@$(BENCH_WRAP) sh -c '$(BENCH_ENV) $(PY) manage.py db_setup && \
+		for name in $${BENCH:-$$($(BENCH_ENV) $(PY) manage.py bench --list)}; do \
+		$(BENCH_ENV) $(PY) manage.py bench $$name $(BENCH_FLAGS) || exit 1; done'
 
 bench-quick:
 	$(MAKE) bench BENCH_FLAGS=--quick
