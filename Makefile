@@ -71,11 +71,15 @@ bench: $(STAMP)
 bench-quick:
 	$(MAKE) bench BENCH_FLAGS=--quick
 
-# For real use: gunicorn + a Celery worker + Celery beat against PostgreSQL and Redis.
+# For real use: gunicorn + a Celery worker + Celery beat against PostgreSQL and Redis, each
+# supervised. The database is migrated as PG_URL's (super)user, the roles and grants applied
+# (manage.py db_roles), and the processes connect as the least-privileged app role.
+APP_PG_URL ?= $(subst postgres@,eats_app@,$(PG_URL))
 run: $(STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) manage.py db_setup
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) scripts/run_all.sh
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) manage.py db_roles
+	DATABASE_URL=$(APP_PG_URL) REDIS_URL=$(REDIS_URL) scripts/run_all.sh
 
 lock:
 	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes -o requirements.lock pyproject.toml

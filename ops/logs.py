@@ -84,14 +84,31 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
         r"\1\2[REDACTED]",
     ),
     (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1[REDACTED]@"),
-    (re.compile(r"(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])"), "[CARD REDACTED]"),
 ]
+# A PAN: 13-19 digits, optionally grouped by spaces or dashes, passing the Luhn check (so a
+# timing like "0.0123456789012345s" or an id is left alone), not the fraction of a number.
+_PAN = re.compile(r"(?<![\d.])(?:\d[ -]?){12,18}\d(?![\d])")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _pan(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group())
+    return "[CARD REDACTED]" if _luhn_ok(digits) else match.group()
 
 
 def redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
-    return text
+    return _PAN.sub(_pan, text)
 
 
 class RedactingFilter(logging.Filter):

@@ -4,7 +4,7 @@
 #   hadolint   Dockerfile
 #   checkov    Dockerfile and the rendered chart (default and production-like values)
 #   compose    docker-compose.yml against the Compose specification's JSON schema
-#   helm       lint --strict and template, default and production-like values
+#   helm       lint --strict and template (helm 3 and 4), default and production-like values
 #   kubernetes rendered manifests against the Kubernetes JSON schemas (strict), the
 #              SecretProviderClass against deploy/schemas/
 set -euo pipefail
@@ -23,9 +23,20 @@ $TOOLS/hadolint --failure-threshold info Dockerfile
 echo "== compose spec: docker-compose.yml"
 $VENV/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 
-echo "== helm lint --strict"
-$TOOLS/helm lint --strict "$CHART"
-$TOOLS/helm lint --strict "$CHART" -f "$PROD"
+echo "== helm lint --strict (helm 3 and helm 4)"
+for helm in $TOOLS/helm $TOOLS/helm4; do
+  $helm version --short
+  $helm lint --strict "$CHART"
+  $helm lint --strict "$CHART" -f "$PROD"
+  $helm template eats "$CHART" --namespace payments -f "$PROD" > "$OUT/production-$(basename $helm).yaml"
+done
+# helm 3 and helm 4 render the same manifests (as data: helm 4 adds blank lines)
+$VENV/python - "$OUT/production-helm.yaml" "$OUT/production-helm4.yaml" <<'PY'
+import sys, yaml
+docs = [[d for d in yaml.safe_load_all(open(p)) if d] for p in sys.argv[1:]]
+assert docs[0] == docs[1], "helm 3 and helm 4 render different manifests"
+print(f"helm 3 and helm 4: the same {len(docs[0])} manifests")
+PY
 
 echo "== helm template"
 $TOOLS/helm template eats "$CHART" --namespace payments > "$OUT/default.yaml"

@@ -26,6 +26,7 @@ from django.db import connection
 from config.celery import app as celery_app
 from marketplace.models import StripeEvent
 from marketplace.webhooks import services
+from ops import liveness
 from tests.payouts.conftest import TRANSACTIONAL_APPS
 
 pytestmark = [
@@ -123,6 +124,7 @@ def start_worker(broker: PrivateRedis, queue: str) -> subprocess.Popen:
         "CELERY_EAGER": "0",
         "STRIPE_EVENTS_QUEUE": queue,
         "LOG_LEVEL": "WARNING",
+        "CELERY_LIVENESS_FILE": str(broker.tmp / "worker.alive"),
     }
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "1"]
     command += ["-Q", queue, "-n", f"drill-{uuid.uuid4().hex[:6]}@%h", "-l", "WARNING"]
@@ -167,6 +169,9 @@ def test_the_worker_rides_out_a_20_second_broker_outage(broker: PrivateRedis, se
             during += arrive(2)
             time.sleep(1)
         assert worker.poll() is None, "the worker died during the outage"
+        # the chart's liveness probe passes throughout: a broker outage is not a reason to
+        # restart the worker
+        assert liveness.main(["liveness", str(broker.tmp / "worker.alive"), "30"]) == 0
         broker.start()
         services.events_sweep()  # what beat runs every 30 s
 

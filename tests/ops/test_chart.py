@@ -13,13 +13,14 @@ from django.test import Client, override_settings
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "eats"
 PRODUCTION_VALUES = ROOT / "deploy" / "helm" / "ci" / "production-values.yaml"
-HELM = os.environ.get("HELM", str(ROOT / ".venv-tools" / "bin" / "helm"))
+HELM = os.environ.get("HELM", str(ROOT / ".venv-tools" / "bin" / "helm"))  # helm 3
+HELM4 = os.environ.get("HELM4", str(ROOT / ".venv-tools" / "bin" / "helm4"))
 
 
-def render(release: str = "eats", *args: str) -> list[dict]:
-    assert Path(HELM).exists(), f"{HELM} missing: run `make install-tools`"
+def render(release: str = "eats", *args: str, helm: str = HELM) -> list[dict]:
+    assert Path(helm).exists(), f"{helm} missing: run `make install-tools`"
     result = subprocess.run(
-        [HELM, "template", release, str(CHART), "--namespace", "payments", *args],
+        [helm, "template", release, str(CHART), "--namespace", "payments", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -39,13 +40,20 @@ def hook(doc: dict) -> tuple[set[str], int]:
     return events, int(annotations.get("helm.sh/hook-weight", "0"))
 
 
-@pytest.fixture(scope="module", params=["default", "production"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        ("helm3", "default"),
+        ("helm3", "production"),
+        ("helm4", "default"),
+        ("helm4", "production"),
+    ],
+)
 def docs(request) -> list[dict]:
-    return (
-        render("eats")
-        if request.param == "default"
-        else render("eats", "-f", str(PRODUCTION_VALUES))
-    )
+    helm = HELM if request.param[0] == "helm3" else HELM4
+    if request.param[1] == "default":
+        return render("eats", helm=helm)
+    return render("eats", "-f", str(PRODUCTION_VALUES), helm=helm)
 
 
 def test_everything_the_migrate_job_needs_is_a_hook_created_before_it(docs):

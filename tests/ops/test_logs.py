@@ -140,13 +140,19 @@ def test_passwords_in_urls_and_assignments_are_redacted(json_lines):
     assert "postgres://eats_app:[REDACTED]@db:5432/eats" in lines(json_lines)[0]["message"]
 
 
-def test_ids_are_not_mistaken_for_card_numbers(json_lines):
-    logging.getLogger("eats.test").info(
-        "order 1042 payout 0192f3a4 amount 5900 evt_1PgafTB7WZ01zgkW"
-    )
-    assert lines(json_lines)[0]["message"] == (
-        "order 1042 payout 0192f3a4 amount 5900 evt_1PgafTB7WZ01zgkW"
-    )
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 1042 payout 0192f3a4 amount 5900 evt_1PgafTB7WZ01zgkW",
+        # Celery's task timing (a float with 16 digits after the point)
+        "Task ledger.seal[1d48] succeeded in 0.0123456789012345s: 1",
+        # 16 digits failing the Luhn check: an id, not a card
+        "reference 1234567812345678",
+    ],
+)
+def test_ids_and_timings_are_not_mistaken_for_card_numbers(json_lines, text):
+    logging.getLogger("eats.test").info(text)
+    assert lines(json_lines)[0]["message"] == text
 
 
 def test_production_logs_one_json_object_per_line():
