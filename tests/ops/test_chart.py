@@ -73,6 +73,10 @@ def test_everything_the_migrate_job_needs_is_a_hook_created_before_it(docs):
         events, weight = hook(needed)
         assert {"pre-install", "pre-upgrade"} <= events, needed["kind"]
         assert weight < job_weight, needed["kind"]
+        # hooks are not in the release manifest: a rollback must re-create them as they were
+        assert "pre-rollback" in events, needed["kind"]
+    # migrations never run backwards by themselves
+    assert "pre-rollback" not in job_events
     csi = next(v["csi"] for v in pod["volumes"] if "csi" in v)
     assert csi["volumeAttributes"]["secretProviderClass"] == spc["metadata"]["name"]
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
