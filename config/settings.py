@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "ops.middleware.RequestContextMiddleware",  # first: the request id covers everything
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -274,7 +275,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Probes and the scraper speak plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -283,11 +285,36 @@ if PRODUCTION:
     SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Logging (ops.logs) ----------------------------------------------------------------------
+# JSON lines in production (LOG_FORMAT=json), plain text elsewhere; every line carries the ids
+# bound in ops.logs (request, Celery task, Stripe event, order, payout, run) and is scrubbed
+# of secrets and card numbers by ops.logs.RedactingFilter.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "ops.logs.ContextFilter"},
+        "redact": {"()": "ops.logs.RedactingFilter"},
+    },
+    "formatters": {
+        "plain": {
+            "()": "ops.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {
+            "()": "ops.logs.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -296,6 +323,8 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
+# Celery keeps the logging above instead of installing its own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
@@ -310,3 +339,49 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
         "PayeeKindEnum": "payouts.models.PayeeKind",
     },
 }
+
+# --- Operations: metrics, database roles, PgBouncer, broker outages (issue 19) ---------------
+# /metrics needs `Authorization: Bearer $METRICS_TOKEN`; with no token it is refused in
+# production and open elsewhere. The defaulting-risk coverage is exported for these assets.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_RISK_ASSETS = env.list("METRICS_RISK_ASSETS", default=["USD/2"])
+
+# Two PostgreSQL roles (manage.py db_roles): the app role (DATABASE_URL) that web, worker and
+# beat use, which may not alter, truncate or rewrite the ledger; and the owner role that
+# migrates. A process started with DB_ROLE=owner (the migrate hook) connects with
+# DATABASE_OWNER_URL instead.
+DB_ROLE = env.str("DB_ROLE", default="app")
+if DB_ROLE == "owner" and env.str("DATABASE_OWNER_URL", default=""):
+    _owner = env.db_url("DATABASE_OWNER_URL")
+    DATABASES["default"].update(
+        {k: _owner[k] for k in ("NAME", "USER", "PASSWORD", "HOST", "PORT") if k in _owner}
+    )
+
+# Behind PgBouncer in transaction pooling mode (DB_PGBOUNCER=1): a server connection serves
+# another client after each transaction, so nothing may outlive one. Django's psycopg
+# backend binds parameters client-side (no server-side prepared statements) unless told
+# otherwise; this keeps it so and turns off named server-side cursors (they live across
+# transactions in .iterator()). Session SETs and session advisory locks are not used by the
+# code (the sealer takes pg_try_advisory_xact_lock; lock_timeout is set_config(..., true)).
+if env.bool("DB_PGBOUNCER", default=False) and DATABASES["default"]["ENGINE"].endswith(
+    "postgresql"
+):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = False
+
+# Ride out a broker outage instead of dying: retry the connection for ever (Celery 5.3+
+# stops the worker after broker_connection_max_retries otherwise), and bound how long a
+# publish waits so a web request does not hang while Redis is away.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_TRANSPORT_OPTIONS.update(
+    {
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+        "retry_on_timeout": True,
+        "health_check_interval": 25,
+    }
+)
+CELERY_BROKER_HEARTBEAT = 0  # redis transport has no heartbeats; health_check_interval does it
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False  # acks_late re-delivers

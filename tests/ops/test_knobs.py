@@ -39,6 +39,14 @@ BASE = {
     "DB_CONN_MAX_AGE",
     "STRIPE_FORBID_IN_ATOMIC",
     "API_TOKEN_TTL_DAYS",
+    # operations (README "Operations")
+    "METRICS_TOKEN",
+    "LOG_FORMAT",
+    "DATABASE_OWNER_URL",
+    "DB_ROLE",
+    "DB_PGBOUNCER",
+    "WEB_WORKERS",
+    "WEB_THREADS",
 }
 
 
