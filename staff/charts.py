@@ -3,6 +3,7 @@ pygal's tooltip script is a CDN URL by default, so `js=[]`; its CSS is inlined).
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pygal
@@ -10,6 +11,7 @@ from pygal.style import Style
 
 from ledger.domain import asset_scale
 
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.DOTALL)
 _STYLE = Style(
     background="transparent",
     plot_background="transparent",
@@ -38,4 +40,7 @@ def spend_chart_svg(*, days: list[tuple[date, int]], asset: str) -> str:
     chart.x_labels = [d.strftime("%m-%d") for d, _ in days]
     chart.x_labels_major = [d.strftime("%m-%d") for i, (d, _) in enumerate(days) if i % 7 == 0]
     chart.add("spend", [amount / scale for _, amount in days])
-    return str(chart.render(is_unicode=True, disable_xml_declaration=True))
+    svg = str(chart.render(is_unicode=True, disable_xml_declaration=True))
+    # pygal still inlines the config of its (unloaded) tooltip script: drop it, the page
+    # runs no chart JavaScript at all.
+    return _SCRIPT.sub("", svg)

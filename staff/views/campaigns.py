@@ -5,7 +5,7 @@ with `actor` = the signed-in user (the services write the audit rows)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import messages
@@ -79,7 +79,7 @@ def _when(text: str) -> datetime | None:
     if value is None:
         raise AmountError(f"“{text}” is not a date and time.")
     if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.UTC)
+        value = timezone.make_aware(value, UTC)
     return value
 
 

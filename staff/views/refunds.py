@@ -136,23 +136,25 @@ class RefundDialogView(StaffView):
         values = _form_values(request.POST, order)
         try:
             args = self._parse(values, order)
+            if request.POST.get("action") == "confirm":
+                # The service validates again under the order's lock; the guard first tells
+                # an agent whose preview another refund has overtaken.
+                return self._confirm(request, order, values, args)
             preview = refund_preview(**args)
         except (AmountError, ApplicationError) as exc:
             return self._page(
                 request, order, values, error=getattr(exc, "message", str(exc)), status=400
             )
-        if request.POST.get("action") != "confirm":
-            token = token_issue(user=request.user, purpose=f"refund:order:{order.pk}")
-            return self._page(
-                request,
-                order,
-                values,
-                preview=preview,
-                amount_minor=args["amount"],
-                token=token,
-                seen_refunded=order.amount_refunded,
-            )
-        return self._confirm(request, order, values, args)
+        token = token_issue(user=request.user, purpose=f"refund:order:{order.pk}")
+        return self._page(
+            request,
+            order,
+            values,
+            preview=preview,
+            amount_minor=args["amount"],
+            token=token,
+            seen_refunded=order.amount_refunded,
+        )
 
     def _confirm(
         self, request: HttpRequest, order: Order, values: dict[str, Any], args: dict[str, Any]
