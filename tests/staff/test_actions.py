@@ -131,8 +131,8 @@ def test_a_shared_refund_after_delivery_previews_each_bearer(fake_gateway: FakeG
 
 
 def test_a_refund_on_an_unpaid_order_is_refused(fake_gateway: FakeGateway) -> None:
-    from tests.marketplace.flows import placed_order
     from tests.marketplace.factories import RestaurantFactory
+    from tests.marketplace.flows import placed_order
 
     order, _ = placed_order(
         fake_gateway, restaurant_id=RestaurantFactory().pk, subtotal=1000, delivery_fee=0
