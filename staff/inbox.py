@@ -9,6 +9,8 @@ whatever the size of the inbox."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection
 
 from marketplace.models import StripeEvent
@@ -38,7 +40,8 @@ def events_for_objects(
             condition |= Q(payload__data__object__charge=charge)
         return list(StripeEvent.objects.filter(condition).order_by("created", "id")[:limit])
     table = connection.ops.quote_name(StripeEvent._meta.db_table)
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if ids:
         clauses.append(f"{_ID} = ANY(%s)")
         params.append(ids)

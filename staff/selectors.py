@@ -171,8 +171,9 @@ def search(*, query: str, user: Any) -> SearchResult:
             if dispute:
                 result.hits.append(_order_hit(dispute.order))
     elif "@" in q and " " not in q:
-        for customer in Customer.objects.annotate(e=Lower("email")).filter(e=q.lower())[:20]:
-            result.hits.append(_customer_hit(customer))
+        by_email = Customer.objects.annotate(e=Lower("email")).filter(e=q.lower())
+        for found in by_email[:20]:
+            result.hits.append(_customer_hit(found))
     elif ":" in q and " " not in q:
         tx = Transaction.objects.filter(reference=q).first()
         if tx is not None:

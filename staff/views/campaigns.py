@@ -100,7 +100,7 @@ class CampaignCreateView(StaffView):
         values = {f: str(request.POST.get(f, "")).strip()[:200] for f in self.FIELDS}
         asset = "USD/2"
         try:
-            args = {
+            args: dict[str, Any] = {
                 "code": values["code"].upper(),
                 "name": values["name"],
                 "budget": amount_parse(values["budget"], asset=asset),

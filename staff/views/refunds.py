@@ -191,6 +191,7 @@ class RefundDialogView(StaffView):
                     ),
                     status=409,
                 )
+            refund: Refund | None
             try:
                 refund = refund_issue(
                     **args, reason=reason, requested_by=request.user, request_key=token
@@ -209,6 +210,7 @@ class RefundDialogView(StaffView):
                 token_release(token=token)
                 order.refresh_from_db()
                 return self._page(request, order, values, error=exc.message, status=400)
+        assert refund is not None
         url = reverse("staff:refund", args=[refund.pk])
         token_done(token=token, result_url=url)
         if refund.status == Refund.Status.AWAITING_APPROVAL:
