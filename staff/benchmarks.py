@@ -129,9 +129,9 @@ VALUES (1, 'stripe:balance', '{{}}', now()), (2, 'platform:fees', '{{}}', now())
     )
     cursor.execute(
         f"INSERT INTO {s}.ledger_account (id, address, metadata, created_at) "
-        f"SELECT 10 + g, 'restaurants:' || lpad(g::text, 3, '0'), '{{}}'::jsonb, now() "
+        f"SELECT 10 + g, 'restaurants:' || lpad(g::text, greatest(3, length(g::text)), '0'), '{{}}'::jsonb, now() "
         f"FROM generate_series(1, {PAYEES}) g UNION ALL "
-        f"SELECT 10 + {PAYEES} + g, 'riders:' || lpad(g::text, 3, '0'), '{{}}'::jsonb, now() "
+        f"SELECT 10 + {PAYEES} + g, 'riders:' || lpad(g::text, greatest(3, length(g::text)), '0'), '{{}}'::jsonb, now() "
         f"FROM generate_series(1, {PAYEES}) g UNION ALL "
         f"SELECT 10 + 2 * {PAYEES} + g, 'orders:' || g, '{{}}'::jsonb, now() "
         f"FROM generate_series(1, {n}) g"
