@@ -12,7 +12,7 @@ REDIS_URL ?= redis://127.0.0.1:6379/0
 ORDERS ?= 300
 SEED ?= 42
 
-.PHONY: install install-tools demo test lint deploy-check format bench bench-quick run worker beat web lock lock-tools clean
+.PHONY: install install-tools demo serve test test-browser lint deploy-check format bench bench-quick run worker beat web lock lock-tools clean
 
 $(STAMP): requirements-dev.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -34,10 +34,29 @@ demo: $(STAMP)
 	DJANGO_ENV=development CELERY_EAGER=1 DATABASE_URL=sqlite:///var/demo.sqlite3 \
 		$(PY) manage.py demo --orders $(ORDERS) --seed $(SEED)
 
-# The whole suite against real PostgreSQL and Redis.
+# Browse the day `make demo` played, as staff: the app on loopback over the demo's SQLite
+# database (development settings, static files served by WhiteNoise). Demo users: see README.
+SERVE_PORT ?= 8000
+# The Stripe emulator runs beside it on the demo's Stripe state, so refunds made while
+# browsing reach "Stripe" and come back as webhooks (Celery eager).
+serve: $(STAMP)
+	@test -f var/demo.sqlite3 || { echo "no var/demo.sqlite3: run make demo first"; exit 1; }
+	@$(PY) -m stripe_emulator --port 12111 --db var/demo-stripe.sqlite3 \
+		--webhook-url http://127.0.0.1:$(SERVE_PORT)/webhooks/stripe/ --webhook-secret whsec_emulator & \
+	emulator=$$!; trap 'kill $$emulator' EXIT INT TERM; \
+	echo "dashboard: http://127.0.0.1:$(SERVE_PORT)/staff/  (demo users: demo-support, demo-marketing, demo-finance, demo-finance-admin; password demo-password)"; \
+	DJANGO_ENV=development CELERY_EAGER=1 DATABASE_URL=sqlite:///var/demo.sqlite3 \
+		STRIPE_API_BASE=http://127.0.0.1:12111 \
+		$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:$(SERVE_PORT) --workers 1 --threads 4
+
+# The whole suite against real PostgreSQL and Redis, browser tests (-m browser) included.
 test: $(STAMP) $(TOOLS_STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
 	DJANGO_ENV=test DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -p no:cacheprovider
+
+# Only the browser tests (Debian's Chromium: apt-get install -y chromium).
+test-browser: $(STAMP)
+	DJANGO_ENV=test DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -p no:cacheprovider -m browser
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -78,6 +78,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "ops.middleware.RequestContextMiddleware",  # first: the request id covers everything
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, the dashboard's) served by the app itself, DEBUG or not.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -270,6 +272,23 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves static files whatever DEBUG says. In production they are collected at
+# image build time (`manage.py collectstatic`) into STATIC_ROOT with hashed, compressed names
+# (cacheable forever); elsewhere they are served straight from the apps' static folders, so
+# tests, the demo and `make serve` need no collectstatic.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(exist_ok=True)  # empty outside production: WhiteNoise warns if missing
 
 # --- Security (all on in production; `manage.py check --deploy` is clean there) ---------------
 if PRODUCTION:
@@ -385,3 +404,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS.update(
 )
 CELERY_BROKER_HEARTBEAT = 0  # redis transport has no heartbeats; health_check_interval does it
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False  # acks_late re-delivers
+
+# --- Staff dashboard (staff/, at /staff/) ---------------------------------------------------
+LOGIN_URL = "staff:login"
+LOGIN_REDIRECT_URL = "staff:home"
+LOGOUT_REDIRECT_URL = "staff:login"
+# Staff sessions end with the browser and after 12 hours at most.
+SESSION_COOKIE_AGE = env.int("STAFF_SESSION_SECONDS", default=12 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True

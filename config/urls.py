@@ -1,4 +1,5 @@
-"""Root URLs: health, admin, the versioned API, the OpenAPI schema, Stripe webhooks."""
+"""Root URLs: health, admin, the staff dashboard, the versioned API, the OpenAPI schema, Stripe
+webhooks."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -12,6 +13,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("staff/", include("staff.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/ledger/", include("ledger.urls")),

@@ -29,6 +29,7 @@ STAGES = (
     ("payouts.demo", "demo_payouts"),
     ("reconciliation.demo", "demo_reconciliation"),
     ("invoicing.demo", "demo_invoicing"),
+    ("staff.demo", "demo_staff"),
 )
 
 
@@ -157,6 +158,7 @@ class Command(BaseCommand):
         if ctx.errors:
             for error in ctx.errors[:20]:
                 console.print(f"[red]error:[/red] {error}")
+        self._browse_howto(console)
         if not balanced:
             raise CommandError("the books do not balance")
         if ctx.errors:
@@ -177,6 +179,11 @@ class Command(BaseCommand):
             started = time.perf_counter()
             stage(ctx, self.stdout)
             ctx.timings[function_name] = round(time.perf_counter() - started, 2)
+
+    def _browse_howto(self, console: Console) -> None:
+        """How to browse the day as staff (the staff app's, when it is there)."""
+        if importlib.util.find_spec("staff.demo") is not None:
+            importlib.import_module("staff.demo").demo_browse_howto(console)
 
     def _summary(self, ctx: Any, console: Console) -> None:
         from rich.table import Table
