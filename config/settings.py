@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "marketplace",
     "payouts",
     "reconciliation",
+    "demo",  # `manage.py demo` only; imports the product, never imported by it
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,7 @@
 """`python manage.py demo [--orders N] [--seed S]`: the product on its embedded default (what
 `make demo` runs): migrate, serve the app on loopback, start the Stripe emulator with webhook
 chaos (duplicates and shuffled order), play a day of the marketplace through the real HTTP
-paths (`marketplace.demo.day`), hand the day to the payouts and reconciliation stages when
+paths (`demo.day`), hand the day to the payouts and reconciliation stages when
 they exist, and print the books. Exits non-zero if the books do not balance."""
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from ops.server import AppServer
 
 # The stages other apps add to the day, each `fn(ctx, stdout)`; called if importable.
 STAGES = (
-    ("payouts.demo", "demo_payouts"),
-    ("reconciliation.demo", "demo_reconciliation"),
+    ("demo.payouts", "demo_payouts"),
+    ("demo.reconciliation", "demo_reconciliation"),
 )
 
 
@@ -94,8 +94,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, orders: int, seed: int, **options: Any) -> None:
         if orders < 1:
             raise CommandError("--orders must be at least 1")
-        from marketplace.demo.books import books_print
-        from marketplace.demo.day import demo_day
+        from demo.day import demo_day
+        from marketplace.books import books_print
         from stripe_emulator import ChaosConfig, EmulatorServer
 
         console = Console(file=cast(IO[str], self.stdout), width=120)
