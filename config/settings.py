@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "reconciliation",
     "invoicing",
     "staff",
+    "demo",  # `manage.py demo` only; imports the product, never imported by it
 ]
 
 MIDDLEWARE = [

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from demo.inbox import inbox_drain
 from ledger.selectors import balance_get, transactions_list
-from marketplace.demo.inbox import inbox_drain
 from stripe_emulator import ChaosConfig, EmulatorServer
 from stripe_gateway.client import StripeGateway
 from stripe_gateway.errors import CardDeclined

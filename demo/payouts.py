@@ -1,6 +1,6 @@
 """The payouts stage of `manage.py demo`: at the end of the day, pay everyone out.
 
-`demo_payouts(ctx, stdout)` takes the day's context (`marketplace.demo.day.DemoContext`: the
+`demo_payouts(ctx, stdout)` takes the day's context (`demo.day.DemoContext`: the
 app's URL and a staff token, the Stripe emulator, a rich console) and is tolerant of a context
 with less in it (only an `emulator`, or nothing: it then uses the settings as they are):
 

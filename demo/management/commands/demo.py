@@ -1,7 +1,7 @@
 """`python manage.py demo [--orders N] [--seed S]`: the product on its embedded default (what
 `make demo` runs): migrate, serve the app on loopback, start the Stripe emulator with webhook
 chaos (duplicates and shuffled order), play a day of the marketplace through the real HTTP
-paths (`marketplace.demo.day`), hand the day to the payouts and reconciliation stages when
+paths (`demo.day`), hand the day to the payouts and reconciliation stages when
 they exist, and print the books. Exits non-zero if the books do not balance."""
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from ops.server import AppServer
 
 # The stages other apps add to the day, each `fn(ctx, stdout)`; called if importable.
 STAGES = (
-    ("payouts.demo", "demo_payouts"),
-    ("reconciliation.demo", "demo_reconciliation"),
-    ("invoicing.demo", "demo_invoicing"),
-    ("staff.demo", "demo_staff"),
+    ("demo.payouts", "demo_payouts"),
+    ("demo.reconciliation", "demo_reconciliation"),
+    ("demo.invoicing", "demo_invoicing"),
+    ("demo.staff", "demo_staff"),
 )
 
 
@@ -96,8 +96,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, orders: int, seed: int, **options: Any) -> None:
         if orders < 1:
             raise CommandError("--orders must be at least 1")
-        from marketplace.demo.books import books_print
-        from marketplace.demo.day import demo_day
+        from demo.day import demo_day
+        from marketplace.books import books_print
         from stripe_emulator import ChaosConfig, EmulatorServer
 
         console = Console(file=cast(IO[str], self.stdout), width=120)
@@ -182,8 +182,8 @@ class Command(BaseCommand):
 
     def _browse_howto(self, console: Console) -> None:
         """How to browse the day as staff (the staff app's, when it is there)."""
-        if importlib.util.find_spec("staff.demo") is not None:
-            importlib.import_module("staff.demo").demo_browse_howto(console)
+        if importlib.util.find_spec("demo.staff") is not None:
+            importlib.import_module("demo.staff").demo_browse_howto(console)
 
     def _summary(self, ctx: Any, console: Console) -> None:
         from rich.table import Table

@@ -31,7 +31,7 @@ import requests
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from marketplace.demo.inbox import inbox_drain
+from demo.inbox import inbox_drain
 from stripe_gateway.client import StripeGateway
 from stripe_gateway.errors import CardDeclined
 

@@ -11,7 +11,7 @@ its day as `demo_reconciliation(ctx, stdout)`).
    replayed through the inbox; any fee still missing is booked), and the window runs again:
    a new run, which says what changed, and which matches everything.
 
-`ctx` is `marketplace.demo.day.DemoContext` (its `emulator`, `console`, `api()`, `gateway()`,
+`ctx` is `demo.day.DemoContext` (its `emulator`, `console`, `api()`, `gateway()`,
 `restaurants`, `errors`). `RECONCILIATION_DEMO_DROPPED` (environment, default 3) sets how many
 payments lose their webhooks; 0 skips step 1.
 """
