@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
+from .ast import Program
 from .interpreter import run
+from .limits import Limits
 from .parser import parse, parse_uncached
 from .store import StaticStore
 
@@ -79,3 +82,47 @@ def bench_interpreter(quick: bool) -> dict[str, float | int]:
         "rounds": rounds,
         "iterations": rounds * inner,
     }
+
+
+ONEOF_SIZES = (10, 100, 1_000, 10_000)
+#: the default limits refuse a 10,000-branch oneof (1,000 at most): lift them to measure it
+ONEOF_LIMITS = Limits(
+    max_script_bytes=1 << 20, max_sources=20_000, max_branches=20_000, max_steps=1_000_000
+)
+
+
+def oneof_script(branches: int) -> str:
+    """``send`` from a ``oneof`` of ``branches`` accounts where only the last one can pay:
+    every earlier branch is tried and rolled back (the worst case for the rollback)."""
+    accounts = "\n".join(f"    @users:{i}" for i in range(branches))
+    return (
+        '#![feature("experimental-oneof")]\n'
+        f"send [USD/2 100] (\n  source = oneof {{\n{accounts}\n  }}\n  destination = @shop\n)\n"
+    )
+
+
+def _runner(program: Program, store: StaticStore) -> Callable[[], object]:
+    return lambda: run(program, store=store, limits=ONEOF_LIMITS)
+
+
+def bench_oneof(quick: bool, sizes: tuple[int, ...] = ONEOF_SIZES) -> dict[str, float]:
+    """Median ms to run a ``oneof`` of N branches (parse excluded), for each N in ``sizes``,
+    and the growth between consecutive sizes (10x branches: ~10x is linear, ~100x quadratic).
+    The store answers 50 for every branch but the last, which holds 100."""
+    out: dict[str, float] = {}
+    previous: tuple[int, float] | None = None
+    for size in sizes:
+        program = parse_uncached(oneof_script(size), ONEOF_LIMITS)
+        balances = {f"users:{i}": {("USD/2", ""): 50} for i in range(size - 1)}
+        balances[f"users:{size - 1}"] = {("USD/2", ""): 100}
+        store = StaticStore(balances=balances)
+        result = run(program, store=store, limits=ONEOF_LIMITS)
+        assert [p.source for p in result.postings] == [f"users:{size - 1}"], result.postings
+        rounds = 3 if quick or size >= 10_000 else 7
+        inner = max(1, 2_000 // size)
+        ms = _median_us(_runner(program, store), rounds, inner) / 1000
+        out[f"oneof_{size}_ms"] = round(ms, 3)
+        if previous is not None:
+            out[f"oneof_growth_{previous[0]}_to_{size}"] = round(ms / previous[1], 1)
+        previous = (size, ms)
+    return out
