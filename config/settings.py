@@ -152,6 +152,16 @@ LEDGER_CHART_OF_ACCOUNTS = [
     ("platform:**", "equity"),
 ]
 
+# Numscript limits: what one script may cost (see ledger/conf.py and ledger/numscript/limits.py).
+NUMSCRIPT_MAX_SCRIPT_BYTES = env.int("NUMSCRIPT_MAX_SCRIPT_BYTES", default=64 * 1024)
+NUMSCRIPT_MAX_DEPTH = env.int("NUMSCRIPT_MAX_DEPTH", default=50)
+NUMSCRIPT_MAX_STATEMENTS = env.int("NUMSCRIPT_MAX_STATEMENTS", default=1000)
+NUMSCRIPT_MAX_SOURCES = env.int("NUMSCRIPT_MAX_SOURCES", default=1000)
+NUMSCRIPT_MAX_DESTINATIONS = env.int("NUMSCRIPT_MAX_DESTINATIONS", default=1000)
+NUMSCRIPT_MAX_BRANCHES = env.int("NUMSCRIPT_MAX_BRANCHES", default=1000)
+NUMSCRIPT_MAX_STEPS = env.int("NUMSCRIPT_MAX_STEPS", default=200_000)
+NUMSCRIPT_PARSE_CACHE_BYTES = env.int("NUMSCRIPT_PARSE_CACHE_BYTES", default=1024 * 1024)
+
 # --- Payouts -------------------------------------------------------------------------------
 # See payouts/conf.py for what each one means. Amounts are minor units of the payee's asset.
 PAYOUTS_MIN_AMOUNT = env.int("PAYOUTS_MIN_AMOUNT", default=1000)

@@ -10,6 +10,7 @@ class LedgerConfig(AppConfig):
 
         from ledger import conf
 
+        conf.configure_numscript()
         schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", None)
         if isinstance(schedule, dict):
             # The sealer also runs after commits (debounced); beat is the backstop.

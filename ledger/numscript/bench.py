@@ -1,7 +1,9 @@
 """Micro-benchmark of the interpreter on the marketplace split script (pure, no database).
 
 ``bench_interpreter(quick)`` returns medians in microseconds: ``parse_us`` (uncached parse)
-and ``run_us`` (a run of the cached program against a :class:`StaticStore`).
+and ``run_us`` (a run of the cached program against a :class:`StaticStore`), and
+:func:`bench_oneof`'s figures: ``oneof_<N>_ms`` for 10 to 10,000 branches where only the
+last can pay, and ``oneof_growth_<N>_to_<10N>`` (about 10 when the rollback is linear).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def bench_interpreter(quick: bool) -> dict[str, float | int]:
         "run_us": _median_us(run_once, rounds, inner),
         "rounds": rounds,
         "iterations": rounds * inner,
+        **bench_oneof(quick),
     }
 
 

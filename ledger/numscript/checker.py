@@ -53,7 +53,7 @@ from .ast import (
     VarDecl,
     VarRef,
 )
-from .errors import NumscriptError, render_span
+from .errors import LimitExceeded, NumscriptError, render_span
 from .interpreter import EXPRESSION_FUNCTIONS, FUNCTION_SIGNATURES, STATEMENT_FUNCTIONS
 from .parser import parse
 from .values import ALL_TYPES
@@ -100,6 +100,8 @@ def check(source: str, *, feature_flags: Collection[str] = frozenset()) -> list[
     """Statically check ``source``; returns diagnostics sorted by position."""
     try:
         program = parse(source)
+    except LimitExceeded as exc:
+        return [Diagnostic(ERROR, exc.message, exc.span, "limit-exceeded")]
     except NumscriptError as exc:
         return [Diagnostic(ERROR, exc.message, exc.span, "parse-error")]
     flags = set(feature_flags) | set(_PRAGMA_RE.findall(source))
