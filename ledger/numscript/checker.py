@@ -136,7 +136,11 @@ def check(source: str, *, feature_flags: Collection[str] = frozenset()) -> list[
     except NumscriptError as exc:
         return [Diagnostic(ERROR, exc.message, exc.span, "parse-error")]
     flags = set(feature_flags) | set(_PRAGMA_RE.findall(source))
-    return _Checker(program, flags).run()
+    try:
+        return _Checker(program, flags).run()
+    except RecursionError:
+        # Backstop only: the parser's max_depth keeps the checker far below the limit.
+        return [Diagnostic(ERROR, "script too deeply nested to check", None, "limit-exceeded")]
 
 
 def has_errors(diagnostics: Collection[Diagnostic]) -> bool:

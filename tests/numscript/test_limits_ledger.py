@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
 from ledger.models import Transaction
-from ledger.numscript import limits
+from ledger.numscript import limits, parser
 from tests.ledger.helpers import table_counts
 
 pytestmark = pytest.mark.django_db
@@ -163,9 +163,12 @@ def test_api_step_budget_failure_leaves_no_account_metadata(client, settings):
 
 def test_settings_are_the_interpreters_limits(settings):
     assert limits.current() == limits.DEFAULT_LIMITS
+    assert parser.PARSE_CACHE.max_bytes == 1024 * 1024
     settings.NUMSCRIPT_MAX_DEPTH = 7
     settings.NUMSCRIPT_MAX_STEPS = 99
     assert (limits.current().max_depth, limits.current().max_steps) == (7, 99)
+    settings.NUMSCRIPT_PARSE_CACHE_BYTES = 5_000
+    assert parser.PARSE_CACHE.max_bytes == 5_000
 
 
 def test_a_script_within_the_limits_still_posts(client):
