@@ -381,6 +381,8 @@ class _Run:
         """Evaluate a call-free expression for the preload, or None if it fails."""
         try:
             return self._eval(expr)
+        except LimitExceeded:
+            raise  # the step budget is spent: stop, do not guess on
         except NumscriptError:
             return None
 

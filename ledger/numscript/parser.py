@@ -133,7 +133,7 @@ class Parser:
         # Parsing is linear but for the retries of `[ASSET -n]` (see _resplit_monetary): bound
         # the expressions built so that no token layout makes it blow up.
         self._work = 0
-        self._work_limit = 8 * len(self._tokens) + 1_000
+        self._work_limit = 4 * len(self._tokens) + 1_000
 
     # --- token stream ----------------------------------------------------------------
 
@@ -616,13 +616,17 @@ class Parser:
                 cuts.append(index)
         for cut in reversed(cuts):
             stop = tokens[cut].start
-            self._tokens = [*tokens[:cut], Token(lx.EOF, "", stop, stop)]
-            self._pos = begin
+            # parse the asset alone: only its tokens (cost counted, so that nested retries
+            # stay within the parse budget), positions relative to `begin`
+            self._work += cut - begin
+            self._tokens = [*tokens[begin:cut], Token(lx.EOF, "", stop, stop)]
+            self._pos = 0
             try:
                 asset = self.parse_expr()
-                complete = self._pos == cut
+                complete = self._pos == cut - begin
             except ParseError:
                 complete = False
+                self._work += 4  # a failed attempt costs an exception: count it too
             finally:
                 self._tokens = tokens
                 self._depth = nesting

@@ -346,3 +346,16 @@ def test_checker_reports_limits_as_diagnostics() -> None:
     wide = "\n".join('set_tx_meta("k", 1)' for _ in range(1_001))
     [diagnostic] = ns.check(wide)
     assert (diagnostic.code, diagnostic.line) == ("limit-exceeded", 1_001)
+
+
+def test_ambiguous_negative_amounts_cannot_make_the_parser_backtrack_without_bound() -> None:
+    # given: `[ASSET -n]` is re-split on failure; nested, the retries would multiply
+    source = 'set_tx_meta("k", ' + "[COIN -1 -" * 12 + "1" + "]" * 12 + ")"
+
+    # then: refused by the parse budget (4 per token), with the span where it ran out
+    with pytest.raises(ns.LimitExceeded, match="parse steps for this script") as info:
+        ns.parse(source)
+    assert info.value.line == 1
+    # while an ordinary negative amount still parses as upstream does
+    result = run_script("send [EUR/2 -100] + [EUR/2 200] ( source = @world destination = @a )")
+    assert postings(result) == [("world", "a", "EUR/2", 100)]
