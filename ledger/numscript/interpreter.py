@@ -11,6 +11,12 @@ How a run goes (mirroring formancehq/numscript):
    which pulls from the front of the queue and emits one posting per (sender chunk, receiver);
 5. every posting is checked (amount, asset and account names) before the result is returned.
 
+Work is counted in steps (expression evaluations, source and destination visits, queue pulls,
+balance rows read or scanned) against ``Limits.max_steps``: a run that needs more stops with
+:class:`StepBudgetExceeded` at the same point every time. A failed ``oneof`` branch is undone
+from a journal of the changes it made (balances, loaded rows, queue tail, postings), so trying
+N branches costs what the branches do, not N copies of the state.
+
 Balances are tracked per (account, asset, color). A row the store has not been asked about
 yet holds the *delta* applied so far; when it is finally loaded the store amount is added
 (upstream Go instead starts such a row at 0 and then ignores the store: see notes §8).
@@ -352,6 +358,7 @@ class _Run:
         inputs = self.inputs
         self.in_origin = True
         for decl in self.program.vars:
+            self.statement_span = decl.span  # where a spent step budget is reported
             if decl.type_name not in ALL_TYPES:
                 raise InvalidType(decl.type_name, decl.type_span)
             origin = decl.origin
