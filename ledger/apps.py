@@ -8,4 +8,10 @@ class LedgerConfig(AppConfig):
     def ready(self) -> None:
         # Registers the ledger's Celery tasks, which services send by name (the beat schedule
         # is config/settings.py's).
-        from ledger import tasks  # noqa: F401
+        from ledger import (
+            conf,
+            tasks,  # noqa: F401
+        )
+
+        # The NUMSCRIPT_* settings become the interpreter's default limits.
+        conf.configure_numscript()

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ledger import conf, lock_objects, writer
 from ledger.domain import (
+    MAX_AMOUNT,
     PostingInput,
     plan_postings,
     request_fingerprint,
@@ -31,7 +32,13 @@ from ledger.domain import (
     validate_reference,
     validate_timestamp,
 )
-from ledger.errors import InsufficientFunds, InvalidTransaction, LedgerError, ScriptError
+from ledger.errors import (
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidTransaction,
+    LedgerError,
+    ScriptError,
+)
 from ledger.models import Account, Transaction
 from ledger.numscript import (
     ExecutionResult,
@@ -259,10 +266,12 @@ def script_execute(
                 tx_meta[key] = value
             item = writer.PreparedTx(postings, ref, tx_meta, ts, {}, fingerprint)
             if dry_run:
+                now = timezone.now()
                 tx = Transaction(
                     id=None,
                     reference=ref,
-                    timestamp=ts or timezone.now(),
+                    timestamp=ts or now,
+                    inserted_at=now,  # else the field's db_default, which cannot be serialized
                     metadata=tx_meta,
                     idempotency_hash=None,
                 )
@@ -282,10 +291,18 @@ def script_execute(
                     # must land in those rows (a "checked" key, whose check always passes),
                     # not in a new shard row that a concurrent locker's snapshot cannot see.
                     balance_key.required = ALWAYS_PASSES
-            if connection.vendor == "postgresql" and _fast():
-                written = writer.write_postgres([item], plan, writer_shard())[0]
-            else:
-                written = writer.write_portable([item], plan, writer_shard())[0]
+            try:
+                if connection.vendor == "postgresql" and _fast():
+                    written = writer.write_postgres([item], plan, writer_shard())[0]
+                else:
+                    written = writer.write_portable([item], plan, writer_shard())[0]
+            except DataError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != "22003":  # numeric out of range
+                    raise
+                raise InvalidAmount(
+                    "The transaction would take an account's volumes beyond the maximum "
+                    f"storable amount {MAX_AMOUNT}."
+                ) from None
             if written.replayed:
                 return ScriptOutcome(post=replay(item, written), execution=None)
             for address, values in sorted(result.account_meta.items()):
