@@ -7,13 +7,13 @@ import io
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
 from ledger.models import Transaction
 from ledger.numscript import limits, parser
+from tests.auth import make_user, session_client
 from tests.ledger.helpers import table_counts
 
 pytestmark = pytest.mark.django_db
@@ -33,10 +33,8 @@ def _no_sealer(settings) -> None:
 
 @pytest.fixture
 def client(db) -> APIClient:
-    user = get_user_model().objects.create_user("finance", password="x", is_staff=True)
-    api = APIClient()
-    api.force_authenticate(user)
-    return api
+    """A Finance admin (holds ledger.post_transaction), signed in."""
+    return session_client(make_user("finance", roles=["Finance admin"]))
 
 
 # (settings, script, error class, message start, (line, column) or None)
