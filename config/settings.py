@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "marketplace",
     "payouts",
     "reconciliation",
+    "invoicing",
     "staff",
 ]
 

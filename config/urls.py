@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/v1/", include("marketplace.urls")),
     path("api/v1/payouts/", include("payouts.urls")),
     path("api/v1/reconciliation/", include("reconciliation.urls")),
+    path("api/v1/invoices/", include("invoicing.urls")),
     path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
 ]

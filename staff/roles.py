@@ -15,6 +15,7 @@ FINANCE = "Finance"
 FINANCE_ADMIN = "Finance admin"
 SERVICE_ACCOUNT = "Service account"
 
+_INVOICES = ["invoicing.view_invoice", "invoicing.download_invoice"]
 _READ_ORDERS = [
     "marketplace.view_order",
     "marketplace.view_customer",
@@ -38,6 +39,7 @@ _READ_FINANCE = [
     "reconciliation.view_reconciliationitem",
     "reconciliation.view_stripebalancetransaction",
     "audit.view_auditentry",
+    *_INVOICES,
 ]
 _FINANCE = [
     *_READ_FINANCE,
@@ -53,7 +55,7 @@ _FINANCE = [
 ROLES: dict[str, list[str]] = {
     # Customer support: look orders up, request refunds (above the approval threshold they
     # wait for Finance).
-    SUPPORT: [*_READ_ORDERS, "marketplace.request_refund"],
+    SUPPORT: [*_READ_ORDERS, *_INVOICES, "marketplace.request_refund"],
     # Coupon campaigns: create, fund (up to the budget), pause/resume/close.
     MARKETING: [
         "marketplace.view_campaign",
@@ -84,10 +86,12 @@ ROLES: dict[str, list[str]] = {
 }
 
 
-def roles_sync(*, group_model: Any, permission_model: Any) -> dict[str, int]:
+def roles_sync(*, group_model: Any, permission_model: Any, strict: bool = True) -> dict[str, int]:
     """Give each role's group exactly its permissions (creating the group if needed).
     Works with the real models and with a migration's historical ones. Raises LookupError
-    naming a permission that does not exist. Returns the number of permissions per role."""
+    naming a permission that does not exist, unless `strict` is off (a migration that runs
+    before a later app's models exist: a later roles migration completes the groups).
+    Returns the number of permissions per role."""
     counts = {}
     for role, names in ROLES.items():
         wanted = []
@@ -97,6 +101,8 @@ def roles_sync(*, group_model: Any, permission_model: Any) -> dict[str, int]:
                 content_type__app_label=app_label, codename=codename
             ).first()
             if permission is None:
+                if not strict:
+                    continue
                 raise LookupError(f"role {role}: no permission {name}")
             wanted.append(permission)
         group, _ = group_model.objects.get_or_create(name=role)

@@ -25,6 +25,7 @@ from uuid import UUID
 
 from django.db import transaction
 
+from audit.services import audit_record
 from ledger.retry import retry_on_conflict
 from payouts import lock_objects, selectors
 from payouts.errors import ReversalPending, ReversalRefused, TransitionRefused
@@ -101,6 +102,14 @@ def _reversal_request(*, payout_id: UUID | str, reason: str, actor: str) -> Payo
             why=f"reversal of transfer {payout.transfer_id} requested: {reason}",
             actor=actor,
             data={"idempotency_key": key, "transfer": payout.transfer_id},
+        )
+        audit_record(
+            actor=actor,
+            action="payout.reverse",
+            obj=payout,
+            amount=payout.amount - payout.amount_reversed,
+            asset=payout.asset,
+            data={"reason": reason, "transfer": payout.transfer_id},
         )
     return payout
 

@@ -99,6 +99,14 @@ def payout_cancel(*, payout_id: UUID | str, reason: str, actor: str) -> Payout:
                 extra={"from_state": payout.state, "to_state": State.RETURNED},
             )
         returns.give_back([payout], why=f"cancelled by staff: {reason}", actor=actor)
+        audit_record(
+            actor=actor,
+            action="payout.cancel",
+            obj=payout,
+            amount=payout.amount,
+            asset=payout.asset,
+            data={"reason": reason},
+        )
     return payout
 
 
@@ -128,4 +136,17 @@ def payout_retry(*, payout_id: UUID | str, actor: str, drive: bool = True) -> Pa
             f"payout {payout.pk} is {payout.state}: only a failed payout can be retried",
             extra={"state": payout.state},
         )
-    return payout_create(kind=payout.payee_kind, payee_id=payout.payee_id, actor=actor, drive=drive)
+    retried = payout_create(
+        kind=payout.payee_kind, payee_id=payout.payee_id, actor=actor, drive=drive
+    )
+    # The failed payout's return and the new payout are each their own transaction (the new
+    # one pays whatever is owed now); the audit row names both.
+    audit_record(
+        actor=actor,
+        action="payout.retry",
+        obj=payout,
+        amount=payout.amount,
+        asset=payout.asset,
+        data={"new_payout": str(retried.pk)},
+    )
+    return retried

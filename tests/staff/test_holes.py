@@ -449,3 +449,40 @@ def test_campaign_actions_are_audited() -> None:
         ("campaign.pause", None, "mk"),
         ("campaign.resume", None, "mk"),
     ]
+
+
+def test_payouts_admin_hold_needs_the_permission_a_reason_and_a_confirmation() -> None:
+    # given
+    from payouts.models import PayeeHoldChange, PayoutPayee
+    from tests.payouts.helpers import make_payee
+
+    payee = make_payee("restaurant", balance=0, onboard=False)
+    row = PayoutPayee.objects.create(
+        kind="restaurant", payee_id=payee.pk, address=payee.ledger_address
+    )
+    url = "/admin/payouts/payoutpayee/"
+    form = {"action": "hold", "_selected_action": [str(row.pk)]}
+    viewer = Client()
+    viewer.force_login(make_user("v", perms=["payouts.view_payoutpayee"]))
+    finance = Client()
+    finance.force_login(make_user("fin", roles=["Finance"]))
+
+    # when: without the permission, confirmed or not
+    viewer.post(url, {**form, "confirmed": "yes", "reason": "x"})
+    # then
+    assert not PayeeHoldChange.objects.exists()
+
+    # when: with it, the first post asks, a confirmation without a reason asks again
+    asked = finance.post(url, form)
+    no_reason = finance.post(url, {**form, "confirmed": "yes"})
+    # then
+    assert b"Hold these payees" in asked.content
+    assert b"A reason is required" in no_reason.content
+    assert not PayeeHoldChange.objects.exists()
+
+    # when: confirmed with a reason
+    finance.post(url, {**form, "confirmed": "yes", "reason": "chargeback spike"})
+    # then
+    hold = PayeeHoldChange.objects.get()
+    assert (hold.on_hold, hold.reason, hold.actor) == (True, "chargeback spike", "staff:fin")
+    assert AuditEntry.objects.get(action="payee.hold").via == "admin"

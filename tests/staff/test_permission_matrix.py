@@ -17,6 +17,7 @@ from audit.models import AuditEntry
 from ledger.models import AccountMetadataChange, Transaction
 from ledger.services import transaction_post
 from marketplace.models import Campaign, CampaignFunding, Order, Refund, Restaurant, Rider, Topup
+from marketplace.services.refunds import refund_request
 from payouts.models import PayeeHoldChange, Payout, PayoutEvent
 from payouts.services import payouts_schedule
 from staff.roles import ROLES
@@ -48,6 +49,7 @@ class World:
     payee_kind: str
     payee_id: int
     tx_id: int
+    refund: Refund
 
 
 @pytest.fixture
@@ -73,7 +75,11 @@ def world(fake_gateway: FakeGateway) -> World:
     payouts_schedule(payee_ids=[key(payee)], drive=False)
     payout = Payout.objects.get(payee_address=payee.ledger_address)
     tx = Transaction.objects.order_by("-id").first()
-    return World(order, restaurant, rider, campaign, payout, "restaurant", payee.pk, tx.pk)
+    requester = make_user("requester", roles=["Support"])
+    refund = refund_request(order_id=order.pk, amount=2000, requested_by=requester)
+    Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.AWAITING_APPROVAL)
+    refund.refresh_from_db()
+    return World(order, restaurant, rider, campaign, payout, "restaurant", payee.pk, tx.pk, refund)
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,27 @@ ACTIONS = [
         lambda w: f"/api/v1/campaigns/{w.campaign.pk}/resume/",
         lambda w: {},
         "marketplace.manage_campaigns",
+    ),
+    Action(
+        "campaign close",
+        "post",
+        lambda w: f"/api/v1/campaigns/{w.campaign.pk}/close/",
+        lambda w: {},
+        "marketplace.manage_campaigns",
+    ),
+    Action(
+        "refund approve",
+        "post",
+        lambda w: f"/api/v1/refunds/{w.refund.pk}/approve/",
+        lambda w: {},
+        "marketplace.approve_refund",
+    ),
+    Action(
+        "refund reject",
+        "post",
+        lambda w: f"/api/v1/refunds/{w.refund.pk}/reject/",
+        lambda w: {"reason": "no"},
+        "marketplace.approve_refund",
     ),
     Action(
         "top-up",
@@ -297,7 +324,7 @@ def _snapshot() -> dict[str, Any]:
     return {
         "transactions": Transaction.objects.count(),
         "metadata": AccountMetadataChange.objects.count(),
-        "refunds": Refund.objects.count(),
+        "refunds": list(Refund.objects.values_list("id", "status").order_by("id")),
         "campaigns": list(Campaign.objects.values_list("id", "funded", "paused").order_by("id")),
         "fundings": CampaignFunding.objects.count(),
         "topups": Topup.objects.count(),

@@ -28,6 +28,7 @@ from ops.server import AppServer
 STAGES = (
     ("payouts.demo", "demo_payouts"),
     ("reconciliation.demo", "demo_reconciliation"),
+    ("invoicing.demo", "demo_invoicing"),
     ("staff.demo", "demo_staff"),
 )
 

@@ -212,7 +212,7 @@ class Command(BaseCommand):
     def _reverse(self, *, payout_id: str, reason: str, as_user: str | None, **_: Any) -> None:
         if not reason.strip():
             raise CommandError("--reason must not be empty")
-        actor = _actor(as_user, "payouts reverse")
+        actor = _actor(as_user, "payouts reverse")  # command:payouts reverse@<os user>
         payout = services.payout_reverse(payout_id=payout_id, reason=reason.strip(), actor=actor)
         if payout.state == State.RETURNED:
             self.stdout.write(
@@ -229,9 +229,7 @@ class Command(BaseCommand):
 def _actor(as_user: str | None, command: str) -> str:
     """The payouts audit label: `staff:<user>` for `--as` (permission checked), else the
     command and the operator's shell account."""
-    actor = command_actor(
-        username=as_user, permission="payouts.manage_payouts", command=f"payouts {command}"
-    )
+    actor = command_actor(username=as_user, permission="payouts.manage_payouts", command=command)
     return actor if isinstance(actor, str) else f"staff:{actor.get_username()}"
 
 

@@ -45,7 +45,7 @@ def drop(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("staff", "0002_form_tokens"),
+        ("staff", "0003_form_tokens"),
         ("marketplace", "0006_refund_approval_campaign_close"),
     ]
 

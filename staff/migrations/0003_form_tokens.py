@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('staff', '0001_roles'),
+        ("staff", "0002_roles_invoicing"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
