@@ -67,6 +67,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # NUL bytes, lone surrogates and oversized values in a path or query string: a 400 before
+    # any view or query runs (bodies are checked by the parsers below).
+    "config.input.InputGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -230,8 +233,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["config.permissions.NamedPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # limit/offset checked (a 400 beyond bigint), pages capped at max_limit (config.pagination).
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # The same parsers as DRF's defaults, which also refuse what PostgreSQL cannot store (NUL,
+    # lone surrogates, integers beyond bigint, deep nesting) with a 400 (config.input).
+    "DEFAULT_PARSER_CLASSES": [
+        "config.input.JSONParser",
+        "config.input.FormParser",
+        "config.input.MultiPartParser",
+    ],
 }
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=90)),
@@ -244,6 +255,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ledger, marketplace money flows, payouts and reconciliation.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every operation documents each status code it can answer, with the error body
+    # `{"code", "message", ...}` (config.schema.postprocess_error_responses).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.postprocess_error_responses",
+    ],
 }
 
 # --- Auth, i18n, static --------------------------------------------------------------------

@@ -65,6 +65,7 @@ class PostingOutSerializer(serializers.Serializer):
 
 
 class TransactionSerializer(serializers.ModelSerializer):
+    metadata = serializers.DictField(help_text="any JSON values")
     postings = serializers.SerializerMethodField()
     reverts = serializers.IntegerField(source="reverts_id", allow_null=True)
     reverted_by = serializers.SerializerMethodField()
@@ -114,6 +115,8 @@ class VolumesSerializer(serializers.Serializer):
 
 
 class AccountSerializer(serializers.ModelSerializer):
+    # Account metadata is string to string (ledger.domain.validate_account_metadata).
+    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))
     balances = serializers.SerializerMethodField()
 
     class Meta:
@@ -125,6 +128,7 @@ class AccountSerializer(serializers.ModelSerializer):
 
 
 class AccountDetailSerializer(serializers.ModelSerializer):
+    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))
     volumes = serializers.SerializerMethodField()
 
     class Meta:
@@ -146,7 +150,7 @@ class MetadataChangeSerializer(serializers.ModelSerializer):
 
 class AccountMetadataSerializer(serializers.Serializer):
     address = serializers.CharField()
-    metadata = serializers.DictField(child=serializers.CharField())
+    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))
 
 
 class BalancesSerializer(serializers.Serializer):
