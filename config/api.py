@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, IntegrityError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -33,6 +34,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DjangoValidationError):
         return Response(
             {"code": "invalid", "message": "; ".join(exc.messages)},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        # Too many form fields, a body too big: Django would answer an HTML 400.
+        return Response(
+            {"code": "bad_request", "message": str(exc) or "Bad request."},
             status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, IntegrityError | DataError):
@@ -131,3 +138,37 @@ def constraint_meaning(name: str) -> str:
             if isinstance(constraint, UniqueConstraint):
                 return f"{label} already has a row with this {', '.join(constraint.fields)}"
     return ""
+
+
+# --- Django's own error pages, for the API's paths (config.urls handler400/404/500) ----------
+
+
+def _api_or_default(request: HttpRequest, body: dict[str, str], status_code: int) -> Any:
+    return request.path.startswith("/api/") and JsonResponse(body, status=status_code)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A 400 Django raised before a view (a suspicious request): JSON on the API."""
+    from django.views import defaults
+
+    return _api_or_default(
+        request, {"code": "bad_request", "message": "Bad request."}, 400
+    ) or defaults.bad_request(request, exception)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """No URL matched (e.g. a non-numeric id where an integer is expected): JSON on the API."""
+    from django.views import defaults
+
+    return _api_or_default(
+        request, {"code": "not_found", "message": "Not found."}, 404
+    ) or defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Still a bug to fix, but in the API's error shape."""
+    from django.views import defaults
+
+    return _api_or_default(
+        request, {"code": "server_error", "message": "Internal server error."}, 500
+    ) or defaults.server_error(request)

@@ -25,7 +25,7 @@ def _db_regex(pattern: str, message: str) -> RegexValidator:
 
 # Each mirrors a CheckConstraint (the constraints stay as the second line).
 ASSET = _db_regex(ASSET_REGEX, "Must be an asset like USD/2, EUR/2 or JPY (*_asset_valid).")
-PORTION = _db_regex(PORTION_REGEX, "Must be a portion like 15%, 12.5% or 1/3.")
+PORTION = _db_regex(PORTION_REGEX, "Must be a portion like 15%%, 12.5%% or 1/3.")
 CAMPAIGN_CODE = _db_regex(
     CODE_REGEX, "Must be 2-32 capitals, digits, '_' or '-' (campaign_code_valid)."
 )
