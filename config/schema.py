@@ -8,7 +8,8 @@ config.api.exception_handler):
   take, and list filters are validated;
 - 401 and 403 everywhere: every operation needs a token or a session, and a named permission
   (config.permissions.NamedPermissions);
-- 404 where the path names an object, or a cursor can be invalid;
+- 404 where the path names an object, a cursor can be invalid, or a write's body names one
+  (the restaurant of a new order, the rider to assign);
 - 409 and 503 for writes (a conflicting state or idempotency key; the ledger busy after its
   bounded retries, or Stripe unavailable), 415 for a body of an unsupported media type;
 - 502 for writes that call Stripe (the marketplace's and payouts'), 402 for the two that
@@ -52,7 +53,7 @@ _PAYMENT_CREATING = {"/api/v1/orders/", "/api/v1/orders/{id}/payment_intent/"}
 def _codes(path: str, method: str, operation: dict[str, Any]) -> list[str]:
     codes = ["400", "401", "403"]
     params = operation.get("parameters", [])
-    if "{" in path or any(p.get("name") == "cursor" for p in params):
+    if "{" in path or method in _UNSAFE or any(p.get("name") == "cursor" for p in params):
         codes.append("404")
     if method in _UNSAFE:
         codes += ["409", "503"]

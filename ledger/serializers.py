@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from ledger.models import Account, AccountMetadataChange, Transaction
@@ -148,6 +149,7 @@ class MetadataChangeSerializer(serializers.ModelSerializer):
         fields = ["id", "key", "value", "changed_at", "transaction", "actor"]
 
 
+@extend_schema_serializer(component_name="AccountMetadataResult")  # not the model's field name
 class AccountMetadataSerializer(serializers.Serializer):
     address = serializers.CharField()
     metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))

@@ -336,7 +336,7 @@ def test_paginated_lists_document_their_envelope(
 
 
 def test_account_metadata_is_documented_as_string_values(schema: dict[str, Any]) -> None:
-    for name in ("Account", "AccountDetail", "AccountMetadata"):
+    for name in ("Account", "AccountDetail", "AccountMetadataResult"):
         metadata = schema["components"]["schemas"][name]["properties"]["metadata"]
         assert metadata["type"] == "object"
         assert metadata["additionalProperties"] == {"type": "string"}
