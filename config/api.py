@@ -83,6 +83,7 @@ def _database_refused(exc: IntegrityError | DataError, context: dict[str, Any]) 
         exc,
         exc_info=exc,
     )
+    http_status: int
     if sqlstate in _CONFLICTS:
         code, http_status = "conflict", status.HTTP_409_CONFLICT
         message = "The request conflicts with existing data"
@@ -147,7 +148,7 @@ def _api_or_default(request: HttpRequest, body: dict[str, str], status_code: int
     return request.path.startswith("/api/") and JsonResponse(body, status=status_code)
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """A 400 Django raised before a view (a suspicious request): JSON on the API."""
     from django.views import defaults
 

@@ -64,7 +64,7 @@ class PayoutsView(APIView):
     def get(self, request: Request) -> Response:
         params = request.query_params
         attention = choice_param(
-            {k: v.lower() for k, v in params.items()},
+            {k: str(v).lower() for k, v in params.items()},
             "needs_attention",
             ("true", "false", "1", "0"),
         )
