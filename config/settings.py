@@ -81,6 +81,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the dashboard's) served by the app itself, DEBUG or not.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # NUL bytes, lone surrogates and oversized values in a path or query string: a 400 before
+    # any view or query runs (bodies are checked by the parsers below).
+    "config.input.InputGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -244,8 +247,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["config.permissions.NamedPermissions"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # limit/offset checked (a 400 beyond bigint), pages capped at max_limit (config.pagination).
+    "DEFAULT_PAGINATION_CLASS": "config.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # The same parsers as DRF's defaults, which also refuse what PostgreSQL cannot store (NUL,
+    # lone surrogates, integers beyond bigint, deep nesting) with a 400 (config.input).
+    "DEFAULT_PARSER_CLASSES": [
+        "config.input.JSONParser",
+        "config.input.FormParser",
+        "config.input.MultiPartParser",
+    ],
 }
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=90)),
@@ -258,6 +269,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ledger, marketplace money flows, payouts and reconciliation.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Every operation documents each status code it can answer, with the error body
+    # `{"code", "message", ...}` (config.schema.postprocess_error_responses).
+    # The API is documented as JSON: form bodies are still parsed (and guarded), but a client
+    # generated from the schema speaks JSON, and one body type per operation keeps the
+    # generated code sound (openapi-python-client breaks on three identical ones).
+    "PARSER_WHITELIST": ["config.input.JSONParser"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.schema.postprocess_error_responses",
+    ],
 }
 
 # --- Auth, i18n, static --------------------------------------------------------------------

@@ -23,3 +23,9 @@ urlpatterns = [
     path("api/v1/invoices/", include("invoicing.urls")),
     path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
 ]
+
+# The API answers its own errors as JSON `{"code", "message"}`, even those Django raises
+# before any view (no URL matched, a suspicious request).
+handler400 = "config.api.bad_request"
+handler404 = "config.api.not_found"
+handler500 = "config.api.server_error"

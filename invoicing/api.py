@@ -9,6 +9,8 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -112,6 +114,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
             )
         return qs.order_by("id")
 
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
     def pdf(self, request: Request, pk: str | None = None) -> HttpResponse:
         invoice = self.get_object()
@@ -119,6 +122,7 @@ class InvoiceViewSet(viewsets.ReadOnlyModelViewSet):
         response["Content-Disposition"] = f'attachment; filename="{invoice.display_number}.pdf"'
         return response
 
+    @extend_schema(responses={(200, "text/html"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"])
     def html(self, request: Request, pk: str | None = None) -> HttpResponse:
         return HttpResponse(invoice_html(self.get_object()), content_type="text/html")

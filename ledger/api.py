@@ -16,16 +16,17 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination, LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import audit_record
+from config.input import instant_param
+from config.pagination import CursorPagination, LimitOffsetPagination
 from config.permissions import NamedPermissions
 from ledger import selectors, services
 from ledger import serializers as s
-from ledger.errors import InvalidTimestamp, InvalidTransaction
+from ledger.errors import InvalidTransaction
 from ledger.models import Transaction
 from ledger.retry import retry_on_conflict
 from ledger.services import PostResult
@@ -67,16 +68,7 @@ def _audit_post(request: Request, action: str, result: PostResult) -> None:
 
 
 def _datetime_param(params: QueryDict, name: str) -> datetime | None:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return None
-    value = parse_datetime(raw.replace(" ", "+"))  # a '+' in a query string arrives as ' '
-    if value is None or value.tzinfo is None:
-        raise InvalidTimestamp(
-            f"Invalid {name} {raw!r}: expected ISO-8601 with a time zone, e.g. "
-            "2024-05-01T12:00:00Z."
-        )
-    return value
+    return instant_param(params, name)
 
 
 def _metadata_params(params: QueryDict) -> dict[str, str]:
@@ -128,12 +120,11 @@ _ERROR = inline_serializer(
 
 class TransactionPagination(CursorPagination):
     ordering = "-id"
-    page_size = 100
-    max_page_size = 1000
-    page_size_query_param = "page_size"
 
 
 class AccountsView(LedgerView):
+    pagination_class = LimitOffsetPagination
+
     @extend_schema(
         summary="List accounts with their balances",
         parameters=[
@@ -150,7 +141,7 @@ class AccountsView(LedgerView):
 
             validate_pattern(pattern)
         qs = selectors.accounts_list(pattern=pattern, metadata=_metadata_params(params))
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self) or []
         balances = selectors.account_balances_map(account_ids=[a.pk for a in page])
         data = s.AccountSerializer(page, many=True, context={"balances": balances}).data
@@ -175,16 +166,25 @@ class AccountMetadataView(LedgerView):
 
     @extend_schema(
         summary="Set account metadata keys (string values); creates the account if needed",
-        request=inline_serializer(
-            "AccountMetadataIn", {"key": serializers.CharField(required=False)}
-        ),
+        request={
+            "application/json": {
+                "type": "object",
+                "description": "metadata keys (1 to 255 characters) to their string values",
+                "additionalProperties": {"type": "string"},
+                "minProperties": 1,
+            }
+        },
         responses={200: s.AccountMetadataSerializer, 400: _ERROR},
     )
     def post(self, request: Request, address: str) -> Response:
-        if not isinstance(request.data, dict):
+        data = request.data
+        if isinstance(data, QueryDict):
+            # A form body: one string per key (the last), never the list QueryDict keeps.
+            data = data.dict()
+        if not isinstance(data, dict):
             raise InvalidTransaction("The body must be an object of string values.")
         metadata = services.account_metadata_set(
-            address=address, metadata=request.data, actor=request.user.get_username()
+            address=address, metadata=data, actor=request.user.get_username()
         )
         return Response({"address": address, "metadata": metadata})
 
@@ -228,6 +228,7 @@ class AccountMetadataKeyView(LedgerView):
 
 class TransactionsView(LedgerView):
     required_permissions = {"POST": ("ledger.post_transaction",)}
+    pagination_class = TransactionPagination
 
     @extend_schema(
         summary="List transactions, newest first",
@@ -256,7 +257,7 @@ class TransactionsView(LedgerView):
             end=_datetime_param(params, "end_time"),
             reverted=None if reverted in (None, "") else reverted.lower() in ("1", "true", "yes"),
         )
-        paginator = TransactionPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self) or []
         return paginator.get_paginated_response(_transactions_data(list(page)))
 
@@ -352,7 +353,10 @@ class TransactionsBulkView(LedgerView):
         items = []
         for raw in body.validated_data["items"]:
             if isinstance(raw, dict) and isinstance(raw.get("timestamp"), str):
-                parsed = parse_datetime(raw["timestamp"])
+                try:
+                    parsed = parse_datetime(raw["timestamp"])
+                except ValueError:  # well formed, not a date: the service refuses the string
+                    parsed = None
                 raw = {**raw, "timestamp": parsed if parsed is not None else raw["timestamp"]}
             items.append(raw)
         atomic = body.validated_data["atomic"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from ledger.models import Account, AccountMetadataChange, Transaction
@@ -65,6 +66,7 @@ class PostingOutSerializer(serializers.Serializer):
 
 
 class TransactionSerializer(serializers.ModelSerializer):
+    metadata = serializers.DictField(help_text="any JSON values")
     postings = serializers.SerializerMethodField()
     reverts = serializers.IntegerField(source="reverts_id", allow_null=True)
     reverted_by = serializers.SerializerMethodField()
@@ -114,6 +116,8 @@ class VolumesSerializer(serializers.Serializer):
 
 
 class AccountSerializer(serializers.ModelSerializer):
+    # Account metadata is string to string (ledger.domain.validate_account_metadata).
+    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))
     balances = serializers.SerializerMethodField()
 
     class Meta:
@@ -125,6 +129,7 @@ class AccountSerializer(serializers.ModelSerializer):
 
 
 class AccountDetailSerializer(serializers.ModelSerializer):
+    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))
     volumes = serializers.SerializerMethodField()
 
     class Meta:
@@ -144,9 +149,10 @@ class MetadataChangeSerializer(serializers.ModelSerializer):
         fields = ["id", "key", "value", "changed_at", "transaction", "actor"]
 
 
+@extend_schema_serializer(component_name="AccountMetadataResult")  # not the model's field name
 class AccountMetadataSerializer(serializers.Serializer):
     address = serializers.CharField()
-    metadata = serializers.DictField(child=serializers.CharField())
+    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True))
 
 
 class BalancesSerializer(serializers.Serializer):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.input import choice_param, int_param
+from config.pagination import LimitOffsetPagination
 from config.permissions import NamedPermissions
 from payouts import selectors, services
 from payouts import serializers as s
@@ -48,6 +49,7 @@ def _kind(kind: str) -> str:
 class PayoutsView(APIView):
     permission_classes = [NamedPermissions]
     read_permissions = _READ
+    pagination_class = LimitOffsetPagination
 
     @extend_schema(
         summary="List payouts, newest first",
@@ -61,21 +63,18 @@ class PayoutsView(APIView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        state = params.get("state") or None
-        if state is not None and state not in State.values:
-            raise serializers.ValidationError({"state": f"one of {', '.join(State.values)}"})
-        payee_id = params.get("payee_id")
-        # isascii: str.isdigit() also accepts "²", which int() refuses (a 500).
-        if payee_id is not None and not (payee_id.isascii() and payee_id.isdigit()):
-            raise serializers.ValidationError({"payee_id": "an integer"})
-        attention = params.get("needs_attention")
-        qs = selectors.payouts_list(
-            state=state,
-            payee_kind=params.get("payee_kind") or None,
-            payee_id=int(payee_id) if payee_id else None,
-            needs_attention=None if attention is None else attention.lower() in ("1", "true"),
+        attention = choice_param(
+            {k: str(v).lower() for k, v in params.items()},
+            "needs_attention",
+            ("true", "false", "1", "0"),
         )
-        paginator = LimitOffsetPagination()
+        qs = selectors.payouts_list(
+            state=choice_param(params, "state", State.values),
+            payee_kind=choice_param(params, "payee_kind", PayeeKind.values),
+            payee_id=int_param(params, "payee_id"),
+            needs_attention=None if attention is None else attention in ("1", "true"),
+        )
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self) or []
         return paginator.get_paginated_response(s.PayoutSerializer(page, many=True).data)
 

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.core.validators import RegexValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from marketplace.models import Campaign, Order, Refund, Restaurant, Rider, Topup
+from marketplace.models import Anomaly, Campaign, Order, Refund, Restaurant, Rider, Topup
+from marketplace.models.campaigns import CODE_REGEX
+from marketplace.models.restaurants import ASSET_REGEX, PORTION_REGEX
 from marketplace.services.common import MAX_AMOUNT
+
+
+def _db_regex(pattern: str, message: str) -> RegexValidator:
+    """The database's CHECK (a PostgreSQL regex) as a validator: `$` there is the end of the
+    string, so `\\Z` here (Python's `$` also matches before a final newline)."""
+    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+    return RegexValidator(re.compile(anchored), message)
+
+
+# Each mirrors a CheckConstraint (the constraints stay as the second line).
+ASSET = _db_regex(ASSET_REGEX, "Must be an asset like USD/2, EUR/2 or JPY (*_asset_valid).")
+PORTION = _db_regex(PORTION_REGEX, "Must be a portion like 15%%, 12.5%% or 1/3.")
+CAMPAIGN_CODE = _db_regex(
+    CODE_REGEX, "Must be 2-32 capitals, digits, '_' or '-' (campaign_code_valid)."
+)
+
+
+def asset_field(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=32, required=False, default="USD/2", validators=[ASSET], **kwargs
+    )
 
 
 @extend_schema_field(OpenApiTypes.INT64)
@@ -43,18 +68,20 @@ class AmountField(serializers.Field):
 class RestaurantCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     email = serializers.EmailField(required=False, default="")
-    commission = serializers.CharField(max_length=16, required=False, default="15%")
-    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+    commission = serializers.CharField(
+        max_length=16, required=False, default="15%", validators=[PORTION]
+    )
+    asset = asset_field()
 
 
 class RiderCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     email = serializers.EmailField(required=False, default="")
-    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+    asset = asset_field()
 
 
 class CommissionInput(serializers.Serializer):
-    commission = serializers.CharField(max_length=16)
+    commission = serializers.CharField(max_length=16, validators=[PORTION])
 
 
 class OrderCreateInput(serializers.Serializer):
@@ -77,8 +104,8 @@ class DeliverInput(serializers.Serializer):
 class RefundCreateInput(serializers.Serializer):
     amount = AmountField()
     bearer = serializers.ChoiceField(choices=Refund.Bearer.choices, default=Refund.Bearer.PLATFORM)
-    restaurant_share = serializers.CharField(max_length=32, required=False)
-    rider_share = serializers.CharField(max_length=32, required=False)
+    restaurant_share = serializers.CharField(max_length=32, required=False, validators=[PORTION])
+    rider_share = serializers.CharField(max_length=32, required=False, validators=[PORTION])
     reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
     idempotency_key = serializers.CharField(max_length=255, required=False, default="")
 
@@ -88,10 +115,23 @@ class CampaignCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, default="")
     budget = AmountField()
     per_order_cap = AmountField()
-    percent_off = serializers.CharField(max_length=16, required=False, default="100%")
-    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+    percent_off = serializers.CharField(
+        max_length=16, required=False, default="100%", validators=[PORTION]
+    )
+    asset = asset_field()
     starts_at = serializers.DateTimeField(required=False, default=None)
     ends_at = serializers.DateTimeField(required=False, default=None)
+
+    def validate_code(self, value: str) -> str:
+        CAMPAIGN_CODE(value.strip().upper())  # the service stores it upper-cased
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # campaign_window_ordered; without starts_at the service starts it now.
+        starts, ends = attrs.get("starts_at"), attrs.get("ends_at")
+        if starts is not None and ends is not None and ends <= starts:
+            raise serializers.ValidationError({"ends_at": ["Must be after starts_at."]})
+        return attrs
 
 
 class AmountInput(serializers.Serializer):
@@ -100,7 +140,7 @@ class AmountInput(serializers.Serializer):
 
 class TopupCreateInput(serializers.Serializer):
     amount = AmountField()
-    asset = serializers.CharField(max_length=32, required=False, default="USD/2")
+    asset = asset_field()
     description = serializers.CharField(max_length=255, required=False, default="")
 
 
@@ -264,3 +304,11 @@ class RefundDecisionInput(serializers.Serializer):
 
 class RefundRejectInput(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
+
+
+class AnomalyOutput(serializers.ModelSerializer):
+    order = serializers.IntegerField(source="order_id", allow_null=True)
+
+    class Meta:
+        model = Anomaly
+        fields = ["id", "kind", "stripe_object", "order", "message", "created_at"]

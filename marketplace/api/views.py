@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -15,30 +14,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.input import choice_param, instant_param
 from config.permissions import NamedPermissions
 from ledger.selectors import balance_sheet_get
 from marketplace import selectors
 from marketplace.api import serializers as s
 from marketplace.models import Anomaly, Campaign, Order, Refund, Restaurant, Rider, Topup
 from marketplace.services import campaigns, orders, parties, refunds, treasury
-from marketplace.services.errors import InvalidInput, NotFound
+from marketplace.services.errors import NotFound
 
 AT_PARAM = OpenApiParameter(
     "at", OpenApiTypes.DATETIME, description="an instant in the past (ISO-8601 with zone)"
 )
+ASSET_PARAM = OpenApiParameter("asset", OpenApiTypes.STR, description="default USD/2")
 
 
 def _at(request: Request) -> datetime | None:
-    raw = request.query_params.get("at")
-    if not raw:
-        return None
-    value = parse_datetime(raw.replace(" ", "+"))
-    if value is None or value.tzinfo is None:
-        raise InvalidInput(
-            f"Invalid at {raw!r}: expected ISO-8601 with a time zone, e.g. 2024-05-01T12:00:00Z.",
-            code="invalid_timestamp",
-        )
-    return value
+    return instant_param(request.query_params, "at")
 
 
 def _get(model: Any, pk: int) -> Any:
@@ -152,7 +144,7 @@ class OrdersView(ListAPIView, StaffView):
 
     def get_queryset(self) -> Any:
         qs = Order.objects.select_related("campaign").order_by("-id")
-        wanted = self.request.query_params.get("status")
+        wanted = choice_param(self.request.query_params, "status", Order.Status.values)
         if wanted:
             qs = qs.filter(status=wanted)
         return qs
@@ -369,9 +361,7 @@ class PayeesBooksView(StaffView):
         responses=s.PayeeBalanceOutput(many=True),
     )
     def get(self, request: Request) -> Response:
-        kind = request.query_params.get("kind", "restaurant")
-        if kind not in ("restaurant", "rider"):
-            raise InvalidInput("kind must be restaurant or rider.")
+        kind = choice_param(request.query_params, "kind", ("restaurant", "rider")) or "restaurant"
         rows = selectors.payee_balances_list(kind=kind, at=_at(request))  # type: ignore[arg-type]
         return Response(s.PayeeBalanceOutput(rows, many=True).data)
 
@@ -409,7 +399,7 @@ def _owed_data(owed: selectors.Owed) -> dict[str, Any]:
 
 
 class OwedView(StaffView):
-    @extend_schema(parameters=[AT_PARAM], responses=OWED_SHAPE)
+    @extend_schema(parameters=[AT_PARAM, ASSET_PARAM], responses=OWED_SHAPE)
     def get(self, request: Request) -> Response:
         asset = request.query_params.get("asset", "USD/2")
         return Response(_owed_data(selectors.owed_get(asset=asset, at=_at(request))))
@@ -458,14 +448,14 @@ def risk_data(risk: selectors.Risk) -> dict[str, Any]:
 
 
 class RiskView(StaffView):
-    @extend_schema(parameters=[AT_PARAM], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[AT_PARAM, ASSET_PARAM], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         asset = request.query_params.get("asset", "USD/2")
         return Response(risk_data(selectors.risk_get(asset=asset, at=_at(request))))
 
 
 class AnomaliesView(StaffView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=s.AnomalyOutput(many=True))
     def get(self, request: Request) -> Response:
         rows = Anomaly.objects.filter(resolved=False).order_by("-id")[:200]
         return Response(
