@@ -21,7 +21,9 @@ same type is a configuration error. Contract for handlers:
 - idempotent on the Stripe object (key writes on `ch_`/`re_`/`dp_`/`tr_`/`txn_` ids): the same
   event can be processed again (replay, lease expiry), and several events describe one object;
 - order-independent: if something the event depends on is missing, fetch it in `prepare`, or
-  raise `DeferEvent("why")` to be retried later with backoff;
+  raise `DeferEvent("why")` to be retried later with backoff (a deferred event is retried
+  while Stripe could still deliver what it waits for: until STRIPE_EVENTS_DEFER_HORIZON,
+  not a fixed number of attempts);
 - any other exception marks the row `failed` and it is retried with backoff until
   `STRIPE_EVENTS_MAX_ATTEMPTS`; the transaction is rolled back, so nothing is half-written;
 - return None (processed) or `HandlerResult.ignored("why")` when the event is not ours.
