@@ -150,21 +150,20 @@ handler_register("payment_intent.canceled", prepare=_fetch_intent)(_payment_not_
 
 def _fetch_refunds(event: StripeEvent) -> list[dict[str, Any]]:
     """The refunds the event is about, fresh from Stripe: the refund itself, or for
-    `charge.refunded` every refund of ours on that charge whose id we know."""
+    `charge.refunded` every refund of the charge. The payload's `refunds` list is not there
+    (only when expanded, since 2022-11-15), so they are listed from the API: a refund made
+    in the Dashboard is found even if `refund.created` never arrives."""
     obj = event.data_object
     gateway = get_gateway()
     if obj.get("object") == "refund":
         return [gateway.refund_retrieve(obj["id"])]
-    from marketplace.models import Refund
-
-    ids = list(
-        Refund.objects.filter(order__charge_id=obj.get("id", ""))
-        .exclude(stripe_refund_id="")
-        .values_list("stripe_refund_id", flat=True)
-    )
-    embedded = (obj.get("refunds") or {}).get("data") or []
-    ids += [r["id"] for r in embedded if isinstance(r, dict) and r.get("id") not in ids]
-    return [gateway.refund_retrieve(re_id) for re_id in ids]
+    charge_id = str(obj.get("id", ""))
+    if not charge_id:
+        return []
+    try:
+        return gateway.refunds_for_charge(charge_id)
+    except ProviderObjectNotFound:
+        return []
 
 
 def _refund_event(event: StripeEvent, refunds: list[dict[str, Any]]) -> HandlerResult | None:

@@ -58,6 +58,7 @@ FLOWS = (
     "refund_order",
     "split",
     "topup",
+    "topup_reversed",
 )
 
 BOOK = FlowBook(FLOWS_DIR, FLOWS, label="marketplace")
