@@ -641,7 +641,6 @@ class StripeGateway:
     def topup_retrieve(self, topup_id: str) -> dict[str, Any]:
         return self._get("topup_retrieve", self.v1.topups.retrieve, topup_id)
 
-
     # --- webhook endpoints (the `stripe_webhooks` command) ---
     def webhook_endpoints_list(self) -> list[dict[str, Any]]:
         return list(
@@ -655,6 +654,7 @@ class StripeGateway:
         enabled_events: Sequence[str],
         connect: bool,
         description: str,
+        metadata: dict[str, str],
         idempotency_key: str,
     ) -> dict[str, Any]:
         """Create an endpoint at the pinned API version (its answer holds the `secret`)."""
@@ -667,6 +667,7 @@ class StripeGateway:
                 "connect": connect,
                 "api_version": PINNED_API_VERSION,
                 "description": description,
+                "metadata": metadata,
             },
             idempotency_key=idempotency_key,
         )

@@ -78,6 +78,9 @@ class Registration:
     event_type: str
     apply: Apply
     prepare: Prepare | None = None
+    # Which endpoint must receive it: the platform's (its own objects) or the Connect one
+    # (connected accounts' objects, events carrying `account`). `stripe_webhooks setup`.
+    connect: bool = False
 
     @property
     def name(self) -> str:
@@ -89,14 +92,18 @@ HANDLERS: dict[str, Registration] = {}
 
 
 def handler_register(
-    event_type: str, *, prepare: Prepare | None = None
+    event_type: str, *, prepare: Prepare | None = None, connect: bool = False
 ) -> Callable[[Apply], Apply]:
-    """Register the decorated function as THE handler of `event_type` (see module doc)."""
+    """Register the decorated function as THE handler of `event_type` (see module doc).
+    `connect=True`: the event is about connected accounts and comes through the Connect
+    endpoint."""
     if not isinstance(event_type, str) or not event_type or event_type != event_type.strip():
         raise ImproperlyConfigured(f"invalid Stripe event type {event_type!r}")
 
     def register(apply: Apply) -> Apply:
-        registration = Registration(event_type=event_type, apply=apply, prepare=prepare)
+        registration = Registration(
+            event_type=event_type, apply=apply, prepare=prepare, connect=connect
+        )
         existing = HANDLERS.get(event_type)
         # The same function registered again (a module imported twice) is harmless.
         if existing is not None and existing.name != registration.name:
