@@ -96,7 +96,7 @@ class Api:
             return "error_before"
         if roll < chaos.api_error_rate + chaos.api_timeout_rate:
             return "timeout"
-        if roll < total:
+        if roll < total - chaos.api_rate_limit_rate:
             return "error_after"
         return None
 

@@ -111,8 +111,13 @@ def dispute_sync(*, stripe_dispute: dict[str, Any], event_id: str = "") -> str:
     txns = sorted(
         stripe_dispute.get("balance_transactions") or [], key=lambda t: (t["created"], t["id"])
     )
-    debits = [t for t in txns if int(t["amount"]) <= 0]
-    credits = [t for t in txns if int(t["amount"]) > 0]
+    # A credit gives money back: a reinstatement, or a fee refunded on its own (amount 0).
+    credits = [
+        t
+        for t in txns
+        if int(t["amount"]) > 0 or (int(t["amount"]) == 0 and int(t.get("fee") or 0) < 0)
+    ]
+    debits = [t for t in txns if t not in credits]
     for index, txn in enumerate(debits):
         fee = int(txn.get("fee") or 0)
         suffix = "" if index == 0 else f":{txn['id']}"
