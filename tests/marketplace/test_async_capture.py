@@ -3,7 +3,7 @@ version's default): `payment_intent.succeeded` and `charge.succeeded` carry no b
 transaction; Stripe attaches it later and says so with `charge.updated`. Whatever the order of
 the three events, with duplicates, and however late the balance transaction, the payment and
 its fee are booked exactly once. Stripe is faked at the seam (what it says *now* is what the
-handlers fetch); the clock is moved with `time_machine`-free arithmetic on the rows."""
+handlers fetch); "hours later" is set on the rows' timestamps."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_a_balance_transaction_hours_late_still_books_through_the_sweeper(
 
 def test_the_sweeper_waits_its_grace_period(fake_gateway: FakeGateway) -> None:
     # given: just paid, not settled
-    order, intent, ch = _order(fake_gateway)
+    _, intent, ch = _order(fake_gateway)
     process(_payload("charge.succeeded", intent, ch))
     calls = len(fake_gateway.calls)
 
@@ -208,7 +208,7 @@ def test_a_deferred_event_gives_up_only_past_the_horizon(
     from tests.marketplace.fakes import refund
 
     settings.STRIPE_EVENTS_MAX_ATTEMPTS = 3
-    order, intent, ch = _order(fake_gateway)
+    _, intent, ch = _order(fake_gateway)
     process(_payload("charge.succeeded", intent, ch))
     re = fake_gateway.add(refund(charge_id=ch["id"], amount=1000))
     payload = event("refund.created", re)
