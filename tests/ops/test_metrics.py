@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from marketplace.webhooks import services as webhook_services
+from stripe_gateway import services as webhook_services
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.services import PostingInput, transaction_post
