@@ -214,6 +214,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "ledger-verify": {"task": "ledger.verify", "schedule": 24 * 3600.0},
     "marketplace-orders-expire": {"task": "marketplace.orders_expire", "schedule": 300.0},
     "marketplace-refunds-sweep": {"task": "marketplace.refunds_sweep", "schedule": 60.0},
+    # Asynchronous capture: payments whose balance transaction came after their events.
+    "marketplace-payments-settle": {"task": "marketplace.payments_settle", "schedule": 60.0},
     "payouts-schedule": {
         "task": "payouts.tasks.payouts_schedule",
         "schedule": knobs["PAYOUTS_SCHEDULE_SECONDS"],

@@ -40,7 +40,10 @@ def inbox_drain(*, emulator: Any = None, timeout: float = 60.0) -> DrainResult:
     replayed = 0
     while True:
         if emulator is not None:
-            emulator.flush(max(0.1, deadline - time.monotonic()))
+            # `settle` also waits for Stripe's own later work (an asynchronous capture's
+            # balance transaction and its charge.updated); `flush` only for deliveries.
+            wait = getattr(emulator, "settle", None) or emulator.flush
+            wait(max(0.1, deadline - time.monotonic()))
         pending = inbox_pending()
         if not pending:
             return DrainResult(settled=True, replayed=replayed, left=0)

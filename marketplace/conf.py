@@ -12,6 +12,9 @@ MARKETPLACE_DISPUTE_BEARER   who bears a dispute's amount: "platform" (platform:
                              always the platform's ("platform")
 MARKETPLACE_DEFER_SECONDS    retry delay of an event that arrived before the one it depends
                              on (a refund before its payment), seconds (5.0)
+MARKETPLACE_SETTLEMENT_GRACE an order paid but awaiting its balance transaction (asynchronous
+                             capture) is looked up at Stripe by the settlement sweeper once
+                             it has waited this long, then on every pass, seconds (60.0)
 REFUNDS_APPROVAL_THRESHOLD   four-eyes rule: a refund above this many minor units of its asset
                              waits for a different user with marketplace.approve_refund; an
                              asset not listed needs approval for every refund, 0 means every
@@ -35,6 +38,7 @@ KNOBS: dict[str, Knob] = {
     "REFUNDS_SWEEP_MAX_AGE": Knob(23 * 3600, "int", "flag (never re-send) after, seconds"),
     "MARKETPLACE_DISPUTE_BEARER": Knob("platform", "str", '"platform" or "restaurant"'),
     "MARKETPLACE_DEFER_SECONDS": Knob(5.0, "float", "retry delay of an early event"),
+    "MARKETPLACE_SETTLEMENT_GRACE": Knob(60.0, "float", "sweep awaiting settlement after, s"),
     "REFUNDS_APPROVAL_THRESHOLD": Knob(
         {"USD/2": 5000}, "json", "four eyes above this, minor units per asset (JSON)"
     ),

@@ -9,11 +9,22 @@ that arrived before the one it depends on (a refund before its payment) is defer
 
 | event                                   | service                    | ledger reference         |
 |-----------------------------------------|----------------------------|--------------------------|
-| payment_intent.succeeded, charge.succeeded | payments.payment_book   | payment:<ch>             |
+| payment_intent.succeeded, charge.succeeded, charge.updated | payments.payment_book | payment:<ch> |
 | payment_intent.payment_failed / .canceled | payments.payment_failed_book | coupon-release:<order> |
 | refund.created / .updated / .failed, charge.refund.updated, charge.refunded | refunds.refund_sync | refund:<re>, refund-failed:<re> |
 | charge.dispute.created / .updated / .funds_withdrawn / .funds_reinstated / .closed | disputes.dispute_sync | dispute-withdrawn:<dp>, dispute-reinstated:<dp> |
 | topup.succeeded                         | treasury.topup_book        | topup:<tu>               |
+| topup.reversed                          | treasury.topup_reversal_book | topup-reversed:<tu>    |
+
+Payments under asynchronous capture: whichever of `payment_intent.succeeded`,
+`charge.succeeded` and `charge.updated` is processed first with the charge's balance
+transaction attached (as fetched, not as in the payload) books the payment and its fee; one
+processed before that marks the order paid-awaiting-settlement and is done (never deferred,
+never failed for it). If no event ever sees the balance transaction, the settlement sweeper
+(`marketplace.payments_settle`, Celery beat) fetches the charge and books it.
+
+`REQUIRED_EVENTS` (in `stripe_gateway.endpoints`) is computed from this table: what the
+`stripe_webhooks setup` command enables on the endpoints.
 """
 
 from __future__ import annotations
@@ -28,9 +39,9 @@ from marketplace.services.common import id_parse
 from marketplace.services.disputes import DisputeNotReady, dispute_sync
 from marketplace.services.errors import NotFound
 from marketplace.services.locks import order_lock
-from marketplace.services.payments import PaymentNotReady, payment_book, payment_failed_book
+from marketplace.services.payments import REFUSED, payment_book, payment_failed_book
 from marketplace.services.refunds import RefundNotReady, refund_sync
-from marketplace.services.treasury import topup_book
+from marketplace.services.treasury import topup_book, topup_reversal_book
 from stripe_gateway.client import get_gateway
 from stripe_gateway.errors import ProviderObjectNotFound
 from stripe_gateway.models import StripeEvent
@@ -95,15 +106,17 @@ def _payment_succeeded(event: StripeEvent, charge: dict[str, Any] | None) -> Han
         return _unknown_order(
             event, charge["id"], f"no order for metadata {charge.get('metadata')}"
         )
-    try:
-        booked = payment_book(order=order, charge=charge, event_id=event.stripe_id)
-    except PaymentNotReady as exc:
-        raise DeferEvent(str(exc), retry_in=_defer_seconds()) from None
-    return None if booked else HandlerResult.ignored("not booked: see anomalies")
+    outcome = payment_book(order=order, charge=charge, event_id=event.stripe_id)
+    if outcome == REFUSED:
+        return HandlerResult.ignored("not booked: see anomalies")
+    return HandlerResult.processed(outcome)
 
 
 handler_register("payment_intent.succeeded", prepare=_fetch_charge)(_payment_succeeded)
 handler_register("charge.succeeded", prepare=_fetch_charge)(_payment_succeeded)
+# Asynchronous capture: `charge.updated` is how Stripe says the balance transaction is
+# attached (it also fires for description or metadata changes: booking is idempotent).
+handler_register("charge.updated", prepare=_fetch_charge)(_payment_succeeded)
 
 
 def _fetch_intent(event: StripeEvent) -> dict[str, Any] | None:
@@ -137,21 +150,20 @@ handler_register("payment_intent.canceled", prepare=_fetch_intent)(_payment_not_
 
 def _fetch_refunds(event: StripeEvent) -> list[dict[str, Any]]:
     """The refunds the event is about, fresh from Stripe: the refund itself, or for
-    `charge.refunded` every refund of ours on that charge whose id we know."""
+    `charge.refunded` every refund of the charge. The payload's `refunds` list is not there
+    (only when expanded, since 2022-11-15), so they are listed from the API: a refund made
+    in the Dashboard is found even if `refund.created` never arrives."""
     obj = event.data_object
     gateway = get_gateway()
     if obj.get("object") == "refund":
         return [gateway.refund_retrieve(obj["id"])]
-    from marketplace.models import Refund
-
-    ids = list(
-        Refund.objects.filter(order__charge_id=obj.get("id", ""))
-        .exclude(stripe_refund_id="")
-        .values_list("stripe_refund_id", flat=True)
-    )
-    embedded = (obj.get("refunds") or {}).get("data") or []
-    ids += [r["id"] for r in embedded if isinstance(r, dict) and r.get("id") not in ids]
-    return [gateway.refund_retrieve(re_id) for re_id in ids]
+    charge_id = str(obj.get("id", ""))
+    if not charge_id:
+        return []
+    try:
+        return gateway.refunds_for_charge(charge_id)
+    except ProviderObjectNotFound:
+        return []
 
 
 def _refund_event(event: StripeEvent, refunds: list[dict[str, Any]]) -> HandlerResult | None:
@@ -228,6 +240,10 @@ def _topup_succeeded(
     if status == "pending":
         # The event is newer than what the read returned: ask again later.
         raise DeferEvent(f"top-up {topup_id} is still pending", retry_in=_defer_seconds())
+    if status == "reversed":
+        # Succeeded, then reversed before this event was processed: book both.
+        topup_reversal_book(stripe_topup=stripe_topup)
+        return None
     if status != "succeeded":
         return HandlerResult.ignored(f"top-up {topup_id} is {status}: not booked")
     topup_book(stripe_topup=stripe_topup)
@@ -235,3 +251,30 @@ def _topup_succeeded(
 
 
 handler_register("topup.succeeded", prepare=_fetch_topup)(_topup_succeeded)
+
+
+def _topup_reversed(
+    event: StripeEvent, stripe_topup: dict[str, Any] | None
+) -> HandlerResult | None:
+    """Stripe took a top-up's money back: reverse its capital booking (once), booking the
+    top-up first if its own event has not been processed yet."""
+    topup_id = str(event.data_object.get("id", ""))
+    if stripe_topup is None:
+        anomaly_record(
+            kind="unknown_topup",
+            stripe_object=topup_id,
+            stripe_event_id=event.stripe_id,
+            message=f"{event.type} {topup_id}: Stripe does not know this top-up. Not booked.",
+            details={"event_type": event.type},
+        )
+        return HandlerResult.ignored(f"top-up {topup_id} not found at Stripe")
+    if stripe_topup.get("status") != "reversed":
+        raise DeferEvent(
+            f"top-up {topup_id} is {stripe_topup.get('status')}, not reversed yet",
+            retry_in=_defer_seconds(),
+        )
+    topup_reversal_book(stripe_topup=stripe_topup)
+    return None
+
+
+handler_register("topup.reversed", prepare=_fetch_topup)(_topup_reversed)

@@ -77,11 +77,11 @@ def _connected_payout(event: Any) -> HandlerResult | None:
     return HandlerResult.processed(note)
 
 
-@handler_register("payout.failed")
+@handler_register("payout.failed", connect=True)
 def connected_payout_failed(event: Any) -> HandlerResult | None:
     return _connected_payout(event)
 
 
-@handler_register("payout.canceled")
+@handler_register("payout.canceled", connect=True)
 def connected_payout_canceled(event: Any) -> HandlerResult | None:
     return _connected_payout(event)

@@ -30,6 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seconds before charge/top-up funds become available (default 0: at once)",
     )
+    parser.add_argument(
+        "--capture-delay",
+        type=float,
+        default=0.0,
+        help="seconds after an asynchronous capture before the charge's balance transaction"
+        " is attached and charge.updated sent (default 0: right after the request)",
+    )
+    parser.add_argument(
+        "--idempotency-retention",
+        type=int,
+        default=24 * 3600,
+        help="seconds an idempotency key is remembered (default 86400, as on Stripe)",
+    )
     parser.add_argument("--webhook-max-attempts", type=int, default=5)
     parser.add_argument(
         "--webhook-backoff", type=float, default=0.05, help="first retry delay, doubled each time"
@@ -48,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--chaos-api-timeout-rate", type=float, default=0.0)
     chaos.add_argument("--chaos-api-timeout-seconds", type=float, default=1.0)
     chaos.add_argument("--chaos-api-error-after-rate", type=float, default=0.0)
+    chaos.add_argument(
+        "--chaos-api-rate-limit-rate",
+        type=float,
+        default=0.0,
+        help="share of API calls answered 429 with Stripe-Should-Retry: true",
+    )
     chaos.add_argument(
         "--chaos-api-paths", default="", help="comma-separated path prefixes chaos applies to"
     )
@@ -70,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             api_timeout_rate=args.chaos_api_timeout_rate,
             api_timeout_seconds=args.chaos_api_timeout_seconds,
             api_error_after_rate=args.chaos_api_error_after_rate,
+            api_rate_limit_rate=args.chaos_api_rate_limit_rate,
             api_paths=tuple(p for p in args.chaos_api_paths.split(",") if p),
         )
     except ValueError as exc:
@@ -85,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         chaos=chaos,
         db_path=args.db,
         available_delay_seconds=args.available_delay,
+        capture_delay_seconds=args.capture_delay,
+        idempotency_retention_seconds=args.idempotency_retention,
         webhook_max_attempts=args.webhook_max_attempts,
         webhook_retry_backoff_seconds=args.webhook_backoff,
         webhook_timeout_seconds=args.webhook_timeout,

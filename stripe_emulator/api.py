@@ -59,6 +59,8 @@ class Api:
             "chaos_errors_before": 0,
             "chaos_timeouts": 0,
             "chaos_errors_after": 0,
+            "chaos_rate_limited": 0,
+            "idempotency_keys_pruned": 0,
             "idempotent_replays": 0,
         }
         self._stats_lock = threading.Lock()
@@ -78,15 +80,23 @@ class Api:
             chaos = self.chaos
             if not chaos.api_applies(method, path):
                 return None
-            total = chaos.api_error_rate + chaos.api_timeout_rate + chaos.api_error_after_rate
+            total = (
+                chaos.api_rate_limit_rate
+                + chaos.api_error_rate
+                + chaos.api_timeout_rate
+                + chaos.api_error_after_rate
+            )
             if total <= 0:
                 return None
             roll = self.rng.random()
+        if roll < chaos.api_rate_limit_rate:
+            return "rate_limit"
+        roll -= chaos.api_rate_limit_rate
         if roll < chaos.api_error_rate:
             return "error_before"
         if roll < chaos.api_error_rate + chaos.api_timeout_rate:
             return "timeout"
-        if roll < total:
+        if roll < total - chaos.api_rate_limit_rate:
             return "error_after"
         return None
 
@@ -175,6 +185,19 @@ class Api:
             return error.status, _dumps(error.body()), base
 
         chaos = self._roll(method, path)
+        if chaos == "rate_limit":
+            self._count("chaos_rate_limited")
+            return (
+                429,
+                _error(
+                    429,
+                    "invalid_request_error",
+                    "Too many requests hit the API too quickly. We recommend an exponential"
+                    " backoff of your requests.",
+                    code="rate_limit",
+                ),
+                {**base, "Stripe-Should-Retry": "true"},
+            )
         if chaos == "error_before":
             self._count("chaos_errors_before")
             return (
@@ -221,6 +244,10 @@ class Api:
                         base,
                     )
                 record = self.state.store.kv_get(IDEMPOTENCY_NS, scope)
+                if record is not None and self._expired(record):
+                    # Stripe prunes keys at least 24 h old: the key starts afresh.
+                    self._count("idempotency_keys_pruned")
+                    record = None
                 if record is not None:
                     if record["fingerprint"] != fingerprint:
                         return (
@@ -283,6 +310,7 @@ class Api:
                             "status": status,
                             "body": text,
                             "request_id": request_id,
+                            "created": self.state.now(),
                         },
                     )
                     self.state.store.commit()
@@ -294,6 +322,12 @@ class Api:
             if scope is not None:
                 with self.state.lock:
                     self._in_flight.discard(scope)
+
+    def _expired(self, record: dict[str, Any]) -> bool:
+        created = record.get("created")
+        if created is None:
+            return False
+        return self.state.now() - int(created) >= self.state.idempotency_retention_seconds
 
     def _execute(
         self, handler: Any, ids: tuple[str, ...], ctx: Ctx, params: forms.Params, expand: list[str]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 _RATES = (
+    "api_rate_limit_rate",
     "duplicate_rate",
     "drop_rate",
     "api_error_rate",
@@ -35,7 +36,9 @@ class ChaosConfig:
       api_error_rate: answer 500 api_error BEFORE doing anything (nothing is saved).
       api_timeout_rate: sleep `api_timeout_seconds` (longer than the client's timeout),
         THEN perform the operation: the client sees a timeout although the object exists.
-      api_error_after_rate: perform the operation, then answer 500 (only when it succeeded;
+      api_rate_limit_rate: answer 429 rate_limit_error with `Stripe-Should-Retry: true` BEFORE
+      doing anything (nothing is saved under the idempotency key): the client retries.
+    api_error_after_rate: perform the operation, then answer 500 (only when it succeeded;
         a refused request keeps its real error). As on Stripe, that 500 is saved under the
         idempotency key and replayed to retries with the same key.
     """
@@ -52,6 +55,7 @@ class ChaosConfig:
     api_timeout_rate: float = 0.0
     api_timeout_seconds: float = 1.0
     api_error_after_rate: float = 0.0
+    api_rate_limit_rate: float = 0.0
     api_paths: tuple[str, ...] = ()
     api_methods: tuple[str, ...] = ("GET", "POST", "DELETE")
 
@@ -63,7 +67,13 @@ class ChaosConfig:
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-        if self.api_error_rate + self.api_timeout_rate + self.api_error_after_rate > 1.0:
+        if (
+            self.api_error_rate
+            + self.api_timeout_rate
+            + self.api_error_after_rate
+            + self.api_rate_limit_rate
+            > 1.0
+        ):
             raise ValueError("the api_* rates must sum to at most 1")
         if self.max_duplicates < 1:
             raise ValueError("max_duplicates must be at least 1")

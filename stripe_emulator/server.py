@@ -173,6 +173,8 @@ class EmulatorServer:
         chaos: ChaosConfig | None = None,
         db_path: str | None = None,
         available_delay_seconds: int = 0,
+        capture_delay_seconds: float = 0.0,
+        idempotency_retention_seconds: int = 24 * 3600,
         webhook_max_attempts: int = 5,
         webhook_retry_backoff_seconds: float = 0.05,
         webhook_timeout_seconds: float = 5.0,
@@ -183,7 +185,12 @@ class EmulatorServer:
         self.verbose = verbose
         self.chaos = chaos or ChaosConfig()
         self.webhook_secret = webhook_secret or DEFAULT_WEBHOOK_SECRET
-        self.state = EmulatorState(db_path=db_path, available_delay_seconds=available_delay_seconds)
+        self.state = EmulatorState(
+            db_path=db_path,
+            available_delay_seconds=available_delay_seconds,
+            capture_delay_seconds=capture_delay_seconds,
+            idempotency_retention_seconds=idempotency_retention_seconds,
+        )
         self.webhooks = WebhookDispatcher(
             chaos=self.chaos,
             max_attempts=webhook_max_attempts,
@@ -199,9 +206,12 @@ class EmulatorServer:
             )
         self.state.event_sink = self.webhooks.enqueue
         self.state.webhook_targets = self.webhooks.target_count
+        self.state.endpoint_hook = self.webhooks.upsert_api_endpoint
         self.api = Api(self.state, self.chaos)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None
+        self._ticker_stop = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -217,9 +227,27 @@ class EmulatorServer:
         )
         self._thread.start()
         self.webhooks.start()
+        # Stripe works on its own time: balance transactions attached after an asynchronous
+        # capture, pending funds becoming available. The ticker runs what is due.
+        self._ticker_stop.clear()
+        self._ticker = threading.Thread(target=self._tick_loop, name="stripe-emulator-clock")
+        self._ticker.daemon = True
+        self._ticker.start()
         return self
 
+    def _tick_loop(self) -> None:
+        while not self._ticker_stop.wait(0.02):
+            if self.state.due_work():
+                try:
+                    self.state.run_due()
+                except Exception:  # keep ticking: a bug must not stop the clock
+                    log.exception("stripe emulator: scheduled work failed")
+
     def stop(self) -> None:
+        self._ticker_stop.set()
+        if self._ticker is not None:
+            self._ticker.join(5)
+            self._ticker = None
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.close_connections()
@@ -260,8 +288,22 @@ class EmulatorServer:
     # -- test and demo helpers -------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued webhook delivery (and retry) is done; False on timeout."""
+        """Run the work that is due (e.g. an asynchronous capture's balance transaction),
+        then wait until every queued webhook delivery (and retry) is done; False on
+        timeout. Work scheduled later (a capture delay) waits for its time."""
+        self.state.run_due()
         return self.webhooks.flush(timeout)
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait until no scheduled work is left (balance transactions attached), then flush.
+        Real time: with a capture delay of N seconds this takes N seconds."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.state.scheduled_count() and time.monotonic() < deadline:
+            self.state.run_due()
+            time.sleep(0.01)
+        return self.flush(max(0.0, deadline - time.monotonic()))
 
     def redeliver_dropped(self) -> int:
         """Deliver the events chaos `drop_rate` held back; returns how many."""

@@ -47,6 +47,7 @@ INDEX_FIELDS: dict[str, tuple[str, ...]] = {
     "topup": (),
     "balance_transaction": ("type", "source", "payout"),
     "event": ("type",),
+    "webhook_endpoint": (),
 }
 
 _ALPHABET = string.digits + string.ascii_letters
@@ -88,16 +89,28 @@ class EmulatorState:
         *,
         db_path: str | None = None,
         available_delay_seconds: int = 0,
+        capture_delay_seconds: float = 0.0,
+        idempotency_retention_seconds: int = 24 * 3600,
         api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         self.lock = threading.RLock()
         self.store = Store(db_path)
         self.available_delay_seconds = available_delay_seconds
+        # Asynchronous capture: how long after a charge succeeds its balance transaction is
+        # attached (and `charge.updated` sent). 0 = right after the confirming request.
+        self.capture_delay_seconds = capture_delay_seconds
+        # Stripe prunes idempotency keys once they are at least 24 hours old.
+        self.idempotency_retention_seconds = idempotency_retention_seconds
+        # Work Stripe does later (the async capture's attachment): (due, seq, callable).
+        self._scheduled: list[tuple[float, int, Callable[[], None]]] = []
+        self._scheduled_seq = 0
         self.api_version = api_version
         # Called with each new event once its operation finished (webhook dispatcher).
         self.event_sink: Callable[[Obj], None] | None = None
         # How many endpoints will receive an event (platform: False, connected: True).
         self.webhook_targets: Callable[[bool], int] = lambda connect: 0
+        # Called with a webhook_endpoint object created or updated through the API.
+        self.endpoint_hook: Callable[[Obj], None] | None = None
         self._outbox: list[Obj] = []
         self._rebuild_derived()
 
@@ -116,6 +129,7 @@ class EmulatorState:
         with self.lock:
             self.store.clear()
             self._outbox.clear()
+            self._scheduled.clear()
             self._rebuild_derived()
 
     def close(self) -> None:
@@ -151,8 +165,35 @@ class EmulatorState:
             self.clock_offset += seconds
             self.store.kv_set("meta", "clock_offset", self.clock_offset)
 
+    def schedule(self, delay_seconds: float, action: Callable[[], None]) -> None:
+        """Run `action` (under the lock, inside an operation) once the emulator clock has
+        moved `delay_seconds` on: the next operation, the server's ticker or `run_due`."""
+        self._scheduled_seq += 1
+        due = time.time() + self.clock_offset + max(0.0, delay_seconds)
+        heapq.heappush(self._scheduled, (due, self._scheduled_seq, action))
+
+    def due_work(self) -> bool:
+        """True when scheduled work or pending funds are due (the ticker's cheap check)."""
+        now = time.time() + self.clock_offset
+        return bool(
+            (self._scheduled and self._scheduled[0][0] <= now)
+            or (self._pending and self._pending[0][0] <= int(now))
+        )
+
+    def scheduled_count(self) -> int:
+        return len(self._scheduled)
+
+    def run_due(self) -> None:
+        """Run whatever is due now (scheduled work, funds becoming available)."""
+        with self.run():
+            pass
+
     def tick(self) -> None:
-        """Make pending funds whose `available_on` passed available (balance.available)."""
+        """Run scheduled work that is due, then make pending funds whose `available_on`
+        passed available (balance.available)."""
+        while self._scheduled and self._scheduled[0][0] <= time.time() + self.clock_offset:
+            _, _, action = heapq.heappop(self._scheduled)
+            action()
         if not self._pending:
             return
         now = self.now()
@@ -217,11 +258,9 @@ class EmulatorState:
         if not isinstance(object_id, str):
             return out
         account = self.store.owner.get(object_id, PLATFORM)
-        if kind == "charge":
-            out["refunds"] = self._sublist(
-                account, "refund", "charge", object_id, f"/v1/charges/{object_id}/refunds"
-            )
-        elif kind == "transfer":
+        # `charge.refunds` is not returned (nor in events) unless expanded, since 2022-11-15:
+        # `_expand` adds it for `expand[]=refunds`.
+        if kind == "transfer":
             out["reversals"] = self._sublist(
                 account,
                 "transfer_reversal",
@@ -270,6 +309,13 @@ class EmulatorState:
 
     def _expand(self, node: Obj, parts: list[str], path: str) -> Obj:
         head, rest = parts[0], parts[1:]
+        if head == "refunds" and node.get("object") == "charge" and "refunds" not in node:
+            charge_id = str(node["id"])
+            account = self.store.owner.get(charge_id, PLATFORM)
+            node["refunds"] = self._sublist(
+                account, "refund", "charge", charge_id, f"/v1/charges/{charge_id}/refunds"
+            )
+            return self._expand(node, parts, path) if rest else node
         if head not in node:
             raise bad_param(f"This property cannot be expanded ({path}).", param="expand")
         value = node[head]

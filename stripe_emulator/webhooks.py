@@ -39,6 +39,11 @@ class Endpoint:
     url: str
     secret: str
     connect: bool = False  # receives connected-account events (those with `account`)
+    enabled_events: tuple[str, ...] = ("*",)  # event types it receives ("*" = all)
+    endpoint_id: str | None = None  # the we_ object, for endpoints created through the API
+
+    def wants(self, event_type: str) -> bool:
+        return "*" in self.enabled_events or event_type in self.enabled_events
 
 
 @dataclass(order=True)
@@ -127,6 +132,24 @@ class WebhookDispatcher:
         with self._cond:
             self.endpoints.append(Endpoint(url, secret, connect))
 
+    def upsert_api_endpoint(self, obj: dict[str, Any]) -> None:
+        """Register (or update) an endpoint created through /v1/webhook_endpoints."""
+        with self._cond:
+            for endpoint in self.endpoints:
+                if endpoint.endpoint_id == obj["id"]:
+                    endpoint.url = obj["url"]
+                    endpoint.enabled_events = tuple(obj["enabled_events"])
+                    return
+            self.endpoints.append(
+                Endpoint(
+                    obj["url"],
+                    obj["_secret"],
+                    bool(obj.get("_connect")),
+                    tuple(obj["enabled_events"]),
+                    obj["id"],
+                )
+            )
+
     def clear_endpoints(self) -> None:
         with self._cond:
             self.endpoints.clear()
@@ -178,7 +201,7 @@ class WebhookDispatcher:
         public = {k: v for k, v in event.items() if not k.startswith("_")}
         body = json.dumps(public, indent=2)
         with self._cond:
-            targets = self.targets("account" in public)
+            targets = [e for e in self.targets("account" in public) if e.wants(public["type"])]
             now = time.monotonic()
             delay = self.chaos.delay_ms / 1000.0
             for endpoint in targets:

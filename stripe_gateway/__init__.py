@@ -25,8 +25,10 @@ Life of an event
      A handler must not open its own durable transaction nor call Stripe here.
 4. `DeferEvent` -> `deferred`, any other exception -> `failed` (rolled back); both get
    `next_attempt_at` = now + backoff (`STRIPE_EVENTS_BACKOFF_BASE * 2**(attempt-1)`, capped
-   at `STRIPE_EVENTS_BACKOFF_MAX`) and `last_error`; after `STRIPE_EVENTS_MAX_ATTEMPTS` the
-   row is `failed` with no next attempt (replay it by hand).
+   at `STRIPE_EVENTS_BACKOFF_MAX`) and `last_error`; a failing row is `failed` with no next
+   attempt after `STRIPE_EVENTS_MAX_ATTEMPTS` (replay it by hand); a deferred one only once
+   older than `STRIPE_EVENTS_DEFER_HORIZON` (3 days: Stripe can deliver what it waits for
+   as long as it retries webhooks).
 5. The sweeper (`stripe_events_sweep`, every 30 s) re-drives every row whose
    `next_attempt_at` has passed: lost scheduling (`received` after the grace period), due
    retries, expired leases of crashed workers.

@@ -45,12 +45,24 @@ from stripe_gateway.errors import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CAPTURE_METHOD",
+    "PINNED_API_VERSION",
     "StripeGateway",
     "from_stripe_amount",
     "get_gateway",
     "open_atomic_depth",
     "to_stripe_amount",
 ]
+
+# The API version every request and every webhook endpoint uses: the one stripe-python pins
+# (the SDK sends it as `Stripe-Version`; `stripe_webhooks setup` creates endpoints with it, so
+# event payloads have the shapes this code reads).
+PINNED_API_VERSION: str = stripe.api_version
+# Stated explicitly although it is the pinned version's default (since 2024-04-10): with
+# asynchronous capture, a succeeded charge's `balance_transaction` is null in the API answer
+# and in `charge.succeeded` / `payment_intent.succeeded`; `charge.updated` tells when Stripe
+# attaches it (marketplace.services.payments books the payment then).
+CAPTURE_METHOD = "automatic_async"
 
 # --- amounts ------------------------------------------------------------------------------
 # Stripe's minor unit per currency (https://docs.stripe.com/currencies): zero-decimal and
@@ -299,6 +311,7 @@ class StripeGateway:
             {
                 "amount": stripe_amount,
                 "currency": currency,
+                "capture_method": CAPTURE_METHOD,
                 "metadata": _metadata(metadata),
                 "transfer_group": transfer_group,
                 "customer": customer,
@@ -404,6 +417,13 @@ class StripeGateway:
 
     def refund_retrieve(self, refund_id: str) -> dict[str, Any]:
         return self._get("refund_retrieve", self.v1.refunds.retrieve, refund_id)
+
+    def refunds_for_charge(self, charge_id: str) -> list[dict[str, Any]]:
+        """Every refund of a charge. `charge.refunds` is not in charge payloads (nor in the
+        API's answer unless expanded) since 2022-11-15: list them instead."""
+        return list(
+            self._list("refunds_list", self.v1.refunds.list, {"charge": charge_id, "limit": 100})
+        )
 
     def dispute_retrieve(self, dispute_id: str) -> dict[str, Any]:
         return self._get("dispute_retrieve", self.v1.disputes.retrieve, dispute_id)
@@ -620,6 +640,50 @@ class StripeGateway:
 
     def topup_retrieve(self, topup_id: str) -> dict[str, Any]:
         return self._get("topup_retrieve", self.v1.topups.retrieve, topup_id)
+
+    # --- webhook endpoints (the `stripe_webhooks` command) ---
+    def webhook_endpoints_list(self) -> list[dict[str, Any]]:
+        return list(
+            self._list("webhook_endpoints_list", self.v1.webhook_endpoints.list, {"limit": 100})
+        )
+
+    def webhook_endpoint_create(
+        self,
+        *,
+        url: str,
+        enabled_events: Sequence[str],
+        connect: bool,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        """Create an endpoint at the pinned API version (its answer holds the `secret`)."""
+        return self._post(
+            "webhook_endpoint_create",
+            self.v1.webhook_endpoints.create,
+            params={
+                "url": url,
+                "enabled_events": list(enabled_events),
+                "connect": connect,
+                "api_version": PINNED_API_VERSION,
+                "description": description,
+                "metadata": metadata,
+            },
+            idempotency_key=idempotency_key,
+        )
+
+    def webhook_endpoint_update(
+        self, endpoint_id: str, *, enabled_events: Sequence[str], idempotency_key: str
+    ) -> dict[str, Any]:
+        """Replace an endpoint's event list (Stripe cannot change an endpoint's api_version:
+        an endpoint at another version must be recreated)."""
+        return self._post(
+            "webhook_endpoint_update",
+            self.v1.webhook_endpoints.update,
+            endpoint_id,
+            params={"enabled_events": list(enabled_events)},
+            idempotency_key=idempotency_key,
+        )
 
 
 # --- error mapping --------------------------------------------------------------------------

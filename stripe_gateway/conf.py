@@ -10,6 +10,10 @@ STRIPE_WEBHOOK_MAX_BODY      largest webhook body accepted, bytes (262144)
 STRIPE_FORBID_IN_ATOMIC      a Stripe call inside an open DB transaction raises instead of
                              being logged as an error (on when DJANGO_ENV=test)
 STRIPE_EVENTS_MAX_ATTEMPTS   processing attempts of an inbox row before `failed` for good (10)
+STRIPE_EVENTS_DEFER_HORIZON  a DEFERRED row (waiting for data Stripe has not delivered yet, e.g.
+                             an event before the one it depends on) is retried, with backoff
+                             after its first STRIPE_EVENTS_MAX_ATTEMPTS tries, until it is this
+                             old: Stripe retries a webhook for up to 3 days (259200)
 STRIPE_EVENTS_BACKOFF_BASE   retry backoff: base * 2**(attempt-1) seconds (30) ...
 STRIPE_EVENTS_BACKOFF_MAX    ... capped at this (3600)
 STRIPE_EVENTS_LEASE          how long a claimed row belongs to its worker, seconds (300)
@@ -31,6 +35,7 @@ KNOBS: dict[str, Knob] = {
     "STRIPE_WEBHOOK_TOLERANCE": Knob(300, "int", "webhook timestamp tolerance, seconds"),
     "STRIPE_WEBHOOK_MAX_BODY": Knob(256 * 1024, "int", "largest webhook body, bytes"),
     "STRIPE_EVENTS_MAX_ATTEMPTS": Knob(10, "int", "attempts before failed for good"),
+    "STRIPE_EVENTS_DEFER_HORIZON": Knob(3 * 86400.0, "float", "deferred rows retried for, s"),
     "STRIPE_EVENTS_BACKOFF_BASE": Knob(30.0, "float", "retry backoff base, seconds"),
     "STRIPE_EVENTS_BACKOFF_MAX": Knob(3600.0, "float", "retry backoff cap, seconds"),
     "STRIPE_EVENTS_LEASE": Knob(300.0, "float", "lease of a claimed row, seconds"),

@@ -21,7 +21,9 @@ same type is a configuration error. Contract for handlers:
 - idempotent on the Stripe object (key writes on `ch_`/`re_`/`dp_`/`tr_`/`txn_` ids): the same
   event can be processed again (replay, lease expiry), and several events describe one object;
 - order-independent: if something the event depends on is missing, fetch it in `prepare`, or
-  raise `DeferEvent("why")` to be retried later with backoff;
+  raise `DeferEvent("why")` to be retried later with backoff (a deferred event is retried
+  while Stripe could still deliver what it waits for: until STRIPE_EVENTS_DEFER_HORIZON,
+  not a fixed number of attempts);
 - any other exception marks the row `failed` and it is retried with backoff until
   `STRIPE_EVENTS_MAX_ATTEMPTS`; the transaction is rolled back, so nothing is half-written;
 - return None (processed) or `HandlerResult.ignored("why")` when the event is not ours.
@@ -76,6 +78,9 @@ class Registration:
     event_type: str
     apply: Apply
     prepare: Prepare | None = None
+    # Which endpoint must receive it: the platform's (its own objects) or the Connect one
+    # (connected accounts' objects, events carrying `account`). `stripe_webhooks setup`.
+    connect: bool = False
 
     @property
     def name(self) -> str:
@@ -87,14 +92,18 @@ HANDLERS: dict[str, Registration] = {}
 
 
 def handler_register(
-    event_type: str, *, prepare: Prepare | None = None
+    event_type: str, *, prepare: Prepare | None = None, connect: bool = False
 ) -> Callable[[Apply], Apply]:
-    """Register the decorated function as THE handler of `event_type` (see module doc)."""
+    """Register the decorated function as THE handler of `event_type` (see module doc).
+    `connect=True`: the event is about connected accounts and comes through the Connect
+    endpoint."""
     if not isinstance(event_type, str) or not event_type or event_type != event_type.strip():
         raise ImproperlyConfigured(f"invalid Stripe event type {event_type!r}")
 
     def register(apply: Apply) -> Apply:
-        registration = Registration(event_type=event_type, apply=apply, prepare=prepare)
+        registration = Registration(
+            event_type=event_type, apply=apply, prepare=prepare, connect=connect
+        )
         existing = HANDLERS.get(event_type)
         # The same function registered again (a module imported twice) is harmless.
         if existing is not None and existing.name != registration.name:

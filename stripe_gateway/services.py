@@ -299,12 +299,27 @@ def _finish(row: StripeEvent, token: int, status: str, note: str, now: datetime)
 def _record_retry(
     row: StripeEvent, token: int, status: str, error: str, retry_in: float | None
 ) -> ProcessOutcome:
+    """Schedule the next attempt, or give up. A FAILED row (the handler raised) gives up
+    after STRIPE_EVENTS_MAX_ATTEMPTS. A DEFERRED row is waiting for data Stripe can still
+    deliver (an event it depends on, a balance transaction not attached yet): it is not given
+    up after a number of tries but only once it is older than STRIPE_EVENTS_DEFER_HORIZON
+    (Stripe's own retry window); past its first quick tries it backs off like a failure."""
     now = timezone.now()
     error = error[:MAX_ERROR_LENGTH]
     retry_at: datetime | None
-    if token >= gateway_conf.get("STRIPE_EVENTS_MAX_ATTEMPTS"):
+    max_attempts = gateway_conf.get("STRIPE_EVENTS_MAX_ATTEMPTS")
+    if status == Status.DEFERRED:
+        horizon = timedelta(seconds=float(gateway_conf.get("STRIPE_EVENTS_DEFER_HORIZON")))
+        give_up = now - row.received_at >= horizon
+        reason = f"gave up after {horizon.total_seconds():.0f} s ({token} attempts)"
+        if token >= max_attempts:
+            retry_in = max(retry_in or 0.0, backoff_seconds(token - max_attempts + 1))
+    else:
+        give_up = token >= max_attempts
+        reason = f"gave up after {token} attempts"
+    if give_up:
         status, retry_at = Status.FAILED, None
-        error = f"gave up after {token} attempts: {error}"[:MAX_ERROR_LENGTH]
+        error = f"{reason}: {error}"[:MAX_ERROR_LENGTH]
         logger.error("Stripe event %s (%s) failed for good: %s", row.stripe_id, row.type, error)
     else:
         delay = backoff_seconds(token) if retry_in is None else max(0.0, retry_in)

@@ -9,18 +9,23 @@ process. Services choose the variables; the templates decide the postings.
 |--------------------|-------------------------------------------|---------------------------------|
 | coupon_reserve     | order placed with a coupon                | coupon-reserve:<order id>       |
 | coupon_release     | payment failed / canceled / expired       | coupon-release:<order id>       |
-| payment            | payment_intent.succeeded / charge.succeeded | payment:<ch id>               |
+| payment            | the first of payment_intent.succeeded /   | payment:<ch id>                 |
+|                    | charge.succeeded / charge.updated (or the |                                 |
+|                    | settlement sweeper) with the charge's bt  |                                 |
 | payment_coupon     | the same, for an order with a coupon      | payment:<ch id>                 |
 | split              | order delivered                           | delivery:<order id>             |
 | refund_order       | refund confirmed, requested before delivery | refund:<re id>                |
 | refund             | refund confirmed, requested after delivery  | refund:<re id>                |
 | (revert)           | refund.failed: the refund is reverted     | refund-failed:<re id>           |
-| dispute_withdrawn  | charge.dispute.funds_withdrawn            | dispute-withdrawn:<dp id>       |
-| dispute_reinstated | charge.dispute.funds_reinstated           | dispute-reinstated:<dp id>      |
+| dispute_withdrawn  | a dispute's debit balance transaction     | dispute-withdrawn:<dp id>, then |
+|                    | (funds_withdrawn; a counter fee...)       | dispute-withdrawn:<dp>:<txn>    |
+| dispute_reinstated | a dispute's credit balance transaction    | dispute-reinstated:<dp id>, then|
+|                    | (funds_reinstated, with its fee if any)   | dispute-reinstated:<dp>:<txn>   |
 | campaign_fund      | staff funds a campaign                    | campaign-fund:<code>:<n>        |
 | campaign_close     | staff closes a campaign                   | campaign-close:<code>           |
 | coupon_release_closed | a reservation released after the close | coupon-release:<order id>       |
 | topup              | topup.succeeded                           | topup:<tu id>                   |
+| topup_reversed     | topup.reversed                            | topup-reversed:<tu id>          |
 | capital            | owners fund the bank account              | capital:<key>                   |
 """
 
@@ -53,6 +58,7 @@ FLOWS = (
     "refund_order",
     "split",
     "topup",
+    "topup_reversed",
 )
 
 BOOK = FlowBook(FLOWS_DIR, FLOWS, label="marketplace")

@@ -23,6 +23,10 @@ class Order(models.Model):
         PENDING_PAYMENT = "pending_payment", "Pending payment"  # PaymentIntent created
         PAYMENT_FAILED = "payment_failed", "Payment failed"  # declined; coupon released
         CANCELED = "canceled", "Canceled"  # canceled or expired; coupon released
+        # The charge succeeded (the customer's money is real) but Stripe has not attached its
+        # balance transaction yet (asynchronous capture): nothing is in the ledger until it
+        # is known, then the payment and its fee are booked together and the order is paid.
+        AWAITING_SETTLEMENT = "awaiting_settlement", "Paid, awaiting settlement"
         PAID = "paid", "Paid"  # the payment is booked in the ledger
         DELIVERED = "delivered", "Delivered"  # the split is booked
 
@@ -86,6 +90,12 @@ class Order(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(fields=["status", "created_at"], name="order_status_idx"),
+            # The settlement sweeper: charges whose balance transaction is still unknown.
+            models.Index(
+                fields=["paid_at"],
+                condition=Q(status="awaiting_settlement"),
+                name="order_awaiting_settlement_idx",
+            ),
             # The expiry pass: PaymentIntents still to cancel at Stripe (a handful at most).
             models.Index(
                 fields=["id"],
@@ -124,7 +134,7 @@ class Order(models.Model):
                 name="order_refunds_within_paid",
             ),
             models.CheckConstraint(
-                condition=~Q(status__in=["paid", "delivered"])
+                condition=~Q(status__in=["awaiting_settlement", "paid", "delivered"])
                 | (Q(amount_paid__gt=0) & ~Q(charge_id="")),
                 name="order_paid_has_charge",
             ),

@@ -17,6 +17,8 @@ class Topup(models.Model):
         SUBMITTED = "submitted", "Submitted"  # Stripe created it (tu_ known)
         SUCCEEDED = "succeeded", "Succeeded"  # the ledger transaction topup:<tu_id> is written
         FAILED = "failed", "Failed"
+        # Stripe took the money back (topup.reversed): topup-reversed:<tu_id> is written
+        REVERSED = "reversed", "Reversed"
 
     amount = models.BigIntegerField()
     asset = models.CharField(max_length=32, default=DEFAULT_ASSET)

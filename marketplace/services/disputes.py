@@ -1,10 +1,14 @@
 """Disputes (chargebacks), from `charge.dispute.*` webhooks, inside the inbox transaction.
 
 Whatever event arrives, the dispute is fetched from Stripe beforehand and the ledger is
-brought in line with ALL of its balance transactions: the withdrawal (`dispute-withdrawn:
-<dp_id>`: the amount from the bearer, the fee from platform:disputes, both into
-stripe:balance) and, for a won dispute, the reinstatement (`dispute-reinstated:<dp_id>`).
-So events may come in any order, or some not at all.
+brought in line with ALL of its balance transactions, amount and fee, each booked once: the
+withdrawal (`dispute-withdrawn:<dp_id>`: the amount from the bearer, the fee from
+platform:stripe_fees, both into stripe:balance), for a won dispute the reinstatement
+(`dispute-reinstated:<dp_id>`, with its fee or fee refund if Stripe has one), and any further
+balance transaction Stripe attaches (a counter fee, a second adjustment:
+`dispute-withdrawn:<dp_id>:<txn_id>` / `dispute-reinstated:<dp_id>:<txn_id>`). So events may
+come in any order, or some not at all, and the ledger's movements on the dispute sum exactly
+to Stripe's (what reconciliation matches, per `dp_`).
 
 Who bears the amount is a policy (MARKETPLACE_DISPUTE_BEARER: "platform", the default, or
 "restaurant"), fixed on the Dispute row when first seen; the fee is always the platform's.
@@ -99,44 +103,53 @@ def dispute_sync(*, stripe_dispute: dict[str, Any], event_id: str = "") -> str:
         campaign=order.campaign.code if order.campaign else None,
         bearer=dispute.bearer,
     )
-    fields = {"status", "updated_at"}
-    for txn in sorted(
+    # Every balance transaction of the dispute is booked, each once: debits (the withdrawal,
+    # and any later debit such as a counter fee) with `dispute_withdrawn`, credits (the
+    # reinstatement) with `dispute_reinstated`, each with its own fee. The first of each kind
+    # keeps the dispute's reference (`dispute-withdrawn:<dp>`, `dispute-reinstated:<dp>`);
+    # Stripe's list only grows and is ordered by creation, so the first is always the same.
+    txns = sorted(
         stripe_dispute.get("balance_transactions") or [], key=lambda t: (t["created"], t["id"])
-    ):
-        if txn["amount"] < 0 and not dispute.amount_withdrawn:
-            flow_post(
-                "dispute_withdrawn",
-                vars={
-                    "amount": monetary(dispute.asset, -int(txn["amount"])),
-                    "fee": monetary(dispute.asset, int(txn.get("fee") or 0)),
-                    "bearer": dispute.bearer_address,
-                },
-                reference=f"dispute-withdrawn:{dp_id}",
-                metadata={
-                    "stripe_object": dp_id,
-                    "stripe_balance_transaction": txn["id"],
-                    **meta,
-                },
-            )
-            dispute.amount_withdrawn = -int(txn["amount"])
-            dispute.fee = int(txn.get("fee") or 0)
-            fields |= {"amount_withdrawn", "fee"}
-        elif txn["amount"] > 0 and not dispute.amount_reinstated:
-            flow_post(
-                "dispute_reinstated",
-                vars={
-                    "amount": monetary(dispute.asset, int(txn["amount"])),
-                    "bearer": dispute.bearer_address,
-                },
-                reference=f"dispute-reinstated:{dp_id}",
-                metadata={
-                    "stripe_object": dp_id,
-                    "stripe_balance_transaction": txn["id"],
-                    **meta,
-                },
-            )
-            dispute.amount_reinstated = int(txn["amount"])
-            fields.add("amount_reinstated")
+    )
+    # A credit gives money back: a reinstatement, or a fee refunded on its own (amount 0).
+    credits = [
+        t
+        for t in txns
+        if int(t["amount"]) > 0 or (int(t["amount"]) == 0 and int(t.get("fee") or 0) < 0)
+    ]
+    debits = [t for t in txns if t not in credits]
+    for index, txn in enumerate(debits):
+        fee = int(txn.get("fee") or 0)
+        suffix = "" if index == 0 else f":{txn['id']}"
+        flow_post(
+            "dispute_withdrawn",
+            vars={
+                "amount": monetary(dispute.asset, -int(txn["amount"])),
+                "fee": monetary(dispute.asset, max(fee, 0)),
+                "bearer": dispute.bearer_address,
+            },
+            reference=f"dispute-withdrawn:{dp_id}{suffix}",
+            metadata={"stripe_object": dp_id, "stripe_balance_transaction": txn["id"], **meta},
+        )
+    for index, txn in enumerate(credits):
+        fee = int(txn.get("fee") or 0)
+        suffix = "" if index == 0 else f":{txn['id']}"
+        flow_post(
+            "dispute_reinstated",
+            vars={
+                "amount": monetary(dispute.asset, int(txn["amount"])),
+                "fee": monetary(dispute.asset, max(fee, 0)),
+                "fee_refund": monetary(dispute.asset, max(-fee, 0)),
+                "bearer": dispute.bearer_address,
+            },
+            reference=f"dispute-reinstated:{dp_id}{suffix}",
+            metadata={"stripe_object": dp_id, "stripe_balance_transaction": txn["id"], **meta},
+        )
+    # Totals over everything booked (recomputed, so a replay changes nothing).
+    dispute.amount_withdrawn = sum(-int(t["amount"]) for t in debits)
+    dispute.amount_reinstated = sum(int(t["amount"]) for t in credits)
+    dispute.fee = max(0, sum(int(t.get("fee") or 0) for t in txns))
+    fields = {"status", "updated_at", "amount_withdrawn", "amount_reinstated", "fee"}
     dispute.status = str(stripe_dispute.get("status", dispute.status))
     dispute.updated_at = timezone.now()
     dispute.save(update_fields=sorted(fields))

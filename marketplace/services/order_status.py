@@ -19,13 +19,17 @@ from marketplace.services.errors import InvalidState
 Status = Order.Status
 CouponState = Order.CouponState
 
+# A succeeded charge goes to AWAITING_SETTLEMENT when its balance transaction is not known yet
+# (asynchronous capture), or straight to PAID when it is; the payment's booking moves an
+# awaiting order to PAID. A paid order, settled or not, never goes back to unpaid states.
+_PAID_STATES = frozenset({Status.AWAITING_SETTLEMENT, Status.PAID})
 TRANSITIONS: dict[str, frozenset[str]] = {
-    Status.CREATED: frozenset(
-        {Status.PENDING_PAYMENT, Status.PAID, Status.PAYMENT_FAILED, Status.CANCELED}
-    ),
-    Status.PENDING_PAYMENT: frozenset({Status.PAID, Status.PAYMENT_FAILED, Status.CANCELED}),
-    Status.PAYMENT_FAILED: frozenset({Status.PAID, Status.CANCELED}),
-    Status.CANCELED: frozenset({Status.PAID}),
+    Status.CREATED: frozenset({Status.PENDING_PAYMENT, Status.PAYMENT_FAILED, Status.CANCELED})
+    | _PAID_STATES,
+    Status.PENDING_PAYMENT: frozenset({Status.PAYMENT_FAILED, Status.CANCELED}) | _PAID_STATES,
+    Status.PAYMENT_FAILED: frozenset({Status.CANCELED}) | _PAID_STATES,
+    Status.CANCELED: _PAID_STATES,
+    Status.AWAITING_SETTLEMENT: frozenset({Status.PAID}),
     Status.PAID: frozenset({Status.DELIVERED}),
     Status.DELIVERED: frozenset(),
 }
@@ -103,7 +107,9 @@ def order_payment_failed(*, order: Order, to: str, note: str = "") -> bool:
     """A LOCKED, unpaid order whose payment failed (`payment_failed`) or was canceled or
     expired (`canceled`): release the coupon. Returns False when there is nothing to do
     (already paid: a late or out-of-order failure event changes nothing)."""
-    if order.status in (Status.PAID, Status.DELIVERED) or order.status == to:
+    if order.status in (Status.AWAITING_SETTLEMENT, Status.PAID, Status.DELIVERED):
+        return False
+    if order.status == to:
         return False
     if to not in TRANSITIONS[order.status]:
         return False

@@ -223,7 +223,7 @@ def order_cancel(*, order_id: int, note: str = "", actor: str = "") -> Order:
 def _order_cancel(*, order_id: int, note: str, actor: str) -> Order:
     with transaction.atomic(durable=True):
         order = order_lock(order_id=order_id)
-        if order.status in (Status.PAID, Status.DELIVERED):
+        if order.status in (Status.AWAITING_SETTLEMENT, Status.PAID, Status.DELIVERED):
             raise InvalidState(
                 f"Order {order.pk} is {order.status}; refund it instead.",
                 code=f"order_{order.status}",

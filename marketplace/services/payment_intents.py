@@ -10,8 +10,8 @@ with no transaction open, `order_payment_intent_cancel` cancels it at Stripe (id
 | canceled (by this call, or found canceled)          | canceled              | stays canceled   |
 | 400 `payment_intent_unexpected_state`, the lookup   | succeeded             | paid: the late   |
 | says succeeded (the customer paid before the cancel)|                       | payment is booked|
-| unknown outcome, unavailable, processing, charge    | stays pending         | the next expiry  |
-| without a balance transaction yet                   |                       | pass retries     |
+| unknown outcome, unavailable, processing            | stays pending         | the next expiry  |
+|                                                     |                       | pass retries     |
 | any other refusal                                   | failed (+ anomaly)    | staff look       |
 
 A late payment is booked here exactly as the `payment_intent.succeeded` webhook books it
@@ -33,7 +33,7 @@ from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.errors import NotFound
 from marketplace.services.locks import order_lock
-from marketplace.services.payments import PaymentNotReady, payment_book
+from marketplace.services.payments import REFUSED, payment_book
 from stripe_gateway.client import get_gateway
 from stripe_gateway.errors import PaymentProviderError
 
@@ -62,7 +62,7 @@ def order_payment_intent_cancel(*, order_id: int) -> str:
         raise NotFound(f"Order {order_id} does not exist.")
     if order.payment_intent_cancel != IntentCancel.PENDING:
         return order.payment_intent_cancel
-    if order.status in (Status.PAID, Status.DELIVERED):
+    if order.status in (Status.AWAITING_SETTLEMENT, Status.PAID, Status.DELIVERED):
         # The late payment's webhook booked it in the meantime: nothing left to cancel.
         return _resolve(order_id=order.pk, outcome=IntentCancel.SUCCEEDED)
     gateway = get_gateway()
@@ -137,18 +137,18 @@ def _payment_book(*, order_id: int, charge: dict[str, Any]) -> str:
         order = order_lock(order_id=order_id)
         if order.payment_intent_cancel != IntentCancel.PENDING:
             return order.payment_intent_cancel
-        try:
-            booked = payment_book(order=order, charge=charge)
-        except PaymentNotReady:
-            return IntentCancel.PENDING  # nothing written yet: the next pass books it
-        # Not booked: payment_book recorded why (an anomaly, committed with this outcome).
-        order.payment_intent_cancel = IntentCancel.SUCCEEDED if booked else IntentCancel.FAILED
+        # Booked, or awaiting settlement (the settlement sweeper books it once Stripe
+        # attaches the balance transaction). Refused: payment_book recorded why (an anomaly,
+        # committed with this outcome).
+        outcome = payment_book(order=order, charge=charge)
+        refused = outcome == REFUSED
+        order.payment_intent_cancel = IntentCancel.FAILED if refused else IntentCancel.SUCCEEDED
         order.save(update_fields=["payment_intent_cancel"])
     logger.info(
         "order %s: canceled, but %s had already succeeded: payment %s",
         order_id,
         order.payment_intent_id,
-        "booked" if booked else "not booked (see anomalies)",
+        outcome if outcome != REFUSED else "not booked (see anomalies)",
     )
     return order.payment_intent_cancel
 

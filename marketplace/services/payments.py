@@ -1,6 +1,15 @@
 """Booking captured payments (the `payment` flow) and failed or canceled ones (the coupon
-goes back), from Stripe webhooks. These functions run INSIDE the webhook inbox's transaction
-(the handler's), with no Stripe call: what Stripe says was fetched beforehand."""
+goes back), from Stripe webhooks. These functions run INSIDE the caller's transaction (the
+webhook handler's, or the settlement sweeper's), with no Stripe call: what Stripe says was
+fetched beforehand.
+
+Asynchronous capture (the pinned API version's default, `capture_method=automatic_async`):
+the charge succeeds before Stripe attaches its balance transaction, so `charge.succeeded` and
+`payment_intent.succeeded` usually carry none, and `charge.updated` says when it is attached.
+A succeeded charge without one marks the order AWAITING_SETTLEMENT (the customer's money is
+real: the order cannot be canceled, the coupon is spent); the payment and its Stripe fee are
+booked together, once (`payment:<ch>`), by whichever of the three events or the settlement
+sweeper (`settlement.payments_settle`) first sees the balance transaction."""
 
 from __future__ import annotations
 
@@ -12,27 +21,26 @@ from marketplace.flows import flow_post, monetary
 from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.common import stripe_meta
-from marketplace.services.errors import MarketplaceError
 from marketplace.services.order_status import order_payment_failed, order_transition
 from stripe_gateway.client import from_stripe_amount
 
 Status = Order.Status
 
 
-class PaymentNotReady(MarketplaceError):
-    """Stripe has not finished the charge (no balance transaction yet): retry later."""
+BOOKED = "booked"
+AWAITING_SETTLEMENT = "awaiting_settlement"
+REFUSED = "refused"
 
-    code = "payment_not_ready"
 
-
-def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") -> bool:
+def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") -> str:
     """Book a succeeded charge for a LOCKED order (`payment:<ch_id>`): gross from
     stripe:balance into orders:<id> through payments:<ch_id>, the coupon money into the order,
     Stripe's fee to platform:stripe_fees, all in one ledger transaction whose metadata names
     the charge and its balance transaction. Marks the order paid. Idempotent.
 
-    Returns False (with an anomaly recorded) when the charge cannot be this order's payment.
-    Raises PaymentNotReady when the charge has no balance transaction yet."""
+    Returns BOOKED (now or before), AWAITING_SETTLEMENT when the charge has no balance
+    transaction yet (the order is marked paid-awaiting-settlement; nothing is in the ledger),
+    or REFUSED (with an anomaly recorded) when the charge cannot be this order's payment."""
     charge_id = charge["id"]
     if order.charge_id and order.charge_id != charge_id:
         anomaly_record(
@@ -43,7 +51,7 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
             message=f"Order {order.pk} is already paid by {order.charge_id}; {charge_id} also "
             "succeeded. Not booked: refund it at Stripe.",
         )
-        return False
+        return REFUSED
     pi_id = charge.get("payment_intent") or ""
     if order.payment_intent_id and pi_id and order.payment_intent_id != pi_id:
         anomaly_record(
@@ -54,7 +62,7 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
             message=f"Charge {charge_id} belongs to {pi_id}, order {order.pk} to "
             f"{order.payment_intent_id}. Not booked.",
         )
-        return False
+        return REFUSED
     amount, asset = from_stripe_amount(charge["amount"], charge["currency"])
     if asset != order.asset:
         anomaly_record(
@@ -64,10 +72,12 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
             order=order,
             message=f"Charge {charge_id} is in {asset}, order {order.pk} in {order.asset}.",
         )
-        return False
+        return REFUSED
     txn = charge.get("balance_transaction")
     if not isinstance(txn, dict):
-        raise PaymentNotReady(f"Charge {charge_id} has no balance transaction yet.")
+        # Asynchronous capture: the money is real, its fee not known yet.
+        _awaiting_settlement(order=order, charge_id=charge_id, pi_id=pi_id, amount=amount)
+        return AWAITING_SETTLEMENT
     if amount != order.total:
         anomaly_record(
             kind="amount_mismatch",
@@ -102,12 +112,12 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
     else:
         flow_post("payment", vars=variables, reference=f"payment:{charge_id}", metadata=meta)
     if order.status in (Status.PAID, Status.DELIVERED):
-        return True
+        return BOOKED
     order.charge_id = charge_id
     order.payment_intent_id = order.payment_intent_id or pi_id
     order.amount_paid = amount
     order.stripe_fee = fee
-    order.paid_at = timezone.now()
+    order.paid_at = order.paid_at or timezone.now()
     if order.coupon_state in (Order.CouponState.RESERVED, Order.CouponState.RELEASED):
         order.coupon_state = Order.CouponState.CAPTURED
     order_transition(
@@ -124,7 +134,26 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
             "coupon_state",
         ),
     )
-    return True
+    return BOOKED
+
+
+def _awaiting_settlement(*, order: Order, charge_id: str, pi_id: str, amount: int) -> None:
+    """A LOCKED order whose charge succeeded without a balance transaction: record the payment
+    as real (paid, awaiting settlement) so that nothing cancels the order or releases its
+    coupon meanwhile. Idempotent; a settled order is left alone."""
+    if order.status in (Status.AWAITING_SETTLEMENT, Status.PAID, Status.DELIVERED):
+        return
+    order.charge_id = charge_id
+    order.payment_intent_id = order.payment_intent_id or pi_id
+    order.amount_paid = amount
+    order.paid_at = timezone.now()
+    order_transition(
+        order=order,
+        to=Status.AWAITING_SETTLEMENT,
+        actor="stripe",
+        note=f"{charge_id}: balance transaction not attached yet",
+        fields=("charge_id", "payment_intent_id", "amount_paid", "paid_at"),
+    )
 
 
 def payment_failed_book(*, order: Order, intent: dict[str, Any], canceled: bool) -> bool:

@@ -1,7 +1,8 @@
 """The platform's own money: capital into the bank account, and top-ups of the Stripe
 balance from the bank to cover losses (`topup:<tu_id>`, written when Stripe confirms: from
 the create call's answer or the `topup.succeeded` webhook, whichever comes first; both write
-the same transaction, so the second is a replay)."""
+the same transaction, so the second is a replay). A top-up Stripe reverses (`topup.reversed`)
+is booked back (`topup-reversed:<tu_id>`)."""
 
 from __future__ import annotations
 
@@ -102,4 +103,24 @@ def topup_book(*, stripe_topup: dict[str, Any]) -> PostResult | None:
     Topup.objects.filter(stripe_topup_id=stripe_topup["id"]).exclude(
         status=Topup.Status.SUCCEEDED
     ).update(status=Topup.Status.SUCCEEDED)
+    return result
+
+
+def topup_reversal_book(*, stripe_topup: dict[str, Any]) -> PostResult:
+    """Book a reversed top-up (inside the caller's transaction): the top-up itself first if
+    its own event has not been processed yet (`topup:<tu>`, a replay otherwise), then its
+    inverse, `topup-reversed:<tu>` (bank:platform <- stripe:balance). Idempotent."""
+    amount, asset = from_stripe_amount(stripe_topup["amount"], stripe_topup["currency"])
+    topup_id = stripe_topup["id"]
+    # It succeeded before Stripe reversed it: that booking comes first (a replay if done).
+    topup_book(stripe_topup={**stripe_topup, "status": "succeeded"})
+    # The reversal's balance transaction (type topup_reversal) is not linked from the top-up;
+    # its source is the top-up, which is what reconciliation matches on.
+    result = flow_post(
+        "topup_reversed",
+        vars={"amount": monetary(asset, amount)},
+        reference=f"topup-reversed:{topup_id}",
+        metadata={"stripe_object": topup_id},
+    )
+    Topup.objects.filter(stripe_topup_id=topup_id).update(status=Topup.Status.REVERSED)
     return result

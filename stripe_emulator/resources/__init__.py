@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from . import connect, payments
+from . import connect, payments, webhook_endpoints
 
 Handler = Callable[..., Any]
 
@@ -51,6 +51,11 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("POST", "/v1/disputes/{id}/close", payments.dispute_close),
     ("POST", "/v1/test_helpers/charges/{id}/dispute", payments.dispute_create_helper),
     ("POST", "/v1/test_helpers/disputes/{id}/close", payments.dispute_close_helper),
+    (
+        "POST",
+        "/v1/test_helpers/disputes/{id}/balance_transactions",
+        payments.dispute_balance_transaction_helper,
+    ),
     # transfers and reversals
     ("POST", "/v1/transfers", connect.transfer_create),
     ("GET", "/v1/transfers", connect.transfer_list),
@@ -72,6 +77,7 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("POST", "/v1/topups", connect.topup_create),
     ("GET", "/v1/topups", connect.topup_list),
     ("GET", "/v1/topups/{id}", connect.topup_retrieve),
+    ("POST", "/v1/test_helpers/topups/{id}/reverse", connect.topup_reverse_helper),
     # balance and balance transactions
     ("GET", "/v1/balance", connect.balance_retrieve),
     ("GET", "/v1/balance_transactions", connect.balance_transaction_list),
@@ -83,6 +89,11 @@ _TABLE: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/events/{id}", connect.event_retrieve),
     # clock
     ("POST", "/v1/test_helpers/advance_clock", connect.advance_clock_helper),
+    # webhook endpoints
+    ("POST", "/v1/webhook_endpoints", webhook_endpoints.webhook_endpoint_create),
+    ("GET", "/v1/webhook_endpoints", webhook_endpoints.webhook_endpoint_list),
+    ("GET", "/v1/webhook_endpoints/{id}", webhook_endpoints.webhook_endpoint_retrieve),
+    ("POST", "/v1/webhook_endpoints/{id}", webhook_endpoints.webhook_endpoint_update),
 ]
 
 

@@ -116,7 +116,8 @@ def account_create(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
         "settings": {
             "payouts": {
                 "debit_negative_balances": True,
-                "schedule": {"delay_days": 2, "interval": "manual"},
+                # Stripe's default for new accounts in the US: automatic daily payouts.
+                "schedule": {"delay_days": 2, "interval": "daily"},
                 "statement_descriptor": None,
             }
         },
@@ -242,9 +243,14 @@ def transfer_create(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
                 code="balance_insufficient",
                 param="amount",
             )
-        charge_txn = st.store.objects[charge["balance_transaction"]]
-        # Tied to the charge's funds: settles when the charge does.
-        available_on = max(now, int(charge_txn["available_on"]))
+        # Tied to the charge's funds: settles when the charge does (asynchronous capture:
+        # its balance transaction may not be attached yet, its funds come later still).
+        charge_txn_id = charge.get("balance_transaction")
+        available_on = (
+            max(now, int(st.store.objects[charge_txn_id]["available_on"]))
+            if charge_txn_id
+            else st.funds_available_on()
+        )
     elif st.available(PLATFORM, currency) < amount:
         raise invalid(
             "You have insufficient available funds in your Stripe account. Try adding funds"
@@ -711,6 +717,32 @@ def topup_create(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
     st.insert("topup", ctx.account, topup)
     st.emit(ctx, ctx.account, "topup.created", topup)
     st.emit(ctx, ctx.account, "topup.succeeded", topup)
+    return topup
+
+
+def topup_reverse_helper(st: EmulatorState, ctx: Ctx, p: Params, topup_id: str) -> Obj:
+    """Stripe takes a succeeded top-up back: a `topup_reversal` balance transaction (source:
+    the top-up), status `reversed`, `topup.reversed`. (No public API does this: a test helper.)"""
+    forms.check_allowed(p, ())
+    topup = st.get_owned("topup", topup_id, ctx.account)
+    if topup["status"] != "succeeded":
+        raise invalid(
+            f"Top-up {topup_id} has status {topup['status']} and cannot be reversed.",
+            code="topup_unexpected_state",
+        )
+    st.add_txn(
+        ctx.account,
+        amount=-topup["amount"],
+        currency=topup["currency"],
+        type_="topup_reversal",
+        category="topup_reversal",
+        source=topup_id,
+        description="TOPUP REVERSAL",
+    )
+    previous = {"status": topup["status"]}
+    topup["status"] = "reversed"
+    st.store.touch(topup_id)
+    st.emit(ctx, ctx.account, "topup.reversed", topup, previous)
     return topup
 
 

@@ -202,8 +202,9 @@ def payment_intent_create(st: EmulatorState, ctx: Ctx, p: Params) -> Obj:
             param="amount",
             code="amount_too_small",
         )
+    # The pinned version's default is automatic_async (since 2024-04-10).
     capture_method = forms.get_choice(
-        p, "capture_method", ("automatic", "automatic_async", "manual"), default="automatic"
+        p, "capture_method", ("automatic", "automatic_async", "manual"), default="automatic_async"
     )
     if capture_method == "manual":
         raise bad_param(
@@ -508,30 +509,19 @@ def _confirm(st: EmulatorState, ctx: Ctx, pi: Obj, pm: str) -> None:
         )
 
     amount = pi["amount"]
-    fee = card_fee(amount)
-    txn = st.add_txn(
-        account,
-        amount=amount,
-        currency=pi["currency"],
-        type_="charge",
-        category="charge",
-        source=charge_id,
-        fee=fee,
-        fee_details=[
-            {
-                "amount": fee,
-                "application": None,
-                "currency": pi["currency"],
-                "description": "Stripe processing fees",
-                "type": "stripe_fee",
-            }
-        ],
-        description=pi["description"],
-        available_on=st.funds_available_on(),
-    )
     charge = _new_charge(st, pi, pm, charge_id, succeeded=True)
-    charge["balance_transaction"] = txn["id"]
     st.insert("charge", account, charge)
+    if pi["capture_method"] == "automatic":
+        # Synchronous capture: the balance transaction is in the answer and the events.
+        _attach_balance_transaction(st, account, charge, emit_update=False)
+    else:
+        # Asynchronous capture: `balance_transaction` is null in the answer and in
+        # charge.succeeded / payment_intent.succeeded; Stripe attaches it a little later and
+        # says so with charge.updated.
+        st.schedule(
+            st.capture_delay_seconds,
+            lambda: _attach_balance_transaction(st, account, charge, emit_update=True),
+        )
     previous = {"status": pi["status"], "amount_received": 0, "latest_charge": pi["latest_charge"]}
     pi["status"] = "succeeded"
     pi["payment_method"] = pm
@@ -543,6 +533,40 @@ def _confirm(st: EmulatorState, ctx: Ctx, pi: Obj, pm: str) -> None:
     st.emit(ctx, account, "payment_intent.succeeded", pi, previous)
     if pm == "pm_card_createDispute":
         open_dispute(st, None, charge, amount, "fraudulent")
+
+
+def _attach_balance_transaction(
+    st: EmulatorState, account: str, charge: Obj, *, emit_update: bool
+) -> None:
+    """The charge's balance transaction (amount, Stripe's fee, pending until available_on)."""
+    if charge.get("balance_transaction"):
+        return
+    amount = charge["amount"]
+    fee = card_fee(amount)
+    txn = st.add_txn(
+        account,
+        amount=amount,
+        currency=charge["currency"],
+        type_="charge",
+        category="charge",
+        source=charge["id"],
+        fee=fee,
+        fee_details=[
+            {
+                "amount": fee,
+                "application": None,
+                "currency": charge["currency"],
+                "description": "Stripe processing fees",
+                "type": "stripe_fee",
+            }
+        ],
+        description=charge["description"],
+        available_on=st.funds_available_on(),
+    )
+    charge["balance_transaction"] = txn["id"]
+    st.store.touch(charge["id"])
+    if emit_update:
+        st.emit(None, account, "charge.updated", charge, {"balance_transaction": None})
 
 
 # -- charges ---------------------------------------------------------------------------------
@@ -923,6 +947,50 @@ def dispute_close_helper(st: EmulatorState, ctx: Ctx, p: Params, dispute_id: str
             "Missing required param: outcome.", param="outcome", code="parameter_missing"
         )
     return _close_dispute(st, ctx, dispute, outcome)
+
+
+def dispute_balance_transaction_helper(
+    st: EmulatorState, ctx: Ctx, p: Params, dispute_id: str
+) -> Obj:
+    """Attach one more balance transaction to a dispute (`amount`, signed: negative withdraws,
+    positive reinstates; `fee`, signed: negative gives a fee back), as Stripe does in some
+    markets (a counter fee, a fee refunded on a won dispute, a second adjustment). Emits
+    charge.dispute.funds_withdrawn or .funds_reinstated."""
+    forms.check_allowed(p, ("amount", "fee"))
+    dispute = st.get_owned("dispute", dispute_id, ctx.account)
+    amount = forms.get_int(p, "amount")
+    fee = forms.get_int(p, "fee") or 0
+    if amount is None:
+        raise bad_param("Missing required param: amount.", param="amount", code="parameter_missing")
+    account = st.store.owner[dispute_id]
+    charge = st.store.objects[dispute["charge"]]
+    debit = amount < 0 or (amount == 0 and fee > 0)
+    txn = st.add_txn(
+        account,
+        amount=amount,
+        currency=dispute["currency"],
+        type_="adjustment",
+        category="dispute" if debit else "dispute_reversal",
+        source=dispute_id,
+        fee=fee,
+        fee_details=[
+            {
+                "amount": fee,
+                "application": None,
+                "currency": dispute["currency"],
+                "description": "Dispute fee",
+                "type": "stripe_fee",
+            }
+        ]
+        if fee
+        else [],
+        description=f"Chargeback {'withdrawal' if debit else 'reversal'} for {charge['id']}",
+    )
+    dispute["_balance_transactions"] = [*dispute["_balance_transactions"], txn["id"]]
+    st.store.touch(dispute_id)
+    event = "charge.dispute.funds_withdrawn" if debit else "charge.dispute.funds_reinstated"
+    st.emit(ctx, account, event, dispute)
+    return dispute
 
 
 def dispute_close(st: EmulatorState, ctx: Ctx, p: Params, dispute_id: str) -> Obj:

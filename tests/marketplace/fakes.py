@@ -21,6 +21,7 @@ GATEWAY_USERS = (
     "marketplace.services.payment_intents",
     "marketplace.services.refunds",
     "marketplace.services.parties",
+    "marketplace.services.settlement",
     "marketplace.services.treasury",
 )
 
@@ -74,6 +75,14 @@ class FakeGateway:
     def refund_retrieve(self, refund_id: str) -> dict[str, Any]:
         self._record("refund_retrieve", {"id": refund_id})
         return self._get(refund_id)
+
+    def refunds_for_charge(self, charge_id: str) -> list[dict[str, Any]]:
+        self._record("refunds_for_charge", {"charge": charge_id})
+        return [
+            dict(o)
+            for o in self.objects.values()
+            if o.get("object") == "refund" and o.get("charge") == charge_id
+        ]
 
     def dispute_retrieve(self, dispute_id: str) -> dict[str, Any]:
         self._record("dispute_retrieve", {"id": dispute_id})

@@ -24,6 +24,7 @@ from marketplace.services.orders import (
     orders_expire,
 )
 from marketplace.services.parties import restaurant_onboard
+from marketplace.services.settlement import payments_settle
 from stripe_emulator import EmulatorServer
 from stripe_emulator import card_fee as emulator_card_fee
 from stripe_gateway.client import open_atomic_depth
@@ -320,30 +321,32 @@ def test_a_payment_made_before_the_cancel_is_booked_and_the_webhook_changes_noth
     assert order.status == "paid"
 
 
-def test_a_late_payment_whose_charge_is_not_ready_is_booked_by_the_next_pass(
+def test_a_late_payment_whose_charge_is_not_settled_awaits_and_the_sweeper_books_it(
     fake_gateway: FakeGateway, coupon_order: tuple[Order, dict[str, Any]]
 ) -> None:
-    # given: paid, but Stripe has no balance transaction for the charge yet
+    # given: paid, but Stripe has no balance transaction for the charge yet (async capture)
     order, intent = coupon_order
     ch = paid_at_stripe(fake_gateway, order, intent, with_balance_transaction=False)
 
     # when
     orders_expire(older_than_seconds=0)
 
-    # then: canceled, nothing booked, still to resolve
+    # then: the payment is real (awaiting settlement, nothing to cancel), nothing booked yet
     order.refresh_from_db()
-    assert (order.status, order.payment_intent_cancel) == ("canceled", "pending")
+    assert (order.status, order.payment_intent_cancel) == ("awaiting_settlement", "succeeded")
+    assert (order.charge_id, order.amount_paid) == (ch["id"], 1200)
     assert transactions_list(reference=f"payment:{ch['id']}").count() == 0
     assert bal("coupons:LATE") == 1000
 
-    # when: the balance transaction exists, and the next pass runs
+    # when: the balance transaction exists, and the settlement sweeper runs
     fake_gateway.objects[ch["id"]] = charge(
         amount=1200, payment_intent_id=intent["id"], order_id=order.pk, charge_id=ch["id"]
     )
-    orders_expire(older_than_seconds=0)
+    result = payments_settle(grace=0)
 
     # then
     order.refresh_from_db()
+    assert result.outcomes == {"booked": 1}
     assert (order.status, order.payment_intent_cancel) == ("paid", "succeeded")
     assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
     assert bal(order.ledger_address) == 1500

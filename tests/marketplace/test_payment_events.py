@@ -93,7 +93,9 @@ def test_event_for_a_charge_stripe_does_not_know_is_flagged(fake_gateway: FakeGa
     assert ledger_count() == 0
 
 
-def test_charge_without_balance_transaction_is_deferred(fake_gateway: FakeGateway) -> None:
+def test_charge_without_balance_transaction_marks_the_order_awaiting_settlement(
+    fake_gateway: FakeGateway,
+) -> None:
     # given
     restaurant = RestaurantFactory()
     order, intent = placed_order(
@@ -109,11 +111,12 @@ def test_charge_without_balance_transaction_is_deferred(fake_gateway: FakeGatewa
     )
     # when
     outcome = process(event("charge.succeeded", ch))
-    # then
-    assert outcome.status == "deferred"
+    # then: done (not deferred, nothing to retry), the payment is real, nothing booked yet
+    assert (outcome.status, outcome.error) == ("processed", "awaiting_settlement")
     assert ledger_count() == 0
     order.refresh_from_db()
-    assert order.status == Order.Status.PENDING_PAYMENT
+    assert order.status == Order.Status.AWAITING_SETTLEMENT
+    assert (order.charge_id, order.amount_paid, order.stripe_fee) == (ch["id"], 2000, 0)
 
 
 def test_amount_mismatch_is_booked_as_charged_and_flagged(fake_gateway: FakeGateway) -> None:

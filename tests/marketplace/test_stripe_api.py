@@ -126,6 +126,7 @@ def test_payment_intent_create_sends_form_params_and_the_callers_key(
     assert form(call) == {
         "amount": ["1099"],
         "currency": ["usd"],
+        "capture_method": ["automatic_async"],
         "metadata[order_id]": ["42"],
         "transfer_group": ["ORDER_42"],
         "customer": ["cus_1"],

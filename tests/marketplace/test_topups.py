@@ -118,7 +118,7 @@ def test_a_top_up_still_pending_at_stripe_is_deferred(fake_gateway: FakeGateway)
     assert transactions_list().count() == 0
 
 
-@pytest.mark.parametrize("status", ["failed", "canceled", "reversed"])
+@pytest.mark.parametrize("status", ["failed", "canceled"])
 def test_a_top_up_that_did_not_succeed_is_not_booked(
     fake_gateway: FakeGateway, status: str
 ) -> None:
@@ -134,3 +134,65 @@ def test_a_top_up_that_did_not_succeed_is_not_booked(
     row = StripeEvent.objects.get(stripe_id=payload["id"])
     assert row.last_error == f"top-up {stripe_topup['id']} is {status}: not booked"
     assert transactions_list().count() == 0
+
+
+# --- topup.reversed ----------------------------------------------------------------------------
+
+
+def test_a_reversed_top_up_is_booked_back_once_whatever_the_order_of_its_events(
+    fake_gateway: FakeGateway,
+) -> None:
+    # given: a top-up booked, then reversed by Stripe
+    stripe_topup = fake_gateway.add(topup(amount=5_000))
+    process(event("topup.succeeded", stripe_topup))
+    stripe_topup["status"] = "reversed"
+
+    # when: topup.reversed, delivered twice
+    first = process(event("topup.reversed", stripe_topup))
+    second = process(event("topup.reversed", stripe_topup))
+
+    # then: the capital booking is undone exactly once
+    assert (first.status, second.status) == ("processed", "processed")
+    tx = transactions_list(reference=f"topup-reversed:{stripe_topup['id']}").get()
+    assert tx.metadata == {"stripe_object": stripe_topup["id"], "flow": "topup_reversed"}
+    assert [(p.source.address, p.destination.address, p.amount) for p in tx.postings.all()] == [
+        ("bank:platform", "stripe:balance", 5_000)
+    ]
+    assert (bal("bank:platform"), bal("stripe:balance")) == (0, 0)
+    assert transactions_list().count() == 2
+    assert Topup.objects.count() == 0  # made at Stripe, not through topup_create
+
+
+@pytest.mark.parametrize("first_event", ["topup.reversed", "topup.succeeded"])
+def test_a_top_up_reversed_before_its_events_are_processed_books_both_sides(
+    fake_gateway: FakeGateway, first_event: str
+) -> None:
+    # given: by the time any event is processed, Stripe says reversed
+    stripe_topup = fake_gateway.add(topup(amount=7_000) | {"status": "reversed"})
+
+    # when: one event, then the other
+    process(event(first_event, stripe_topup | {"status": "succeeded"}))
+    other = "topup.succeeded" if first_event == "topup.reversed" else "topup.reversed"
+    process(event(other, stripe_topup))
+
+    # then: the top-up and its reversal, each once
+    assert transactions_list(reference=f"topup:{stripe_topup['id']}").count() == 1
+    assert transactions_list(reference=f"topup-reversed:{stripe_topup['id']}").count() == 1
+    assert transactions_list().count() == 2
+    assert (bal("bank:platform"), bal("stripe:balance")) == (0, 0)
+
+
+def test_a_top_up_created_here_and_reversed_is_marked_reversed(fake_gateway: FakeGateway) -> None:
+    # given
+    topup_row = topup_create(amount=3_000)
+    stripe_topup = fake_gateway.objects[topup_row.stripe_topup_id]
+    stripe_topup["status"] = "reversed"
+
+    # when
+    outcome = process(event("topup.reversed", stripe_topup))
+
+    # then
+    assert outcome.status == "processed"
+    topup_row.refresh_from_db()
+    assert topup_row.status == Topup.Status.REVERSED
+    assert (bal("bank:platform"), bal("stripe:balance")) == (0, 0)

@@ -63,8 +63,9 @@ def pay(server: EmulatorServer, amount: int, pm: str = "pm_card_visa") -> dict[s
         confirm="true",
         metadata={"order_id": str(amount)},
     )
+    server.settle(5)  # asynchronous capture: the balance transaction is attached just after
     charge = server.state.store.get(pi["latest_charge"])
-    assert charge is not None
+    assert charge is not None and charge["balance_transaction"]
     return {"pi": pi["id"], "charge": charge["id"], "txn": charge["balance_transaction"]}
 
 

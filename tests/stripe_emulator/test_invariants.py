@@ -84,7 +84,8 @@ def test_balances_always_equal_the_sum_of_balance_transactions(ops: list[tuple[s
                 "POST", f"/v1/test_helpers/charges/{charges[amount % len(charges)]}/dispute", {}
             )
 
-    # then
+    # then: once Stripe's own work is done (asynchronous captures attached)
+    server.settle(5)
     for scope in ("", account["id"]):
         txns = server.state.objects("balance_transaction", scope)
         _, balance = server.request("GET", "/v1/balance", account=scope or None)

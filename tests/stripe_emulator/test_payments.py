@@ -43,6 +43,10 @@ def test_confirmed_payment_intent_creates_charge_and_balance_transaction(
     assert pi.status == "succeeded"
     assert pi.amount_received == 2350
     assert pi.latest_charge is not None
+    assert pi.capture_method == "automatic_async"  # the pinned version's default
+    # asynchronous capture: the balance transaction is attached just after (test_webhooks
+    # shows charge.succeeded without it, then charge.updated)
+    assert emulator.settle(5)
     charge = client.v1.charges.retrieve(
         str(pi.latest_charge), params={"expand": ["balance_transaction"]}
     )
@@ -82,6 +86,7 @@ def test_confirmed_payment_intent_creates_charge_and_balance_transaction(
     assert expanded.latest_charge.id == charge.id
     types = [e.type for e in client.v1.events.list(params={"limit": 100}).data]
     assert types == [
+        "charge.updated",
         "payment_intent.succeeded",
         "charge.succeeded",
         "payment_intent.created",
@@ -166,7 +171,8 @@ def test_partial_then_full_refund(client: stripe.StripeClient, emulator: Emulato
     assert first.metadata is not None
     assert first.metadata.to_dict() == {"reason_code": "late"}
     assert second.amount == 3800  # the remaining refundable amount
-    charge = client.v1.charges.retrieve(charge_id)
+    assert "refunds" not in client.v1.charges.retrieve(charge_id)  # only when expanded
+    charge = client.v1.charges.retrieve(charge_id, params={"expand": ["refunds"]})
     assert (charge.amount_refunded, charge.refunded) == (5000, True)
     assert charge.refunds is not None
     assert [r.id for r in charge.refunds.data] == [second.id, first.id]

@@ -77,7 +77,8 @@ def test_sqlite_database_keeps_state_across_restarts(tmp_path: Path) -> None:
 def test_reset_forgets_everything(emulator: EmulatorServer) -> None:
     client = make_client(emulator)
     pay(client)
-    emulator.reset()
+    emulator.reset()  # also forgets the pending attachment of the capture's balance txn
+    emulator.settle(1)
     assert emulator.state.counts()["payment_intent"] == 0
     assert client.v1.balance.retrieve().available[0].amount == 0
 

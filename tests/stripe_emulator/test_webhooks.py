@@ -18,17 +18,27 @@ def test_events_are_delivered_signed_and_verify_with_construct_event(
 
     # when
     pi = pay(client, amount=1234)
-    assert hooked.flush(5)
+    assert hooked.settle(5)
 
     # then
-    assert len(receiver.received) == 3
+    assert len(receiver.received) == 4
     for delivery in receiver.received:
         event = stripe.Webhook.construct_event(
             delivery.body, delivery.headers["Stripe-Signature"], WEBHOOK_SECRET
         )
         assert isinstance(event, stripe.Event)
     types = [r.event["type"] for r in receiver.received]
-    assert types == ["payment_intent.created", "charge.succeeded", "payment_intent.succeeded"]
+    assert types == [
+        "payment_intent.created",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "charge.updated",  # asynchronous capture: the balance transaction is attached
+    ]
+    assert receiver.received[1].event["data"]["object"]["balance_transaction"] is None
+    updated = receiver.received[3].event["data"]
+    assert updated["object"]["balance_transaction"].startswith("txn_")
+    assert updated["previous_attributes"] == {"balance_transaction": None}
+    assert "refunds" not in updated["object"]  # only when expanded
     succeeded = receiver.received[2].event
     assert succeeded["data"]["object"]["id"] == pi.id
     assert succeeded["data"]["object"]["status"] == "succeeded"

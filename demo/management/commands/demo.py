@@ -92,6 +92,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--orders", type=int, default=300)
         parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument(
+            "--capture-delay",
+            type=float,
+            default=0.2,
+            help="seconds between a payment and its balance transaction (async capture)",
+        )
+        parser.add_argument(
+            "--available-delay",
+            type=int,
+            default=2 * 86400,
+            help="seconds charge and top-up funds stay pending at Stripe (0: available at once)",
+        )
 
     def handle(self, *args: Any, orders: int, seed: int, **options: Any) -> None:
         if orders < 1:
@@ -121,10 +133,15 @@ class Command(BaseCommand):
                 health = requests.get(f"{app.url}/healthz", timeout=5)
                 if health.status_code != 200:
                     raise CommandError(f"the app is not healthy: {health.status_code}")
+                # Stripe as the pinned version behaves: asynchronous capture (the balance
+                # transaction comes a moment after the payment, with charge.updated) and
+                # funds pending for two days (transfers wait for them).
                 emulator = EmulatorServer(
                     webhook_url=f"{app.url}/webhooks/stripe/",
                     chaos=ChaosConfig(seed=seed, duplicate_rate=0.3, shuffle=True),
                     db_path=stripe_state,
+                    capture_delay_seconds=options["capture_delay"],
+                    available_delay_seconds=options["available_delay"],
                 )
                 emulator.start()
                 settings.STRIPE_API_BASE = emulator.url
@@ -133,7 +150,9 @@ class Command(BaseCommand):
                     Panel.fit(
                         f"app {app.url}   Stripe emulator {emulator.url}\n"
                         f"{orders} orders, seed {seed}; webhooks signed, duplicated "
-                        "(30%) and shuffled",
+                        "(30%) and shuffled; asynchronous capture (balance transactions "
+                        f"{options['capture_delay']} s after the payment), funds pending "
+                        f"{options['available_delay']} s",
                         title="the marketplace demo day",
                     )
                 )
@@ -147,6 +166,7 @@ class Command(BaseCommand):
                         seed=seed,
                         console=console,
                     )
+                    self._settlement(ctx, console, options["available_delay"])
                     self._stages(ctx, console)
                     self._summary(ctx, console)
                     balanced = books_print(console)
@@ -163,6 +183,25 @@ class Command(BaseCommand):
             raise CommandError("the books do not balance")
         if ctx.errors:
             raise CommandError(f"{len(ctx.errors)} error(s) during the day")
+
+    def _settlement(self, ctx: Any, console: Console, available_delay: int) -> None:
+        """Every paid order booked (the settlement sweeper catches any charge.updated the
+        day missed), then "two days later": the day's funds become available at Stripe, so
+        the payouts' transfers can leave the balance."""
+        from marketplace.models import Order
+        from marketplace.services.settlement import payments_settle
+
+        ctx.settle()
+        payments_settle(grace=0)
+        awaiting = Order.objects.filter(status=Order.Status.AWAITING_SETTLEMENT).count()
+        if awaiting:
+            ctx.errors.append(f"{awaiting} paid order(s) still awaiting settlement")
+        if available_delay:
+            ctx.emulator.advance_clock(available_delay + 1)
+            console.print(
+                f"[dim]{available_delay} s later (emulator clock): the day's funds are "
+                "available at Stripe[/dim]"
+            )
 
     def _stages(self, ctx: Any, console: Console) -> None:
         for module_name, function_name in STAGES:
