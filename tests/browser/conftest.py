@@ -5,9 +5,8 @@
 Marked `browser` (run alone with `-m browser`); they run in `make test`. A failing test
 leaves a screenshot in var/browser-failures/<test>.png.
 
-The database is transactional here (the live server is another thread): `available_apps`
-leaves out the ledger, whose tables refuse TRUNCATE by design, so ledger rows stay between
-tests (order ids never repeat, so neither do their references)."""
+The database is transactional here (the live server is another thread); the flush after each
+test empties the append-only tables too (audit's flush command, on test databases only)."""
 
 from __future__ import annotations
 
@@ -22,23 +21,9 @@ import pytest
 from stripe_emulator import ChaosConfig, EmulatorServer
 from tests.marketplace.helpers import SECRET
 
-# Playwright's sync API runs an event loop in the test's thread; the ORM calls the tests make
-# between page actions are still synchronous and single-threaded.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FAILURES = Path(__file__).resolve().parents[2] / "var" / "browser-failures"
 PASSWORD = "correct-horse-battery"
-TRANSACTIONAL_APPS = [
-    "marketplace",
-    "payouts",
-    "staff",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.admin",
-    "knox",
-]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,9 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.browser)
-            item.add_marker(
-                pytest.mark.django_db(transaction=True, available_apps=TRANSACTIONAL_APPS)
-            )
+            item.add_marker(pytest.mark.django_db(transaction=True))
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -58,8 +41,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One browser per module. Playwright's sync API runs an event loop in the test's thread:
+    while it is open, Django is told that the ORM calls the tests make between page actions
+    are safe (they are synchronous and single-threaded); both end with the module."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
             f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium); "
@@ -67,6 +53,18 @@ def chromium() -> Iterator[Any]:
         )
     from playwright.sync_api import sync_playwright
 
+    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield from _launch(sync_playwright)
+    finally:
+        if saved is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved
+
+
+def _launch(sync_playwright: Any) -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -77,25 +75,6 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
-
-
-@pytest.fixture(autouse=True)
-def _all_permissions(live_server: Any) -> None:
-    """A transactional test's flush re-creates permissions only for `available_apps`: the
-    roles also name the ledger's and the audit trail's, so create every app's (idempotent)."""
-    from django.apps import apps
-    from django.contrib.auth.management import create_permissions
-    from django.contrib.contenttypes.management import create_contenttypes
-
-    available = [config.name for config in apps.get_app_configs()]
-    apps.unset_available_apps()  # the whole registry for a moment, then as the test set it
-    try:
-        for app_config in apps.get_app_configs():
-            if app_config.models_module is not None:
-                create_contenttypes(app_config, verbosity=0)
-                create_permissions(app_config, verbosity=0)
-    finally:
-        apps.set_available_apps(available)
 
 
 @pytest.fixture
