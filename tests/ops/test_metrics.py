@@ -4,11 +4,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from stripe_gateway import services as webhook_services
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.services import PostingInput, transaction_post
 from reconciliation.models import ReconciliationRun
+from stripe_gateway import services as webhook_services
 from stripe_gateway.models import StripeEvent
 from tests.marketplace.helpers import SECRET, deliver, encode, make_event, post
 
