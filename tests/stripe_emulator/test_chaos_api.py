@@ -185,3 +185,78 @@ def test_control_endpoints(emulator: EmulatorServer) -> None:
     with pytest.raises(requests.HTTPError) as bad:
         call("POST", "/_emulator/chaos", {"drop_rate": 2})
     assert bad.value.response.status_code == 400
+
+
+def test_rate_limit_chaos_answers_429_should_retry_and_saves_nothing(
+    emulator: EmulatorServer, funded: tuple[stripe.StripeClient, str]
+) -> None:
+    # given
+    client, destination = funded
+    emulator.set_chaos(api_rate_limit_rate=1.0, api_paths=("/v1/transfers",))
+
+    # when
+    with pytest.raises(stripe.RateLimitError) as caught:
+        client.v1.transfers.create(
+            params=_transfer_params(destination, "po-9"), options={"idempotency_key": "tr-po-9"}
+        )
+
+    # then: 429 with Stripe-Should-Retry, nothing done; the same key works once it passes
+    assert caught.value.http_status == 429
+    assert caught.value.headers is not None
+    assert caught.value.headers.get("Stripe-Should-Retry") == "true"
+    assert emulator.transfer_counts() == {}
+    emulator.set_chaos(api_rate_limit_rate=0.0)
+    client.v1.transfers.create(
+        params=_transfer_params(destination, "po-9"), options={"idempotency_key": "tr-po-9"}
+    )
+    assert emulator.transfer_counts() == {"po-9": 1}
+
+
+def test_idempotency_keys_are_pruned_after_the_retention(
+    emulator: EmulatorServer, funded: tuple[stripe.StripeClient, str]
+) -> None:
+    # given: a transfer made with a key
+    client, destination = funded
+    options: Any = {"idempotency_key": "tr-po-7"}
+    first = client.v1.transfers.create(
+        params=_transfer_params(destination, "po-7"), options=options
+    )
+
+    # when: replayed within 24 h, then again after
+    emulator.advance_clock(23 * 3600)
+    replayed = client.v1.transfers.create(
+        params=_transfer_params(destination, "po-7"), options=options
+    )
+    emulator.advance_clock(3600)
+    after = client.v1.transfers.create(
+        params=_transfer_params(destination, "po-7"), options=options
+    )
+
+    # then: the replay is the same transfer; after the retention the key is new again
+    assert replayed.id == first.id
+    assert after.id != first.id
+    assert emulator.transfer_counts() == {"po-7": 2}
+    assert emulator.stats()["api"]["idempotency_keys_pruned"] == 1
+
+
+def test_a_top_up_can_be_reversed_through_the_test_helper(
+    emulator: EmulatorServer, funded: tuple[stripe.StripeClient, str]
+) -> None:
+    # given
+    client, _ = funded
+    topup = client.v1.topups.create(params={"amount": 5_000, "currency": "usd"})
+
+    # when
+    status, reversed_topup = emulator.request("POST", f"/v1/test_helpers/topups/{topup.id}/reverse")
+
+    # then
+    assert (status, reversed_topup["status"]) == (200, "reversed")
+    txns = [t for t in emulator.state.objects("balance_transaction", "") if t["source"] == topup.id]
+    assert [(t["type"], t["amount"]) for t in txns] == [
+        ("topup", 5_000),
+        ("topup_reversal", -5_000),
+    ]
+    types = [e["type"] for e in emulator.state.objects("event", "")]
+    assert "topup.reversed" in types
+    status, _ = emulator.request("POST", f"/v1/test_helpers/topups/{topup.id}/reverse")
+    assert status == 400
