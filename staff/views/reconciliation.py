@@ -17,7 +17,12 @@ from reconciliation.delivery import runs_chart_points, runs_chart_svg
 from reconciliation.matching import PROBLEMS, Outcome
 from reconciliation.models import ReconciliationItem, ReconciliationRun
 from reconciliation.selectors import items_csv_lines, outcome_label, run_summary
-from staff.finance_services import pending_repairs, reconciliation_rerun, repairs_apply_once
+from staff.finance_services import (
+    NothingToRepair,
+    pending_repairs,
+    reconciliation_rerun,
+    repairs_apply_once,
+)
 from staff.views.base import StaffView, int_param, not_found
 from staff.views.finance_base import ConfirmedActionView
 
@@ -149,9 +154,8 @@ class RepairsView(ConfirmedActionView):
     def preview(self, request: HttpRequest, obj: Any, reason: str) -> dict[str, Any]:
         pending = pending_repairs(run=obj, limit=200)
         if not pending:
-            raise ApplicationError(
-                f"Run {obj.pk} has no safe repair pending: nothing to apply (already applied?).",
-                code="nothing_to_repair",
+            raise NothingToRepair(
+                f"Run {obj.pk} has no safe repair pending: nothing to apply (already applied?)."
             )
         return {
             "summary": f"Apply {len(pending)}{'+' if len(pending) == 200 else ''} safe "
