@@ -10,7 +10,8 @@ run is stored and retries on its own. Extra sections (e.g. the invoicing check, 
 above this app because reconciliation may not import invoicing) arrive as plain data:
 `[{"title": ..., "ok": bool, "lines": [...]}]`.
 
-Imports only reconciliation's own modules (and pygal)."""
+Imports only reconciliation's own modules (and pygal). Its templates are in the project's
+templates/reconciliation/ (found whatever apps a test makes available)."""
 
 from __future__ import annotations
 
