@@ -202,6 +202,24 @@ for declared in (
     knobs.update(knobs_read(env, declared))
 globals().update(knobs)
 
+# --- E-mail (the nightly reconciliation report, risk alerts) ---------------------------------
+# EMAIL_URL: smtp+tls://user:password@host:587 in production; development and the demo write
+# each message as a file under var/mail/; tests use Django's locmem outbox.
+_email = env.email_url(
+    "EMAIL_URL", default="smtp://localhost:25" if PRODUCTION else "filemail:///var/mail"
+)
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+if _email.get("EMAIL_FILE_PATH") is not None:
+    # filemail://var/mail is relative to the project (environ drops the leading slash)
+    EMAIL_FILE_PATH = str(BASE_DIR / _email["EMAIL_FILE_PATH"])
+for _name in ("EMAIL_HOST", "EMAIL_PORT", "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD"):
+    if _email.get(_name) is not None:
+        globals()[_name] = _email[_name]
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = knobs["RECONCILIATION_REPORT_FROM"]
+
 # --- Celery beat: every periodic task, in one place ------------------------------------------
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # The inbox's sweeper: lost scheduling, due retries, expired leases.
@@ -226,13 +244,19 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": knobs["PAYOUTS_SWEEP_SECONDS"],
         "options": {"queue": knobs["PAYOUTS_QUEUE"]},
     },
-    # The previous day, once Stripe has settled its balance transactions for it.
+    # The previous day, once Stripe has settled its balance transactions for it; then the
+    # report is e-mailed (with the invoicing check: composed in staff.tasks, above both).
     "reconciliation-nightly": {
-        "task": "reconciliation.nightly",
+        "task": "staff.finance_nightly",
         "schedule": crontab(
             hour=knobs["RECONCILIATION_NIGHTLY_HOUR"],
             minute=knobs["RECONCILIATION_NIGHTLY_MINUTE"],
         ),
+    },
+    # Stripe balance vs what is owed, once a day (and an alert below the threshold).
+    "risk-snapshot": {
+        "task": "staff.risk_snapshot",
+        "schedule": crontab(hour=knobs["RISK_SNAPSHOT_HOUR"], minute=0),
     },
 }
 

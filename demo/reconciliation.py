@@ -138,6 +138,7 @@ def demo_reconciliation(ctx: Any, stdout: Any) -> ReconciliationRun:
     }
     if unexplained and errors is not None:
         errors.append(f"reconciliation: unexplained drift {unexplained}")
+    _demo_report(second, console)
     if dropped and errors is not None:
         still = [c for c in dropped if c and not _matched(second, c)]
         if still:
@@ -150,3 +151,24 @@ def _matched(run: ReconciliationRun, charge: str) -> bool:
 
 
 __all__ = ["demo_reconciliation"]
+
+
+def _demo_report(run: ReconciliationRun, console: Any) -> None:
+    """Deliver the nightly report of the demo's run as the beat task would, through the
+    configured e-mail backend (a file under var/mail/ by default), and say where it went."""
+    from django.conf import settings
+
+    from reconciliation.delivery import recipients, report_message
+
+    to = recipients() or ["finance@demo.localhost"]
+    try:
+        report_message(run, to=to).send(fail_silently=False)
+    except Exception as exc:  # the demo's books are what matters; say why and go on
+        console.print(f"[yellow]The nightly report e-mail could not be written: {exc}[/yellow]")
+        return
+    backend = str(settings.EMAIL_BACKEND).rsplit(".", 2)[-2]
+    where = getattr(settings, "EMAIL_FILE_PATH", "") if backend == "filebased" else backend
+    console.print(
+        f"Nightly report of run {run.pk} e-mailed to {', '.join(to)}: written to {where} "
+        "(HTML body + the run's CSV attached; RECONCILIATION_REPORT_RECIPIENTS, EMAIL_URL)."
+    )

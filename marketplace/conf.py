@@ -24,6 +24,12 @@ REFUNDS_DUPLICATE_WINDOW     a refund request without an idempotency key equal t
                              this many seconds is the same request: the first refund is
                              returned (a double submit never refunds twice); 0 turns it off
                              (600)
+RISK_COVERAGE_ALERT_BELOW    the daily risk snapshot e-mails an alert when the Stripe balance
+                             covers less than this fraction of what is owed (1.0: any
+                             shortfall)
+RISK_ALERT_RECIPIENTS        who receives that alert (comma-separated; "": the nightly
+                             reconciliation report's recipients)
+RISK_SNAPSHOT_HOUR           UTC hour of the daily snapshot (4)
 """
 
 from typing import Any
@@ -45,6 +51,9 @@ KNOBS: dict[str, Knob] = {
     "REFUNDS_DUPLICATE_WINDOW": Knob(
         600, "int", "same refund request without a key within, seconds"
     ),
+    "RISK_COVERAGE_ALERT_BELOW": Knob(1.0, "float", "alert when coverage falls below"),
+    "RISK_ALERT_RECIPIENTS": Knob("", "str", "coverage alert e-mail, comma-separated"),
+    "RISK_SNAPSHOT_HOUR": Knob(4, "int", "UTC hour of the daily risk snapshot"),
 }
 DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)
 

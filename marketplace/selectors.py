@@ -326,3 +326,25 @@ def risk_get(*, asset: str = USD, at: datetime | None = None, warn: bool = True)
             risk.fmt(risk.shortfall),
         )
     return risk
+
+
+# --- risk over time -------------------------------------------------------------------------
+
+
+def risk_snapshot_figures(risk: Risk) -> dict[str, int]:
+    """The owed groups a snapshot keeps, from a `risk_get` answer."""
+    by_name = {g.name: g.owed for g in risk.owed.groups}
+    return {
+        "owed_payees": by_name.get("restaurants", 0) + by_name.get("riders", 0),
+        "owed_open_orders": by_name.get("open orders", 0),
+        "owed_in_flight": by_name.get("payouts in flight", 0),
+        "owed_total": risk.owed_total,
+    }
+
+
+def risk_snapshots_list(*, asset: str = USD, days: int = 90) -> list[Any]:
+    """The last `days` daily snapshots of `asset`, oldest first (at most `days` rows)."""
+    from marketplace.models import RiskSnapshot
+
+    since = timezone.now().date() - timedelta(days=days - 1)
+    return list(RiskSnapshot.objects.filter(asset=asset, day__gte=since).order_by("day"))

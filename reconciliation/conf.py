@@ -14,6 +14,13 @@ RECONCILIATION_SUGGEST_LIMIT    at most this many missing_in_ledger items per ru
 RECONCILIATION_EVENT_SCAN_LIMIT at most this many Stripe events are listed when looking for the
                                 events of objects missing in the ledger (20,000)
 RECONCILIATION_WORK_MEM         PostgreSQL work_mem for the matching transaction ("256MB")
+RECONCILIATION_REPORT_RECIPIENTS  who receives the nightly report by e-mail: addresses
+                                separated by commas ("": nobody, the report is not sent)
+RECONCILIATION_REPORT_FROM      its From: address
+RECONCILIATION_REPORT_BASE_URL  the dashboard's public URL, for the link to the run's page
+RECONCILIATION_REPORT_RETRIES   a failed send is retried this many times (backoff up to 10 min)
+RECONCILIATION_REPORT_CSV_MAX_ROWS  above this many items the attached CSV keeps only the
+                                items needing attention (the run page's CSV has them all)
 """
 
 from typing import Any
@@ -30,6 +37,17 @@ KNOBS: dict[str, Knob] = {
     "RECONCILIATION_SUGGEST_LIMIT": Knob(2000, "int", "per-item event lookups per run"),
     "RECONCILIATION_EVENT_SCAN_LIMIT": Knob(20_000, "int", "Stripe events listed at most"),
     "RECONCILIATION_WORK_MEM": Knob("256MB", "str", "PostgreSQL work_mem for matching"),
+    "RECONCILIATION_REPORT_RECIPIENTS": Knob("", "str", "nightly report e-mail, comma-separated"),
+    "RECONCILIATION_REPORT_FROM": Knob(
+        "reconciliation@eats.localhost", "str", "From: of the nightly report"
+    ),
+    "RECONCILIATION_REPORT_BASE_URL": Knob(
+        "http://127.0.0.1:8000", "str", "dashboard URL for the report's link"
+    ),
+    "RECONCILIATION_REPORT_RETRIES": Knob(5, "int", "retries of a failed report send"),
+    "RECONCILIATION_REPORT_CSV_MAX_ROWS": Knob(
+        50_000, "int", "attach only problem items above this many"
+    ),
 }
 DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)
 

@@ -10,21 +10,36 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
 
+from reconciliation import conf
+from reconciliation.delivery import report_send
+from reconciliation.models import ReconciliationRun
 from reconciliation.services import reconciliation_run, window_for_day
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="reconciliation.nightly", ignore_result=True)
-def reconciliation_nightly() -> int:
-    """Reconcile yesterday (UTC). Returns the run id."""
+def nightly_run(*, trigger: str = "beat") -> ReconciliationRun:
+    """Reconcile yesterday (UTC) and return the run, stored as succeeded or failed (a failed
+    run is returned too: its report says so; the error is logged)."""
     yesterday = timezone.now().astimezone(UTC).date() - timedelta(days=1)
     start, end = window_for_day(yesterday)
-    run = reconciliation_run(window_start=start, window_end=end, trigger="beat")
+    try:
+        run = reconciliation_run(window_start=start, window_end=end, trigger=trigger)
+    except Exception:
+        failed = (
+            ReconciliationRun.objects.filter(window_start=start, window_end=end, trigger=trigger)
+            .order_by("-id")
+            .first()
+        )
+        if failed is None:
+            raise
+        logger.exception("reconciliation run %s of %s failed", failed.pk, yesterday)
+        return failed
     if run.problems:
         logger.error(
             "reconciliation run %s of %s: %s problem(s) need attention",
@@ -32,7 +47,55 @@ def reconciliation_nightly() -> int:
             yesterday,
             run.problems,
         )
+    return run
+
+
+def report_enqueue(*, run_id: int, sections: list[dict[str, Any]] | None = None) -> None:
+    """Queue the run's report e-mail. Never raises: a broker that is down must not fail the
+    run (the run is stored; `manage.py reconcile_report <run>` sends it by hand)."""
+    try:
+        reconciliation_report_send.delay(run_id, sections or [])
+    except Exception:
+        logger.exception("reconciliation report of run %s could not be queued", run_id)
+
+
+@shared_task(name="reconciliation.nightly", ignore_result=True)
+def reconciliation_nightly() -> int:
+    """Reconcile yesterday (UTC), then queue its report e-mail. Returns the run id; a failed
+    run is reported and then re-raised, so monitoring sees it."""
+    run = nightly_run()
+    report_enqueue(run_id=run.pk)
+    if run.status == ReconciliationRun.Status.FAILED:
+        raise RuntimeError(f"reconciliation run {run.pk} failed: {run.error}")
     return run.pk
+
+
+@shared_task(
+    name="reconciliation.report_send",
+    bind=True,
+    ignore_result=True,
+    max_retries=None,  # bounded below by RECONCILIATION_REPORT_RETRIES
+)
+def reconciliation_report_send(self: Any, run_id: int, sections: list[dict[str, Any]]) -> int:
+    """Send a run's report; on any failure (SMTP down, timeout) retry with a growing delay,
+    RECONCILIATION_REPORT_RETRIES times, then log an error. The run is never affected."""
+    try:
+        return report_send(run_id=run_id, sections=sections)
+    except Exception as exc:
+        retries = int(conf.get("RECONCILIATION_REPORT_RETRIES"))
+        if self.request.retries >= retries:
+            logger.error(
+                "reconciliation report of run %s not sent after %s attempts: %s",
+                run_id,
+                retries + 1,
+                exc,
+            )
+            return 0
+        delay = min(600, 30 * 2**self.request.retries)
+        logger.warning(
+            "reconciliation report of run %s: send failed (%s), retry in %ss", run_id, exc, delay
+        )
+        raise self.retry(exc=exc, countdown=delay) from exc
 
 
 @shared_task(name="reconciliation.run", ignore_result=True)

@@ -1,7 +1,7 @@
 """The dashboard's URLs, mounted at /staff/. The ids in them are stable deep links an agent
 can paste into a ticket (README, "The staff dashboard")."""
 
-from django.urls import path
+from django.urls import include, path
 
 from staff.views import campaigns, pages, refunds
 
@@ -45,4 +45,6 @@ urlpatterns = [
         for action in ("fund", "pause", "resume", "close")
     ],
     path("audit/", pages.AuditView.as_view(), name="audit"),
+    # The finance pages (ledger, books, payouts, reconciliation, risk): staff/finance_urls.py
+    path("", include("staff.finance_urls")),
 ]

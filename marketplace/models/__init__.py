@@ -5,6 +5,7 @@ from marketplace.models.disputes import Dispute
 from marketplace.models.orders import Anomaly, Order, OrderStatusChange
 from marketplace.models.refunds import Refund
 from marketplace.models.restaurants import Customer, Restaurant, Rider
+from marketplace.models.risk import RiskSnapshot
 from marketplace.models.treasury import Topup
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "Refund",
     "Restaurant",
     "Rider",
+    "RiskSnapshot",
     "Topup",
 ]

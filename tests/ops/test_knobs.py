@@ -39,6 +39,7 @@ BASE = {
     "DB_CONN_MAX_AGE",
     "STRIPE_FORBID_IN_ATOMIC",
     "API_TOKEN_TTL_DAYS",
+    "EMAIL_URL",
     # operations (README "Operations")
     "METRICS_TOKEN",
     "LOG_FORMAT",

@@ -192,5 +192,5 @@ def test_admin_pages_render(client: Any, day_with_problems: Any):
 
 def test_nightly_run_is_scheduled_by_beat():
     entry = settings.CELERY_BEAT_SCHEDULE["reconciliation-nightly"]
-    assert entry["task"] == "reconciliation.nightly"
+    assert entry["task"] == "staff.finance_nightly"  # reconciliation + report + invoicing check
     assert entry["schedule"].hour == {2}
