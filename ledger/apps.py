@@ -6,15 +6,12 @@ class LedgerConfig(AppConfig):
     verbose_name = "Ledger"
 
     def ready(self) -> None:
-        from django.conf import settings
+        # Registers the ledger's Celery tasks, which services send by name (the beat schedule
+        # is config/settings.py's).
+        from ledger import (
+            conf,
+            tasks,  # noqa: F401
+        )
 
-        from ledger import conf
-
-        schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", None)
-        if isinstance(schedule, dict):
-            # The sealer also runs after commits (debounced); beat is the backstop.
-            schedule.setdefault(
-                "ledger-seal",
-                {"task": "ledger.seal", "schedule": float(conf.get("LEDGER_SEAL_INTERVAL"))},
-            )
-            schedule.setdefault("ledger-verify", {"task": "ledger.verify", "schedule": 24 * 3600.0})
+        # The NUMSCRIPT_* settings become the interpreter's default limits.
+        conf.configure_numscript()

@@ -13,6 +13,7 @@ from typing import ParamSpec, TypeVar
 
 from django.db import DatabaseError, connection
 
+from common.backoff import backoff_delay
 from ledger.errors import LedgerBusy
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def retry_on_conflict(fn: Callable[P, R]) -> Callable[P, R]:
                         extra={"sqlstate": sqlstate},
                     ) from exc
                 logger.info("ledger: %s retry %d after %s", fn.__name__, attempt, sqlstate)
-                time.sleep(random.uniform(0.5, 1.5) * 0.005 * 2 ** (attempt - 1))
+                time.sleep(random.uniform(0.5, 1.5) * backoff_delay(attempt, base=0.005, cap=1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapper

@@ -1,13 +1,10 @@
-"""Admin of the marketplace app. The Stripe inbox is read-only: its rows change only through
-`marketplace.webhooks.services` (processing, `manage.py stripe_events replay`)."""
-
-import json
+"""Admin of the marketplace app (the Stripe inbox's admin is in `stripe_gateway.admin`)."""
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 
+from common.admin import ReadOnlyAdmin
 from marketplace.models import (
     Anomaly,
     Campaign,
@@ -19,66 +16,10 @@ from marketplace.models import (
     Refund,
     Restaurant,
     Rider,
-    StripeEvent,
     Topup,
 )
 
-
-@admin.register(StripeEvent)
-class StripeEventAdmin(admin.ModelAdmin):
-    list_display = ["stripe_id", "type", "status", "attempts", "account", "livemode", "created"]
-    list_filter = ["status", "livemode"]  # not `type`: a DISTINCT over the whole inbox
-    search_fields = ["stripe_id", "type", "account"]
-    date_hierarchy = "received_at"
-    ordering = ["-received_at"]
-    list_per_page = 100
-    show_full_result_count = False  # COUNT(*) on a large inbox is slow
-    _FIELDS = (
-        "stripe_id",
-        "type",
-        "status",
-        "attempts",
-        "last_error",
-        "livemode",
-        "account",
-        "api_version",
-        "created",
-        "received_at",
-        "processed_at",
-        "next_attempt_at",
-        "payload_pretty",
-    )
-    fields = _FIELDS
-    readonly_fields = _FIELDS
-
-    @admin.display(description="payload")
-    def payload_pretty(self, obj: StripeEvent) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: StripeEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: StripeEvent | None = None) -> bool:
-        return False
-
-
 # --- the money flows: read-mostly; money moves only through the services ---------------------
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the marketplace services only: staff read them here."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 @admin.register(Restaurant)

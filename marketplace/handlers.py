@@ -1,6 +1,6 @@
 """The marketplace's Stripe webhook handlers (imported by `MarketplaceConfig.ready()`).
 
-Each handler has two halves (see `marketplace.webhooks.registry`): `prepare` runs with no
+Each handler has two halves (see `stripe_gateway.registry`): `prepare` runs with no
 transaction open and fetches the object from Stripe (the payload is only a hint: the current
 object and its balance transaction are what we book from); the handler runs inside the
 transaction that marks the event processed and calls one service. An event about an order we
@@ -21,10 +21,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
-
-from marketplace.errors import ProviderObjectNotFound
-from marketplace.models import Order, StripeEvent
+from marketplace import conf
+from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.common import id_parse
 from marketplace.services.disputes import DisputeNotReady, dispute_sync
@@ -33,15 +31,17 @@ from marketplace.services.locks import order_lock
 from marketplace.services.payments import PaymentNotReady, payment_book, payment_failed_book
 from marketplace.services.refunds import RefundNotReady, refund_sync
 from marketplace.services.treasury import topup_book
-from marketplace.stripe_api import get_gateway
-from marketplace.webhooks.registry import DeferEvent, HandlerResult, handler_register
+from stripe_gateway.client import get_gateway
+from stripe_gateway.errors import ProviderObjectNotFound
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import DeferEvent, HandlerResult, handler_register
 
 logger = logging.getLogger(__name__)
 
 
 def _defer_seconds() -> float:
     """How long an out-of-order event waits before its retry (short in the demo)."""
-    return float(getattr(settings, "MARKETPLACE_DEFER_SECONDS", 5.0))
+    return float(conf.get("MARKETPLACE_DEFER_SECONDS"))
 
 
 def _order_id(metadata: dict[str, Any] | None) -> int | None:

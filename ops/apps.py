@@ -1,4 +1,34 @@
+from typing import Any
+
 from django.apps import AppConfig
+
+# Task argument names whose value is an id worth printing on every log line of the task.
+_ID_ARGUMENTS = {
+    "event_id": "stripe_event_id",
+    "stripe_event_id": "stripe_event_id",
+    "order_id": "order_id",
+    "payout_id": "payout_id",
+    "payout_ids": "payout_id",
+    "refund_id": "refund_id",
+    "run_id": "run_id",
+}
+
+
+def _task_context(task: Any, args: tuple | list | None, kwargs: dict | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"task_id": task.request.id, "task": task.name}
+    named = dict(kwargs or {})
+    try:  # positional arguments by the task function's parameter names
+        import inspect
+
+        params = [p for p in inspect.signature(task.run).parameters if p != "self"]
+        named.update(zip(params, args or (), strict=False))
+    except (TypeError, ValueError):
+        pass
+    for name, key in _ID_ARGUMENTS.items():
+        if name in named and named[name] is not None:
+            value = named[name]
+            values[key] = ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+    return values
 
 
 class OpsConfig(AppConfig):
@@ -6,4 +36,49 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
-        from ops import checks  # noqa: F401  (registers the deploy checks)
+        from celery import signals
+
+        from ops import (
+            checks,  # noqa: F401  (registers the deploy checks)
+            logs,
+        )
+
+        # Each Celery task's log lines carry its id and the ids in its arguments. The context
+        # is restored after the task, not cleared: an eager task runs inside a web request
+        # whose request id must survive it.
+        tokens: dict[str, Any] = {}
+
+        @signals.task_prerun.connect(weak=False)
+        def _bind(
+            task_id: str = "", task: Any = None, args: Any = None, kwargs: Any = None, **_: Any
+        ) -> None:
+            if task is not None:
+                tokens[task_id] = logs.context_bind(**_task_context(task, args, kwargs))
+
+        # Liveness of a worker (ops.liveness): a thread of the main process touches a file.
+        @signals.worker_ready.connect(weak=False)
+        def _heartbeat(**_: Any) -> None:
+            import os
+            import threading
+            import time
+            from pathlib import Path
+
+            path = os.environ.get("CELERY_LIVENESS_FILE")
+            if not path:
+                return
+
+            def beat() -> None:
+                while True:
+                    Path(path).touch()
+                    time.sleep(15)
+
+            threading.Thread(target=beat, name="liveness", daemon=True).start()
+
+        @signals.task_postrun.connect(weak=False)
+        def _restore(task_id: str = "", **_: Any) -> None:
+            token = tokens.pop(task_id, None)
+            if token is not None:
+                try:
+                    logs.context_reset(token)
+                except ValueError:  # reset from another context: start clean instead
+                    logs.context_clear()

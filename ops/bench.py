@@ -1,6 +1,7 @@
 """The benchmark registry.
 
-Each app registers its benchmarks in a `benchmarks.py` module with `@benchmark("name")`;
+The benchmarks live in the `benchmarks` package (one module per app, outside the product
+packages) and register themselves with `@benchmark("name")`;
 `python manage.py bench [NAME ...] [--quick]` discovers them and prints one JSON object per
 line: `{"bench": NAME, ...figures}`. Benchmarks run against whatever DATABASE_URL points to.
 """
@@ -25,7 +26,11 @@ def benchmark(name: str) -> Callable[[BenchFn], BenchFn]:
 
 
 def registry() -> dict[str, BenchFn]:
-    from django.utils.module_loading import autodiscover_modules
+    import importlib
+    import pkgutil
 
-    autodiscover_modules("benchmarks")
+    import benchmarks
+
+    for module in pkgutil.iter_modules(benchmarks.__path__):
+        importlib.import_module(f"benchmarks.{module.name}")
     return dict(_REGISTRY)

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from common.admin import ReadOnlyAdmin
 from config.admin_confirm import confirmation
 from config.errors import ApplicationError
 from ledger.domain import format_amount
@@ -18,16 +19,7 @@ from payouts import services
 from payouts.models import PayeeHoldChange, Payout, PayoutEvent, PayoutPayee
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+class PayoutsReadOnlyAdmin(ReadOnlyAdmin):
     def has_manage_payouts_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("payouts.manage_payouts"))
 
@@ -72,7 +64,7 @@ def _each(
 
 
 @admin.register(Payout)
-class PayoutAdmin(ReadOnlyAdmin):
+class PayoutAdmin(PayoutsReadOnlyAdmin):
     list_display = [
         "id",
         "payee_kind",
@@ -144,7 +136,7 @@ class PayoutAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PayoutPayee)
-class PayoutPayeeAdmin(ReadOnlyAdmin):
+class PayoutPayeeAdmin(PayoutsReadOnlyAdmin):
     list_display = ["kind", "payee_id", "address", "last_seq", "created_at"]
     list_filter = ["kind"]
     search_fields = ["address"]
@@ -200,7 +192,7 @@ class PayoutPayeeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PayeeHoldChange)
-class PayeeHoldChangeAdmin(ReadOnlyAdmin):
+class PayeeHoldChangeAdmin(PayoutsReadOnlyAdmin):
     list_display = ["created_at", "payee_kind", "payee_id", "on_hold", "reason", "actor"]
     list_filter = ["on_hold", "payee_kind"]
     ordering = ["-id"]

@@ -6,5 +6,6 @@ class PayoutsConfig(AppConfig):
     verbose_name = "Payouts"
 
     def ready(self) -> None:
-        # Fills the Stripe event handler table (web, worker and beat alike).
-        from payouts import handlers  # noqa: F401
+        # Fills the Stripe event handler table (web, worker and beat alike), and registers
+        # the Celery tasks the services send by name (`config.celery.task_send`).
+        from payouts import handlers, tasks  # noqa: F401

@@ -1,4 +1,5 @@
-"""Payouts settings with their defaults (override any of them in Django settings).
+"""Payouts settings: declared here (name, default, meaning), read from the environment once
+by config/settings.py (`config.knobs`), read by the code through `get`.
 
 PAYOUTS_MIN_AMOUNT            smallest payout, minor units; an int for every asset or a dict
                               {asset: int} (missing assets use the "*" key, else 1) (1000)
@@ -26,28 +27,32 @@ from typing import Any
 
 from django.conf import settings
 
-DEFAULTS: dict[str, Any] = {
-    "PAYOUTS_MIN_AMOUNT": 1000,
-    "PAYOUTS_ROLLING_RESERVE_BPS": 0,
-    "PAYOUTS_ROLLING_RESERVE_DAYS": 7,
-    "PAYOUTS_SCHEDULE_SECONDS": 3600.0,
-    "PAYOUTS_SWEEP_SECONDS": 60.0,
-    "PAYOUTS_LEASE_SECONDS": 300.0,
-    "PAYOUTS_STUCK_SECONDS": {
-        "pending": 60.0,
-        "reserved": 120.0,
-        "submitting": 120.0,
-        "submitted": 60.0,
-        "failed": 300.0,
-    },
-    "PAYOUTS_ESCALATE_SECONDS": 3600.0,
-    "PAYOUTS_SCHEDULE_CHUNK": 200,
-    "PAYOUTS_DRIVE_BATCH": 100,
-    "PAYOUTS_STRIPE_CONCURRENCY": 8,
-    "PAYOUTS_SWEEP_LIMIT": 5000,
-    "PAYOUTS_TASK_MAX_RETRIES": 5,
-    "PAYOUTS_QUEUE": "celery",
+from config.knobs import Knob, knobs_defaults
+
+STUCK_SECONDS = {
+    "pending": 60.0,
+    "reserved": 120.0,
+    "submitting": 120.0,
+    "submitted": 60.0,
+    "failed": 300.0,
 }
+KNOBS: dict[str, Knob] = {
+    "PAYOUTS_MIN_AMOUNT": Knob(1000, "json", "smallest payout: an int, or {asset: int}"),
+    "PAYOUTS_ROLLING_RESERVE_BPS": Knob(0, "int", "rolling reserve, basis points"),
+    "PAYOUTS_ROLLING_RESERVE_DAYS": Knob(7, "int", "the reserve's window, days"),
+    "PAYOUTS_SCHEDULE_SECONDS": Knob(3600.0, "float", "beat cadence of the scheduling pass"),
+    "PAYOUTS_SWEEP_SECONDS": Knob(60.0, "float", "beat cadence of the sweeper"),
+    "PAYOUTS_LEASE_SECONDS": Knob(300.0, "float", "how long a driver owns a payout"),
+    "PAYOUTS_STUCK_SECONDS": Knob(STUCK_SECONDS, "json", "per state, re-drive after (JSON)"),
+    "PAYOUTS_ESCALATE_SECONDS": Knob(3600.0, "float", "flag a payout stuck submitting"),
+    "PAYOUTS_SCHEDULE_CHUNK": Knob(200, "int", "payees per scheduling transaction"),
+    "PAYOUTS_DRIVE_BATCH": Knob(100, "int", "payouts per driving task"),
+    "PAYOUTS_STRIPE_CONCURRENCY": Knob(8, "int", "Stripe calls a driving task makes at once"),
+    "PAYOUTS_SWEEP_LIMIT": Knob(5000, "int", "payouts one sweep re-drives at most"),
+    "PAYOUTS_TASK_MAX_RETRIES": Knob(5, "int", "driving task retries before the sweeper"),
+    "PAYOUTS_QUEUE": Knob("celery", "str", "the Celery queue of the payout tasks"),
+}
+DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)
 
 
 def get(name: str) -> Any:

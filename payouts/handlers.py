@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from marketplace.stripe_api import get_gateway
-from marketplace.webhooks.registry import HandlerResult, handler_register
 from payouts import selectors
 from payouts.services import events
 from payouts.transitions import State
+from stripe_gateway.client import get_gateway
+from stripe_gateway.registry import HandlerResult, handler_register
 
 
 def _actor(event: Any) -> str:

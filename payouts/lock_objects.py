@@ -7,8 +7,9 @@ Global order, within one database transaction:
    schedulers (or a scheduler and a staff action) on one payee.
 2. `Payout` rows, by id.
 3. The ledger's balance rows, by (address, asset): taken by the ledger when posting, or
-   beforehand by `ledger_balances_lock` (a flow that computes its amount from a balance reads
-   it under this lock, in the same transaction as the posting).
+   beforehand by the flow runner's batch mode (`ledger.services.flows.flows_prepare`: a flow
+   that computes its amount from a balance reads it under this lock, in the same transaction
+   as the posting).
 
 Nothing here is ever held across a Stripe call: the services commit before calling Stripe.
 On SQLite (the demo) FOR UPDATE is not available and not needed (one writer at a time).
@@ -19,10 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from uuid import UUID
 
-from django.db import connection
 from django.db.models import Q
 
-from ledger import lock_objects as ledger_locks
 from payouts.errors import PayoutNotFound
 from payouts.models import Payout, PayoutPayee
 
@@ -74,11 +73,3 @@ def payout_lock(*, payout_id: UUID | str) -> Payout:
             f"payout {payout_id} does not exist.", extra={"payout_id": str(payout_id)}
         )
     return payout
-
-
-def ledger_balances_lock(*, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Lock the ledger balances of (address, asset) keys, in the ledger's global order, and
-    return them; held until commit. Must run inside the transaction that posts."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("ledger_balances_lock needs an open transaction")
-    return ledger_locks.balances_lock(keys=keys)

@@ -2,7 +2,7 @@
 
 All are `acks_late` (a message is only acknowledged once the task returns), and correctness
 never depends on the message: the payout rows (state + lease + next_attempt_at) are the truth
-and `payouts_sweep` (beat) re-drives whatever a lost or killed task left behind (W1, W6).
+and `payouts_sweep` (beat) re-drives whatever a lost or killed task left behind (W1, W6: docs/payouts-failure-modes.md).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 
 from celery import shared_task
 
-from payouts import conf
+from common.backoff import backoff_delay
+from payouts import conf, services
 
 
 @shared_task(
@@ -23,9 +24,7 @@ from payouts import conf
 def payouts_drive(self: Any, payout_ids: list[str]) -> dict[str, Any]:
     """Drive these payouts as far as they go; retry the unresolved ones with backoff (then
     the sweeper takes over)."""
-    from payouts.services import payouts_drive as drive
-
-    result = drive(ids=payout_ids, actor=f"task:{self.request.id or 'eager'}")
+    result = services.payouts_drive(ids=payout_ids, actor=f"task:{self.request.id or 'eager'}")
     retries = self.request.retries or 0
     if (
         result.unresolved
@@ -34,7 +33,7 @@ def payouts_drive(self: Any, payout_ids: list[str]) -> dict[str, Any]:
     ):
         raise self.retry(
             args=[result.unresolved],
-            countdown=min(300, 5 * 2**retries),
+            countdown=backoff_delay(retries + 1, base=5, cap=300),
             queue=conf.get("PAYOUTS_QUEUE"),
         )
     return result.as_dict()
@@ -47,9 +46,7 @@ def payouts_schedule(
     """The beat's scheduling pass (every payee), or a pass over `payee_ids` [[kind, id]]:
     picks the candidates and fans the chunks out to the workers (inline when eager).
     Re-running it is safe: a payee with a payout in flight is skipped."""
-    from payouts.services import payouts_schedule as schedule
-
-    return schedule(
+    return services.payouts_schedule(
         payee_ids=_keys(payee_ids),
         min_amount=min_amount,
         actor="beat:payouts-schedule",
@@ -62,9 +59,7 @@ def payouts_schedule_chunk(
     self: Any, payee_ids: list[list[Any]], min_amount: int | None = None
 ) -> dict[str, Any]:
     """Create (and reserve) the payouts of one chunk of payees, then send them to driving."""
-    from payouts.services import payouts_schedule as schedule
-
-    return schedule(
+    return services.payouts_schedule(
         payee_ids=_keys(payee_ids),
         min_amount=min_amount,
         actor=f"task:{self.request.id or 'eager'}",
@@ -78,6 +73,4 @@ def _keys(payee_ids: list[list[Any]] | None) -> list[tuple[str, int]] | None:
 @shared_task(name="payouts.tasks.payouts_sweep", acks_late=True)
 def payouts_sweep() -> int:
     """The beat's sweeper: re-drive payouts stuck past their state's threshold."""
-    from payouts.services import payouts_sweep as sweep
-
-    return sweep()
+    return services.payouts_sweep()

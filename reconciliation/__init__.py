@@ -8,6 +8,6 @@ duplicates), totals (ledger `stripe:balance` against Stripe's balance), reports 
 the `reconcile` command's tables) and the nightly Celery beat entry.
 
 Imports: ledger (models for SQL, services to post repairs, selectors), the Stripe seam
-(`marketplace.stripe_api`) and the webhook inbox services (`marketplace.webhooks.services`)
+(`stripe_gateway.client`) and the webhook inbox services (`stripe_gateway.services`)
 whose replay/sync it suggests and applies. Must not import: payouts.
 """

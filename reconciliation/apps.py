@@ -10,21 +10,5 @@ class ReconciliationConfig(AppConfig):
     verbose_name = "Reconciliation"
 
     def ready(self) -> None:
-        from celery.schedules import crontab
-        from django.conf import settings
-
-        from reconciliation import conf
-
-        schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", None)
-        if isinstance(schedule, dict):
-            # The previous day, once Stripe has settled its balance transactions for it.
-            schedule.setdefault(
-                "reconciliation-nightly",
-                {
-                    "task": "reconciliation.nightly",
-                    "schedule": crontab(
-                        hour=conf.get("RECONCILIATION_NIGHTLY_HOUR"),
-                        minute=conf.get("RECONCILIATION_NIGHTLY_MINUTE"),
-                    ),
-                },
-            )
+        # Registers the Celery tasks (the beat schedule is config/settings.py's).
+        from reconciliation import tasks  # noqa: F401

@@ -1,4 +1,5 @@
-"""Reconciliation settings with their defaults (override any of them in Django settings).
+"""Reconciliation settings: declared here (name, default, meaning), read from the
+environment once by config/settings.py (`config.knobs`), read by the code through `get`.
 
 RECONCILIATION_GRACE_SECONDS    a ledger movement on stripe:balance with no Stripe balance
                                 transaction is `awaiting_stripe` for this long, then
@@ -19,15 +20,18 @@ from typing import Any
 
 from django.conf import settings
 
-DEFAULTS: dict[str, Any] = {
-    "RECONCILIATION_GRACE_SECONDS": 2 * 24 * 3600,
-    "RECONCILIATION_NIGHTLY_HOUR": 2,
-    "RECONCILIATION_NIGHTLY_MINUTE": 30,
-    "RECONCILIATION_BOOK_FEES": True,
-    "RECONCILIATION_SUGGEST_LIMIT": 2000,
-    "RECONCILIATION_EVENT_SCAN_LIMIT": 20_000,
-    "RECONCILIATION_WORK_MEM": "256MB",
+from config.knobs import Knob, knobs_defaults
+
+KNOBS: dict[str, Knob] = {
+    "RECONCILIATION_GRACE_SECONDS": Knob(2 * 24 * 3600, "int", "awaiting_stripe period"),
+    "RECONCILIATION_NIGHTLY_HOUR": Knob(2, "int", "UTC hour of the nightly run"),
+    "RECONCILIATION_NIGHTLY_MINUTE": Knob(30, "int", "UTC minute of the nightly run"),
+    "RECONCILIATION_BOOK_FEES": Knob(True, "bool", "book missing Stripe fees in every run"),
+    "RECONCILIATION_SUGGEST_LIMIT": Knob(2000, "int", "per-item event lookups per run"),
+    "RECONCILIATION_EVENT_SCAN_LIMIT": Knob(20_000, "int", "Stripe events listed at most"),
+    "RECONCILIATION_WORK_MEM": Knob("256MB", "str", "PostgreSQL work_mem for matching"),
 }
+DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)
 
 
 def get(name: str) -> Any:

@@ -1,10 +1,25 @@
 #!/usr/bin/env bash
-# Run the web server, one Celery worker and Celery beat in the foreground; Ctrl-C stops all three.
-set -euo pipefail
+# Run the web server, one Celery worker and Celery beat in the foreground, each under
+# scripts/supervise.sh: a process that dies (a worker after a broker outage, say) is started
+# again instead of taking the others down with it. Ctrl-C (or SIGTERM) stops all three warmly.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv/bin
-trap 'kill 0' EXIT INT TERM
-$VENV/gunicorn config.wsgi --bind "${BIND:-127.0.0.1:8000}" --workers "${WEB_WORKERS:-2}" --access-logfile - &
-$VENV/celery -A config worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" &
-$VENV/celery -A config beat --loglevel INFO --schedule var/celerybeat-schedule &
-wait -n
+pids=()
+scripts/supervise.sh web env BIND="${BIND:-127.0.0.1:8000}" WEB_WORKERS="${WEB_WORKERS:-2}" \
+  WEB_TMP_DIR="${TMPDIR:-/tmp}" $VENV/gunicorn config.wsgi -c python:ops.gunicorn_conf &
+pids+=($!)
+scripts/supervise.sh worker $VENV/celery -A config worker --loglevel INFO \
+  --concurrency "${WORKER_CONCURRENCY:-2}" &
+pids+=($!)
+scripts/supervise.sh beat $VENV/celery -A config beat --loglevel INFO \
+  --schedule var/celerybeat-schedule &
+pids+=($!)
+stop() {
+  trap - INT TERM
+  kill -TERM "${pids[@]}" 2>/dev/null
+  wait
+  exit 0
+}
+trap stop INT TERM
+wait

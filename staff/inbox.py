@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import connection
 
-from marketplace.models import StripeEvent
+from stripe_gateway.models import StripeEvent
 
 __all__ = ["StripeEvent", "events_for_objects"]
 

@@ -29,7 +29,7 @@ _READ_FINANCE = [
     "marketplace.view_campaign",
     "marketplace.view_topup",
     "marketplace.view_anomaly",
-    "marketplace.view_stripeevent",
+    "stripe_gateway.view_stripeevent",
     "ledger.view_account",
     "ledger.view_transaction",
     "payouts.view_payout",

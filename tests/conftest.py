@@ -3,12 +3,14 @@
 The folders whose code reaches Stripe (marketplace, payouts, reconciliation) turn the two
 guards below on for every test with an autouse fixture in their own conftest."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from config.celery import app as celery_app
-from marketplace.testing import stripe_calls_forbidden_in_atomic
+from stripe_emulator import EmulatorServer
+from stripe_gateway.testing import stripe_calls_forbidden_in_atomic
 
 
 @pytest.fixture
@@ -28,3 +30,33 @@ def celery_eager() -> Iterator[None]:
     conf.task_always_eager, conf.task_eager_propagates = True, True
     yield
     conf.task_always_eager, conf.task_eager_propagates = saved
+
+
+EmulatorFactory = Callable[..., EmulatorServer]
+
+
+@pytest.fixture
+def emulator_factory(settings: Any) -> Iterator[EmulatorFactory]:
+    """Start a local Stripe emulator (`EmulatorServer(**options)`) and, unless
+    `point_app=False`, point the app's Stripe gateway at it (`STRIPE_API_BASE`, and
+    `STRIPE_API_KEY` when `api_key` is given). Every emulator started is stopped after the
+    test. Each test folder's `emulator` fixture is one call of this."""
+    servers: list[EmulatorServer] = []
+
+    def start(
+        *, point_app: bool = True, api_key: str | None = None, **options: Any
+    ) -> EmulatorServer:
+        server = EmulatorServer(**options)
+        servers.append(server)
+        server.start()
+        if point_app:
+            settings.STRIPE_API_BASE = server.url
+            if api_key is not None:
+                settings.STRIPE_API_KEY = api_key
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in reversed(servers):
+            server.stop()

@@ -4,9 +4,12 @@ Owns lexing, parsing, static checking and running Numscript, plus the conformanc
 (``*.num.specs.json``) runner. Pure logic over plain data: it must not import Django (or any
 other app of this project); the ledger reaches it through :class:`Store`.
 
-    program = parse(source)                 # cached by source text
+    program = parse(source)                 # cached by source text (bounded by bytes)
     result = run(program, vars={...}, store=store, feature_flags=frozenset())
     diagnostics = check(source)             # static checks, no execution
+
+Every entry point is bounded by :class:`Limits` (size, nesting, width, a step budget; see
+``limits.py``): hostile input gets a :class:`NumscriptError`, never a ``RecursionError``.
 """
 
 from .ast import Program, Span
@@ -31,6 +34,7 @@ from .errors import (
     InvalidUnboundedAddressInScalingAddress,
     InvalidUnboundedInSendAll,
     InvalidVariableValue,
+    LimitExceeded,
     MetadataNotFound,
     MismatchedCurrency,
     MissingFundsError,
@@ -38,13 +42,17 @@ from .errors import (
     NegativeAmountError,
     NegativeBalanceError,
     NegativePortion,
+    NestingTooDeep,
+    NumberOutOfRange,
     NumscriptError,
     ParseError,
+    StepBudgetExceeded,
     TypeMismatch,
     UnboundFunction,
     UnboundVariable,
 )
 from .interpreter import ExecutionResult, Posting, run
+from .limits import Limits
 from .parser import parse
 from .store import StaticStore, Store
 
@@ -70,6 +78,8 @@ __all__ = [
     "InvalidUnboundedAddressInScalingAddress",
     "InvalidUnboundedInSendAll",
     "InvalidVariableValue",
+    "LimitExceeded",
+    "Limits",
     "MetadataNotFound",
     "MismatchedCurrency",
     "MissingFundsError",
@@ -77,12 +87,15 @@ __all__ = [
     "NegativeAmountError",
     "NegativeBalanceError",
     "NegativePortion",
+    "NestingTooDeep",
+    "NumberOutOfRange",
     "NumscriptError",
     "ParseError",
     "Posting",
     "Program",
     "Span",
     "StaticStore",
+    "StepBudgetExceeded",
     "Store",
     "TypeMismatch",
     "UnboundFunction",

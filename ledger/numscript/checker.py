@@ -1,11 +1,16 @@
 """Static checks of a Numscript program (``numscript check``); nothing here runs the script.
 
-Reports: parse errors, unknown types, duplicate / unbound / unused variables, type
-mismatches, mismatched literal assets, unknown functions and bad arity, ``meta()`` outside a
+Reports: parse errors and limits, unknown types, duplicate (the first declaration is kept) /
+unbound / unused variables, type mismatches, asset mismatches found by inferring assets
+across uses (as formancehq/numscript's checker: every expression gets an asset type
+variable, unified through variables, monetary literals, caps, sent values and
+``balance()``/``overdraft()``/``get_asset()``), variables whose asset is thereby fixed ("bound
+asset" warnings), unknown functions and bad arity, ``meta()`` outside a
 variable initializer, literal division by zero, allotment problems (sum, several or
 misplaced ``remaining``, redundant ``remaining``, variable portions without ``remaining``),
 send-all from allotments or unbounded sources, sources that can never be reached (after an
-unbounded source, or an account already emptied), ``@world`` given an overdraft clause,
+unbounded source, or an account already emptied earlier in the statement, ``\\ ""`` being
+no colour), ``@world`` given an overdraft clause,
 ``@world`` scaled, and experimental features used without their flag (flags come from
 ``#![feature(...)]``, ``// @feature_flag NAME`` comments and the caller).
 """
@@ -53,7 +58,7 @@ from .ast import (
     VarDecl,
     VarRef,
 )
-from .errors import NumscriptError, render_span
+from .errors import LimitExceeded, NumscriptError, render_span
 from .interpreter import EXPRESSION_FUNCTIONS, FUNCTION_SIGNATURES, STATEMENT_FUNCTIONS
 from .parser import parse
 from .values import ALL_TYPES
@@ -73,6 +78,32 @@ _FUNCTION_FLAGS = {
     "get_asset": ff.GET_ASSET_FUNCTION,
     "get_amount": ff.GET_AMOUNT_FUNCTION,
 }
+
+
+class _TVar:
+    """An unknown asset; ``link`` points to what it was unified with (a TVar or an asset)."""
+
+    __slots__ = ("link",)
+
+    def __init__(self) -> None:
+        self.link: _TVar | str | None = None
+
+
+def _resolve(t: _TVar | str) -> _TVar | str:
+    while isinstance(t, _TVar) and t.link is not None:
+        t = t.link
+    return t
+
+
+def _unify(a: _TVar | str, b: _TVar | str) -> bool:
+    a, b = _resolve(a), _resolve(b)
+    if isinstance(a, str):
+        if isinstance(b, str):
+            return a == b
+        a, b = b, a
+    if a is not b:
+        a.link = b
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +131,16 @@ def check(source: str, *, feature_flags: Collection[str] = frozenset()) -> list[
     """Statically check ``source``; returns diagnostics sorted by position."""
     try:
         program = parse(source)
+    except LimitExceeded as exc:
+        return [Diagnostic(ERROR, exc.message, exc.span, "limit-exceeded")]
     except NumscriptError as exc:
         return [Diagnostic(ERROR, exc.message, exc.span, "parse-error")]
     flags = set(feature_flags) | set(_PRAGMA_RE.findall(source))
-    return _Checker(program, flags).run()
+    try:
+        return _Checker(program, flags).run()
+    except RecursionError:
+        # Backstop only: the parser's max_depth keeps the checker far below the limit.
+        return [Diagnostic(ERROR, "script too deeply nested to check", None, "limit-exceeded")]
 
 
 def has_errors(diagnostics: Collection[Diagnostic]) -> bool:
@@ -124,15 +161,6 @@ def _literal_portion(expr: Expr) -> Fraction | None:
     return None
 
 
-def _literal_asset(expr: Expr | SentAll) -> str | None:
-    if isinstance(expr, SentAll):
-        expr = expr.asset
-        return str(expr.value) if isinstance(expr, AssetLit) else None
-    if isinstance(expr, MonetaryLit) and isinstance(expr.asset, AssetLit):
-        return str(expr.asset.value)
-    return None
-
-
 def _literal_account(expr: Expr) -> str | None:
     if isinstance(expr, AccountLit) and expr.value is not None:
         return str(expr.value)
@@ -147,7 +175,12 @@ class _Checker:
         self.declared: dict[str, VarDecl] = {}
         self.used: set[str] = set()
         self.in_origin = False
-        self.sent_asset: str | None = None
+        # asset inference: a type per expression node (by id) and per kept declaration
+        self.types: dict[int, _TVar | str] = {}
+        self.var_types: dict[str, _TVar] = {}
+        self.stmt_type: _TVar = _TVar()
+        # per statement: accounts (with their colour) an earlier source already empties
+        self.emptied: set[str] = set()
 
     def run(self) -> list[Diagnostic]:
         for flag in self.program.flags:
@@ -156,6 +189,8 @@ class _Checker:
             self.flags.add(flag.name)
         self.check_vars()
         for stmt in self.program.statements:
+            self.stmt_type = _TVar()
+            self.emptied = set()
             if isinstance(stmt, SendStmt):
                 self.check_send(stmt)
             elif isinstance(stmt, SaveStmt):
@@ -166,7 +201,51 @@ class _Checker:
         for name, decl in self.declared.items():
             if name not in self.used:
                 self.warn(f"unused variable ${name}", decl.name_span, "unused-variable")
+        self.check_bound_assets()
         return sorted(self.out, key=lambda d: (d.line, d.column))
+
+    # --- asset inference -------------------------------------------------------------
+
+    def node_type(self, expr: Expr) -> _TVar | str:
+        t = self.types.get(id(expr))
+        if t is None:
+            t = self.types[id(expr)] = _TVar()
+        return _resolve(t)
+
+    def unify_node(self, expr: Expr, other: _TVar | str) -> None:
+        mine = self.node_type(expr)
+        if not _unify(mine, other):
+            self.error(
+                f"mismatched asset: expected {_resolve(mine)}, found {_resolve(other)}",
+                expr.span,
+                "asset-mismatch",
+            )
+
+    def check_bound_assets(self) -> None:
+        """Warn about input variables whose asset the script fixes (as the reference, not
+        when a type or asset mismatch was found: the inference is then unreliable)."""
+        if any(d.code in ("asset-mismatch", "type-mismatch") for d in self.out):
+            return
+        for name, decl in self.declared.items():
+            if decl.origin is not None:
+                continue
+            asset = _resolve(self.var_types[name])
+            if not isinstance(asset, str):
+                continue
+            if decl.type_name == "asset":
+                self.warn(
+                    f"${name} is inferred to always be {asset}: any other asset fails at run "
+                    "time (write the asset itself instead of a variable?)",
+                    decl.span,
+                    "bound-asset",
+                )
+            elif decl.type_name == "monetary":
+                self.warn(
+                    f"${name} is inferred to always be in {asset}: a monetary of another "
+                    "asset fails at run time (declare a number for its amount instead?)",
+                    decl.span,
+                    "bound-asset",
+                )
 
     # --- reporting -------------------------------------------------------------------
 
@@ -195,8 +274,11 @@ class _Checker:
                     decl.type_span,
                     "invalid-type",
                 )
-            if decl.name in self.declared:
+            duplicate = decl.name in self.declared
+            if duplicate:
+                # the first declaration stays the one every use refers to (as the reference)
                 self.error(f"duplicate variable ${decl.name}", decl.name_span, "duplicate-variable")
+            own_type = _TVar()
             origin = decl.origin
             if origin is not None:
                 self.in_origin = True
@@ -210,8 +292,11 @@ class _Checker:
                     if known and found != decl.type_name:
                         assert found is not None
                         self.mismatch(decl.type_name, found, origin.span)
+                self.unify_node(origin, own_type)
                 self.in_origin = False
-            self.declared[decl.name] = decl
+            if not duplicate:
+                self.declared[decl.name] = decl
+                self.var_types[decl.name] = own_type
 
     # --- expressions -----------------------------------------------------------------
 
@@ -236,6 +321,7 @@ class _Checker:
         if isinstance(expr, StringLit):
             return "string"
         if isinstance(expr, AssetLit):
+            self.unify_node(expr, str(expr.value))
             return "asset"
         if isinstance(expr, VarRef):
             return self.var_type(expr)
@@ -251,8 +337,11 @@ class _Checker:
         if isinstance(expr, MonetaryLit):
             self.expect(expr.asset, "asset")
             self.expect(expr.amount, "number")
+            # [$asset 42] has $asset's asset
+            self.unify_node(expr, self.node_type(expr.asset))
             return "monetary"
         if isinstance(expr, Prefix):
+            self.unify_node(expr, self.node_type(expr.operand))
             found = self.infer(expr.operand)
             if found is not None and found not in ("number", "monetary"):
                 self.mismatch("monetary|number", found, expr.operand.span)
@@ -263,6 +352,8 @@ class _Checker:
         return self.check_call(expr, allow_meta=False)
 
     def infer_infix(self, expr: Infix) -> str | None:
+        # both operands have one asset (the reference unifies them for every operator)
+        self.unify_node(expr.left, self.node_type(expr.right))
         if expr.op == "/":
             self.expect(expr.left, "number")
             self.expect(expr.right, "number")
@@ -277,13 +368,6 @@ class _Checker:
         right = self.infer(expr.right)
         if left is not None and right is not None and right != left:
             self.mismatch(left, right, expr.right.span)
-        left_asset, right_asset = _literal_asset(expr.left), _literal_asset(expr.right)
-        if left_asset and right_asset and left_asset != right_asset:
-            self.error(
-                f"mismatched asset: expected {left_asset}, found {right_asset}",
-                expr.right.span,
-                "asset-mismatch",
-            )
         return left
 
     def var_type(self, ref: VarRef) -> str | None:
@@ -292,6 +376,7 @@ class _Checker:
             self.error(f"unbound variable ${ref.name}", ref.span, "unbound-variable")
             return None
         self.used.add(ref.name)
+        self.unify_node(ref, self.var_types[ref.name])
         return decl.type_name if decl.type_name in ALL_TYPES else None
 
     def check_args(self, call: FnCall) -> None:
@@ -331,6 +416,10 @@ class _Checker:
                 "nested-meta",
             )
         self.check_args(call)
+        if name in ("balance", "overdraft") and len(call.args) > 1:
+            self.unify_node(call, self.node_type(call.args[1]))
+        elif name == "get_asset" and call.args:
+            self.unify_node(call, self.node_type(call.args[0]))
         return _RETURN_TYPES.get(name)
 
     def check_statement_call(self, stmt: FnCallStmt) -> None:
@@ -352,19 +441,20 @@ class _Checker:
     def check_sent(self, sent: SentValue) -> None:
         if isinstance(sent, SentAll):
             self.expect(sent.asset, "asset")
+            self.unify_node(sent.asset, self.stmt_type)
         else:
             self.expect(sent, "monetary")
-        self.sent_asset = _literal_asset(sent)
+            self.unify_node(sent, self.stmt_type)
 
-    def check_cap(self, expr: Expr) -> None:
+    def check_cap(self, expr: Expr, *, unify_first: bool = False) -> None:
+        """A cap or overdraft bound: a monetary of the statement's asset (the reference
+        unifies a source cap before checking it, the others after, which decides which
+        side an asset-mismatch message calls expected)."""
+        if unify_first:
+            self.unify_node(expr, self.stmt_type)
         self.expect(expr, "monetary")
-        asset = _literal_asset(expr)
-        if asset and self.sent_asset and asset != self.sent_asset:
-            self.error(
-                f"mismatched asset: expected {self.sent_asset}, found {asset}",
-                expr.span,
-                "asset-mismatch",
-            )
+        if not unify_first:
+            self.unify_node(expr, self.stmt_type)
 
     def check_send(self, stmt: SendStmt) -> None:
         self.check_sent(stmt.sent)
@@ -385,15 +475,22 @@ class _Checker:
                 if account == "world":
                     self.warn(
                         "@world is always unbounded: the overdraft clause has no effect",
-                        source.span,
+                        source.address.span,
                         "world-overdraft",
                     )
-            if send_all and (
-                account == "world" or (isinstance(source, SrcOverdraft) and source.bound is None)
-            ):
+            else:
+                self.check_emptied(source)
+            if send_all and account == "world" and isinstance(source, SrcAccount):
                 self.error(
                     "cannot send all ([ASSET *]) from an unbounded source",
                     source.span,
+                    "unbounded-send-all",
+                )
+            elif send_all and isinstance(source, SrcOverdraft) and source.bound is None:
+                # the account, not the whole clause (as the reference)
+                self.error(
+                    "cannot send all ([ASSET *]) from an unbounded source",
+                    source.address.span,
                     "unbounded-send-all",
                 )
         elif isinstance(source, SrcScaling):
@@ -409,8 +506,11 @@ class _Checker:
             for sub in source.sources:
                 self.check_source(sub, send_all=send_all)
         elif isinstance(source, SrcCapped):
-            self.check_cap(source.cap)
+            self.check_cap(source.cap, unify_first=True)
+            emptied = self.emptied
+            self.emptied = set(emptied)  # what a capped source empties is not emptied after
             self.check_source(source.source, send_all=False)
+            self.emptied = emptied
         else:
             if send_all:
                 self.error(
@@ -420,10 +520,38 @@ class _Checker:
                 )
             self.check_allotment([(item.portion, item.span) for item in source.items], source.span)
             for item in source.items:
+                emptied = self.emptied
+                self.emptied = set(emptied)
                 self.check_source(item.source, send_all=False)
+                self.emptied = emptied
+
+    def check_emptied(self, source: SrcAccount) -> None:
+        """An account already taken from earlier in the statement gives nothing more.
+
+        Keyed by account and colour, where ``\\ ""`` is no colour and a variable colour is
+        its name (two uses of ``\\ $c`` are the same colour)."""
+        address = source.address
+        if not isinstance(address, AccountLit):
+            return
+        name = ":".join(p if isinstance(p, str) else f"${p.name}" for p in address.parts)
+        color = source.color
+        if isinstance(color, VarRef):
+            name += f"\\${color.name}"
+        elif isinstance(color, StringLit) and color.value != "":
+            name += f'\\"{color.value}"'
+        elif color is not None and not isinstance(color, StringLit):
+            return  # a computed colour: unknown
+        if name == "world":
+            return
+        if name in self.emptied:
+            self.warn(
+                f"@{name.split(chr(92))[0]} was already emptied by an earlier source",
+                address.span,
+                "emptied-account",
+            )
+        self.emptied.add(name)
 
     def check_inorder(self, source: SrcInorder, *, send_all: bool) -> None:
-        emptied: set[str] = set()
         unbounded_seen: Span | None = None
         for sub in source.sources:
             if unbounded_seen is not None:
@@ -434,16 +562,6 @@ class _Checker:
                 )
                 unbounded_seen = None  # report once
             self.check_source(sub, send_all=send_all)
-            if isinstance(sub, SrcAccount) and sub.color is None:
-                account = _literal_account(sub.address)
-                if account is not None and account != "world":
-                    if account in emptied:
-                        self.warn(
-                            f"@{account} was already emptied by an earlier source",
-                            sub.span,
-                            "emptied-account",
-                        )
-                    emptied.add(account)
             account = _literal_account(sub.address) if isinstance(sub, SrcAccount) else None
             unbounded = account == "world" or (isinstance(sub, SrcOverdraft) and sub.bound is None)
             if unbounded and sub is not source.sources[-1]:

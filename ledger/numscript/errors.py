@@ -84,6 +84,14 @@ class ParseError(NumscriptError):
         super().__init__(f"expected {expected}, found {found}", span)
 
 
+class NestingTooDeep(ParseError):
+    """Expressions, sources or destinations nested deeper than ``Limits.max_depth``."""
+
+    def __init__(self, limit: int, span: Span | None = None) -> None:
+        self.limit = limit
+        super().__init__(f"at most {limit} levels of nesting", f"level {limit + 1}", span)
+
+
 # --- variables and types -----------------------------------------------------------------
 
 
@@ -390,3 +398,40 @@ class InternalError(NumscriptError):
 
     def __init__(self, detail: str, span: Span | None = None) -> None:
         super().__init__(f"internal error: invalid posting ({detail})", span)
+
+
+# --- limits (ledger/numscript/limits.py) ---------------------------------------------------
+
+
+class LimitExceeded(NumscriptError):
+    """The script is bigger, deeper, wider or costlier than the configured limits allow."""
+
+    def __init__(self, what: str, limit: int, found: int | None, span: Span | None = None):
+        self.what = what
+        self.limit = limit
+        self.found = found
+        found_text = f"found {found}" if found is not None else "found more"
+        super().__init__(f"script too large: expected at most {limit} {what}, {found_text}", span)
+
+
+class StepBudgetExceeded(LimitExceeded):
+    """The run did more work than ``Limits.max_steps`` allows (counted in steps, so the same
+    script and inputs always stop at the same point)."""
+
+    def __init__(self, limit: int, span: Span | None = None) -> None:
+        super().__init__("execution steps", limit, None, span)
+        self.message = (
+            f"script too costly: expected at most {limit} execution steps, the run needed more"
+        )
+        self.args = (self.message,)
+
+
+class NumberOutOfRange(NumscriptError):
+    """A number literal, input or computed amount beyond +-(2**256 - 1)."""
+
+    def __init__(self, detail: str, span: Span | None = None) -> None:
+        super().__init__(
+            f"number out of range: expected an integer between -(2**256 - 1) and 2**256 - 1, "
+            f"found {detail}",
+            span,
+        )

@@ -11,6 +11,12 @@ How a run goes (mirroring formancehq/numscript):
    which pulls from the front of the queue and emits one posting per (sender chunk, receiver);
 5. every posting is checked (amount, asset and account names) before the result is returned.
 
+Work is counted in steps (expression evaluations, source and destination visits, queue pulls,
+balance rows read or scanned) against ``Limits.max_steps``: a run that needs more stops with
+:class:`StepBudgetExceeded` at the same point every time. A failed ``oneof`` branch is undone
+from a journal of the changes it made (balances, loaded rows, queue tail, postings), so trying
+N branches costs what the branches do, not N copies of the state.
+
 Balances are tracked per (account, asset, color). A row the store has not been asked about
 yet holds the *delta* applied so far; when it is finally loaded the store amount is added
 (upstream Go instead starts such a row at 0 and then ignores the store: see notes §8).
@@ -25,6 +31,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import flags as ff
+from . import limits as lim
 from .ast import (
     AccountLit,
     AssetLit,
@@ -76,6 +83,7 @@ from .errors import (
     InvalidUnboundedAddressInScalingAddress,
     InvalidUnboundedInSendAll,
     InvalidVariableValue,
+    LimitExceeded,
     MetadataNotFound,
     MismatchedCurrency,
     MissingFundsError,
@@ -83,7 +91,9 @@ from .errors import (
     NegativeAmountError,
     NegativeBalanceError,
     NegativePortion,
+    NumberOutOfRange,
     NumscriptError,
+    StepBudgetExceeded,
     TypeMismatch,
     UnboundFunction,
     UnboundVariable,
@@ -159,9 +169,12 @@ def run(
     vars: Mapping[str, str] | None = None,
     store: Store,
     feature_flags: Collection[str] = frozenset(),
+    limits: lim.Limits | None = None,
 ) -> ExecutionResult:
     """Run ``program``. Raises a :class:`NumscriptError` subclass on any failure (notably
-    :class:`MissingFundsError`); exceptions raised by the store propagate unchanged."""
+    :class:`MissingFundsError`, and :class:`StepBudgetExceeded` past ``limits.max_steps``,
+    default :func:`ledger.numscript.limits.current`); exceptions raised by the store propagate
+    unchanged."""
     flags = frozenset(feature_flags)
     if program.flags:
         extra = set()
@@ -170,7 +183,12 @@ def run(
                 raise InvalidFeature(flag.name, flag.span)
             extra.add(flag.name)
         flags = flags | extra
-    return _Run(program, vars or {}, store, flags).execute()
+    limits = limits if limits is not None else lim.current()
+    try:
+        return _Run(program, vars or {}, store, flags, limits.max_steps).execute()
+    except RecursionError:
+        # Backstop only: the parser's max_depth keeps every recursion far below the limit.
+        raise LimitExceeded("levels of nesting", limits.max_depth, None) from None
 
 
 def find_scaling_solution(
@@ -210,22 +228,9 @@ def find_scaling_solution(
     return out, total
 
 
-class _Snapshot:
-    __slots__ = ("balances", "loaded", "postings", "queue", "wild")
-
-    def __init__(self, run: _Run) -> None:
-        self.queue = [entry[:] for entry in run.queue]
-        self.balances = dict(run.balances)
-        self.loaded = set(run.loaded)
-        self.wild = set(run.wild)
-        self.postings = len(run.postings)
-
-    def restore(self, run: _Run) -> None:
-        run.queue = deque(entry[:] for entry in self.queue)
-        run.balances = self.balances
-        run.loaded = self.loaded
-        run.wild = self.wild
-        del run.postings[self.postings :]
+_MISSING = object()  # journal marker: the balance row did not exist
+# journal entry kinds (see _Run.journal)
+_J_BALANCE, _J_LOADED, _J_WILD = 0, 1, 2
 
 
 class _Run:
@@ -236,11 +241,15 @@ class _Run:
         "flags",
         "in_origin",
         "inputs",
+        "journal",
         "loaded",
+        "max_steps",
         "meta_cache",
         "postings",
         "program",
         "queue",
+        "statement_span",
+        "steps",
         "store",
         "tx_meta",
         "vars",
@@ -248,7 +257,12 @@ class _Run:
     )
 
     def __init__(
-        self, program: Program, inputs: Mapping[str, str], store: Store, flags: frozenset[str]
+        self,
+        program: Program,
+        inputs: Mapping[str, str],
+        store: Store,
+        flags: frozenset[str],
+        max_steps: int,
     ) -> None:
         self.program = program
         self.inputs = inputs
@@ -265,6 +279,14 @@ class _Run:
         self.meta_cache: dict[str, dict[str, str]] = {}
         self.asset = Asset("")
         self.in_origin = False
+        self.steps = 0
+        self.max_steps = max_steps
+        self.statement_span: Span | None = None
+        # While a `oneof` branch runs: every change to balances/loaded/wild, so that a failed
+        # branch is undone in time proportional to what it did (not to the whole state).
+        # Entries: (_J_BALANCE, key, old value or _MISSING), (_J_LOADED, key, None),
+        # (_J_WILD, key, None). None when no branch is running.
+        self.journal: list[tuple[int, Any, Any]] | None = None
 
     # --- driver ----------------------------------------------------------------------
 
@@ -273,6 +295,7 @@ class _Run:
         self._preload()
         marks: list[tuple[int, Span]] = []
         for stmt in self.program.statements:
+            self.statement_span = stmt.span
             if type(stmt) is SendStmt:
                 self._send(stmt)
             elif type(stmt) is SaveStmt:
@@ -285,6 +308,48 @@ class _Run:
         tx_meta = {key: value_to_string(value) for key, value in self.tx_meta.items()}
         return ExecutionResult(self.postings, tx_meta, self.account_meta)
 
+    def _tick(self, steps: int = 1) -> None:
+        """Count work; past the budget the run stops (deterministically) with an error."""
+        self.steps += steps
+        if self.steps > self.max_steps:
+            raise StepBudgetExceeded(self.max_steps, self.statement_span)
+
+    def _set_balance(self, key: BalanceKey, value: int) -> None:
+        journal = self.journal
+        if journal is not None:
+            journal.append((_J_BALANCE, key, self.balances.get(key, _MISSING)))
+        self.balances[key] = value
+
+    def _mark_loaded(self, key: BalanceKey) -> None:
+        self.loaded.add(key)
+        if self.journal is not None:
+            self.journal.append((_J_LOADED, key, None))
+
+    def _rollback(self, mark: int, queue_len: int, queue_last: int | None, postings: int) -> None:
+        """Undo a failed `oneof` branch: journal entries after ``mark`` in reverse order, the
+        senders it pushed (sources only ever append to the queue or grow its last entry) and
+        the postings it emitted (asset-scaling conversions)."""
+        journal = self.journal
+        assert journal is not None
+        balances = self.balances
+        while len(journal) > mark:
+            kind, key, old = journal.pop()
+            if kind == _J_BALANCE:
+                if old is _MISSING:
+                    del balances[key]
+                else:
+                    balances[key] = old
+            elif kind == _J_LOADED:
+                self.loaded.discard(key)
+            else:
+                self.wild.discard(key)
+        queue = self.queue
+        while len(queue) > queue_len:
+            queue.pop()
+        if queue_last is not None:
+            queue[-1][2] = queue_last
+        del self.postings[postings:]
+
     def _require(self, flag: str, span: Span) -> None:
         if flag not in self.flags:
             raise ExperimentalFeatureNotEnabled(flag, span)
@@ -293,6 +358,7 @@ class _Run:
         inputs = self.inputs
         self.in_origin = True
         for decl in self.program.vars:
+            self.statement_span = decl.span  # where a spent step budget is reported
             if decl.type_name not in ALL_TYPES:
                 raise InvalidType(decl.type_name, decl.type_span)
             origin = decl.origin
@@ -322,6 +388,8 @@ class _Run:
         """Evaluate a call-free expression for the preload, or None if it fails."""
         try:
             return self._eval(expr)
+        except LimitExceeded:
+            raise  # the step budget is spent: stop, do not guess on
         except NumscriptError:
             return None
 
@@ -375,26 +443,30 @@ class _Run:
         loaded = self.loaded
         for account, keys in query.items():
             rows = answer.get(account) or {}
+            self._tick(len(keys) + len(rows))
             for asset, color in keys:
                 if asset.endswith(ALL_SCALES):
                     base = asset[: -len(ALL_SCALES)]
                     for (row_asset, row_color), amount in rows.items():
                         key = (account, row_asset, row_color)
                         if row_color == "" and base_asset(row_asset) == base and key not in loaded:
-                            balances[key] = balances.get(key, 0) + amount
-                            loaded.add(key)
-                    self.wild.add((account, base))
+                            self._set_balance(key, balances.get(key, 0) + amount)
+                            self._mark_loaded(key)
+                    if (account, base) not in self.wild:
+                        self.wild.add((account, base))
+                        if self.journal is not None:
+                            self.journal.append((_J_WILD, (account, base), None))
                 else:
                     key = (account, asset, color)
                     if key not in loaded:
-                        balances[key] = balances.get(key, 0) + rows.get((asset, color), 0)
-                        loaded.add(key)
+                        self._set_balance(key, balances.get(key, 0) + rows.get((asset, color), 0))
+                        self._mark_loaded(key)
 
     def _balance(self, account: str, asset: str, color: str) -> int:
         key = (account, asset, color)
         if key not in self.loaded and account != WORLD:
             if color == "" and (account, base_asset(asset)) in self.wild:
-                self.loaded.add(key)
+                self._mark_loaded(key)
             else:
                 self._load({account: [(asset, color)]})
         return self.balances.get(key, 0)
@@ -409,6 +481,9 @@ class _Run:
     # --- expressions -----------------------------------------------------------------
 
     def _eval(self, expr: Expr) -> Value:
+        self.steps += 1
+        if self.steps > self.max_steps:
+            raise StepBudgetExceeded(self.max_steps, self.statement_span)
         return _EVAL[type(expr)](self, expr)
 
     def _eval_var(self, expr: VarRef) -> Value:
@@ -434,7 +509,7 @@ class _Run:
             if t is int or t is String or t is Account:
                 pieces.append(str(value))
             else:
-                raise CannotCastToString(value, part.span)
+                raise CannotCastToString(value, expr.span)
         name = ":".join(pieces)
         if not is_valid_account(name):
             raise InvalidAccountName(name, expr.span)
@@ -457,6 +532,12 @@ class _Run:
             return Monetary(value.asset, -value.amount)
         raise TypeMismatch("monetary|number", value, expr.operand.span)
 
+    @staticmethod
+    def _in_range(amount: int, span: Span) -> int:
+        if -lim.MAX_AMOUNT <= amount <= lim.MAX_AMOUNT:
+            return amount
+        raise NumberOutOfRange(f"{amount.bit_length()}-bit result", span)
+
     def _eval_infix(self, expr: Infix) -> Value:
         left = self._eval(expr.left)
         op = expr.op
@@ -476,12 +557,12 @@ class _Run:
             if right.asset != left.asset:
                 raise MismatchedCurrency(left.asset, right.asset, expr.right.span)
             amount = left.amount + right.amount if op == "+" else left.amount - right.amount
-            return Monetary(left.asset, amount)
+            return Monetary(left.asset, self._in_range(amount, expr.span))
         if type(left) is int:
             right = self._eval(expr.right)
             if type(right) is not int:
                 raise TypeMismatch("number", right, expr.right.span)
-            return left + right if op == "+" else left - right
+            return self._in_range(left + right if op == "+" else left - right, expr.span)
         raise TypeMismatch("monetary|number", left, expr.left.span)
 
     def _eval_call(self, expr: FnCall) -> Value:
@@ -542,12 +623,12 @@ class _Run:
             amount = self._balance(account, asset, "")
             if amount < 0:
                 raise NegativeBalanceError(account, asset, amount, call.span)
-            return Monetary(asset, amount)
+            return Monetary(asset, self._in_range(amount, call.span))
         if name == "overdraft":
             self._require(ff.OVERDRAFT_FUNCTION, call.span)
             account, asset = self._args(call, values)
             amount = self._balance(account, asset, "")
-            return Monetary(asset, -amount if amount < 0 else 0)
+            return Monetary(asset, self._in_range(-amount if amount < 0 else 0, call.span))
         if name == "get_asset":
             self._require(ff.GET_ASSET_FUNCTION, call.span)
             (monetary,) = self._args(call, values)
@@ -626,11 +707,11 @@ class _Run:
     # --- funds queue -----------------------------------------------------------------
 
     def _push_sender(self, account: str, amount: int, color: str) -> None:
+        self._tick()
         if amount == 0:
             return
         key = (account, self.asset, color)
-        balances = self.balances
-        balances[key] = balances.get(key, 0) - amount
+        self._set_balance(key, self.balances.get(key, 0) - amount)
         queue = self.queue
         if queue:
             last = queue[-1]
@@ -652,6 +733,7 @@ class _Run:
         plain_asset = str(asset)
         plain_destination = str(destination) if destination is not None else ""
         while amount > 0 and queue:
+            self._tick()
             front = queue[0]
             chunk = front[2]
             if chunk <= amount:
@@ -673,8 +755,10 @@ class _Run:
         if amount == 0:
             return
         balances = self.balances
-        balances[(source, asset, "")] = balances.get((source, asset, ""), 0) - amount
-        balances[(destination, asset, "")] = balances.get((destination, asset, ""), 0) + amount
+        self._set_balance((source, asset, ""), balances.get((source, asset, ""), 0) - amount)
+        self._set_balance(
+            (destination, asset, ""), balances.get((destination, asset, ""), 0) + amount
+        )
         self.postings.append(Posting(str(source), str(destination), str(asset), amount))
 
     # --- sources ---------------------------------------------------------------------
@@ -728,6 +812,7 @@ class _Run:
         amount = max(amount, 0)
         left = amount
         for sub in source.sources:
+            self._tick()
             # like upstream, later sources are still evaluated once nothing is left
             left -= _TAKE_UP_TO[type(sub)](self, sub, left)
         return amount - left
@@ -736,11 +821,20 @@ class _Run:
         self._require(ff.ONEOF, source.span)
         amount = max(amount, 0)
         *leading, last = source.sources
+        outer = self.journal
+        journal = self.journal = outer if outer is not None else []
+        queue = self.queue
         for sub in leading:
-            snapshot = _Snapshot(self)
+            self._tick()
+            mark = len(journal)
+            queue_len = len(queue)
+            queue_last = queue[-1][2] if queue else None
+            postings = len(self.postings)
             if _TAKE_UP_TO[type(sub)](self, sub, amount) == amount:
+                self.journal = outer  # an enclosing branch may still undo this one
                 return amount
-            snapshot.restore(self)
+            self._rollback(mark, queue_len, queue_last, postings)
+        self.journal = outer
         return _TAKE_UP_TO[type(last)](self, last, amount)
 
     def _up_to_capped(self, source: SrcCapped, amount: int) -> int:
@@ -766,6 +860,7 @@ class _Run:
         if (account, base) not in self.wild:
             self._load({account: [(base + ALL_SCALES, "")]})
         scales: dict[int, int] = {}
+        self._tick(len(self.balances))
         for (row_account, row_asset, row_color), amount in self.balances.items():
             if row_account == account and row_color == "" and base_asset(row_asset) == base:
                 row_base, row_scale = split_asset(row_asset)
@@ -813,6 +908,7 @@ class _Run:
         return self._take_all_from_account(source.address, None, 0, source.span)
 
     def _all_inorder(self, source: SrcInorder) -> int:
+        self._tick(len(source.sources))
         return sum(_TAKE_ALL[type(sub)](self, sub) for sub in source.sources)
 
     def _all_oneof(self, source: SrcOneof) -> int:
@@ -831,6 +927,7 @@ class _Run:
 
     def _allot(self, amount: int, portions: list[Expr | None], span: Span) -> list[int]:
         """Split ``amount`` by the portions (None = remaining); notes §5."""
+        self._tick(len(portions))
         values: list[Fraction] = []
         total = ZERO
         remaining_index = -1
@@ -882,6 +979,7 @@ class _Run:
     def _to_inorder(self, destination: DestInorder, amount: int) -> None:
         left = amount
         for clause in destination.clauses:
+            self._tick()
             if left == 0:
                 break
             share = max(0, min(self._cap(clause.cap), left))
@@ -894,6 +992,7 @@ class _Run:
     def _to_oneof(self, destination: DestOneof, amount: int) -> None:
         self._require(ff.ONEOF, destination.span)
         for clause in destination.clauses:
+            self._tick()
             if self._cap(clause.cap) >= amount:
                 self._kept_or_to(clause.target, amount)
                 return

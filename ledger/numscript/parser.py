@@ -35,10 +35,12 @@ otherwise (``{ remaining kept }`` is an allotment, as in the ANTLR grammar).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from fractions import Fraction
-from functools import lru_cache
 
 from . import lexer as lx
+from . import limits as lim
 from .ast import (
     AccountLit,
     AssetLit,
@@ -82,7 +84,7 @@ from .ast import (
     VarDecl,
     VarRef,
 )
-from .errors import ParseError
+from .errors import LimitExceeded, NestingTooDeep, NumberOutOfRange, ParseError
 from .lexer import SourceMap, Token, describe, tokenize
 from .values import Account, Asset, String
 
@@ -104,13 +106,34 @@ _EXPR_START = frozenset(
 
 
 class Parser:
-    __slots__ = ("_pos", "_smap", "_source", "_tokens")
+    __slots__ = (
+        "_depth",
+        "_destinations",
+        "_limits",
+        "_pos",
+        "_smap",
+        "_source",
+        "_sources",
+        "_tokens",
+        "_work",
+        "_work_limit",
+    )
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, limits: lim.Limits | None = None) -> None:
+        limits = limits if limits is not None else lim.current()
+        check_size(source, limits)
         self._source = source
+        self._limits = limits
         self._smap = SourceMap(source)
         self._tokens = tokenize(source, self._smap)
         self._pos = 0
+        self._depth = 0
+        self._sources = 0
+        self._destinations = 0
+        # Parsing is linear but for the retries of `[ASSET -n]` (see _resplit_monetary): bound
+        # the expressions built so that no token layout makes it blow up.
+        self._work = 0
+        self._work_limit = 4 * len(self._tokens) + 1_000
 
     # --- token stream ----------------------------------------------------------------
 
@@ -146,6 +169,15 @@ class Parser:
         start = min(token.start, end)
         return ParseError(expected, describe(token), self._smap.span(start, max(start, end)))
 
+    def _enter(self, token: Token) -> None:
+        """One level deeper (an expression, source or destination inside another)."""
+        self._depth += 1
+        if self._depth > self._limits.max_depth:
+            raise NestingTooDeep(self._limits.max_depth, self._token_span(token))
+
+    def _token_span(self, token: Token) -> Span:
+        return self._smap.span(token.start, token.end)
+
     def _span(self, start: int, end_token: Token | None = None) -> Span:
         """Span from offset ``start`` to the end of the previous (or given) token."""
         if end_token is None:
@@ -161,7 +193,15 @@ class Parser:
         flags = self.parse_feature() if self._peek().kind == "#!" else ()
         decls = self.parse_vars() if self._peek().kind == "vars" else ()
         statements: list[Statement] = []
+        max_statements = self._limits.max_statements
         while self._peek().kind != lx.EOF:
+            if len(statements) == max_statements:
+                raise LimitExceeded(
+                    "statements",
+                    max_statements,
+                    len(statements) + 1,
+                    self._token_span(self._peek()),
+                )
             statements.append(self.parse_statement())
         stmts = tuple(statements)
         return Program(self._source, flags, decls, stmts, _preload_plan(stmts))
@@ -219,6 +259,7 @@ class Parser:
 
     def parse_send(self) -> SendStmt:
         start = self.expect("send").start
+        self._sources = self._destinations = 0
         sent = self.parse_sent_value()
         self.expect("(", "'(' after the sent value")
         self.expect("source", "'source'")
@@ -249,8 +290,38 @@ class Parser:
 
     # --- sources ---------------------------------------------------------------------
 
+    def _count_source(self, token: Token) -> None:
+        self._sources += 1
+        if self._sources > self._limits.max_sources:
+            raise LimitExceeded(
+                "sources in one send", self._limits.max_sources, None, self._token_span(token)
+            )
+
+    def _count_destination(self, token: Token) -> None:
+        self._destinations += 1
+        if self._destinations > self._limits.max_destinations:
+            raise LimitExceeded(
+                "destinations in one send",
+                self._limits.max_destinations,
+                None,
+                self._token_span(token),
+            )
+
+    def _count_branch(self, count: int, token: Token) -> None:
+        if count > self._limits.max_branches:
+            raise LimitExceeded(
+                "branches in one 'oneof'", self._limits.max_branches, None, self._token_span(token)
+            )
+
     def parse_source(self) -> Source:
         token = self._peek()
+        self._enter(token)
+        self._count_source(token)
+        source = self._parse_source(token)
+        self._depth -= 1
+        return source
+
+    def _parse_source(self, token: Token) -> Source:
         kind = token.kind
         if kind == "{":
             return self.parse_source_block()
@@ -259,6 +330,7 @@ class Parser:
             self.expect("{", "'{' after 'oneof'")
             sources: list[Source] = []
             while not self.skip_if("}"):
+                self._count_branch(len(sources) + 1, self._peek())
                 sources.append(self.parse_source())
             if not sources:
                 raise self._error("at least one source in 'oneof'", self._tokens[self._pos - 1])
@@ -304,6 +376,7 @@ class Parser:
             first = self.parse_expr()
             if self._peek().kind == "from":
                 return self._parse_source_allotment(start, first)
+            self._count_source(token)
             sources: list[Source] = [self.parse_account_source(first)]
         else:
             sources = [self.parse_source()]
@@ -338,27 +411,37 @@ class Parser:
 
     def parse_destination(self) -> Destination:
         token = self._peek()
+        self._enter(token)
+        self._count_destination(token)
+        destination = self._parse_destination(token)
+        self._depth -= 1
+        return destination
+
+    def _parse_destination(self, token: Token) -> Destination:
         if token.kind == "{":
             self._advance()
             if self._peek().kind == "max":
-                clauses, remaining = self._parse_capped_clauses()
+                clauses, remaining = self._parse_capped_clauses(oneof=False)
                 return DestInorder(clauses, remaining, self._span(token.start))
             return self._parse_destination_allotment(token.start)
         if token.kind == "oneof":
             self._advance()
             self.expect("{", "'{' after 'oneof'")
-            clauses, remaining = self._parse_capped_clauses()
+            clauses, remaining = self._parse_capped_clauses(oneof=True)
             return DestOneof(clauses, remaining, self._span(token.start))
         if token.kind not in _EXPR_START:
             raise self._error("a destination (an account, '{' or 'oneof')", token)
         address = self.parse_expr()
         return DestAccount(address, address.span)
 
-    def _parse_capped_clauses(self) -> tuple[tuple[DestCapClause, ...], KeptOrTo]:
+    def _parse_capped_clauses(self, *, oneof: bool) -> tuple[tuple[DestCapClause, ...], KeptOrTo]:
         clauses: list[DestCapClause] = []
         while True:
             token = self._peek()
             if token.kind == "max":
+                if oneof:
+                    self._count_branch(len(clauses) + 1, token)
+                self._count_destination(token)
                 self._advance()
                 cap = self.parse_expr()
                 target = self.parse_kept_or_to()
@@ -383,6 +466,7 @@ class Parser:
                 portion = self.parse_expr()
             else:
                 raise self._error("a portion, 'remaining' or 'max' in the destination", token)
+            self._count_destination(token)
             target = self.parse_kept_or_to()
             items.append(DestAllotItem(portion, target, self._span(token.start)))
             if self.skip_if("}"):
@@ -405,28 +489,40 @@ class Parser:
         return self.parse_additive(None)
 
     def parse_additive(self, first: Expr | None) -> Expr:
+        # `a + b + c` nests to the left: each operator of a chain is one more level
+        depth = self._depth
         left = self.parse_division(first)
         while True:
-            kind = self._peek().kind
+            token = self._peek()
+            kind = token.kind
             if kind != "+" and kind != "-":
+                self._depth = depth
                 return left
             self._advance()
+            self._enter(token)
             right = self.parse_division(None)
             left = Infix(kind, left, right, self._span_of(left.span, right.span))
 
     def parse_division(self, first: Expr | None) -> Expr:
+        depth = self._depth
         left = first if first is not None else self.parse_prefix()
-        while self._peek().kind == "/":
+        while True:
+            token = self._peek()
+            if token.kind != "/":
+                self._depth = depth
+                return left
             self._advance()
+            self._enter(token)
             right = self.parse_prefix()
             left = Infix("/", left, right, self._span_of(left.span, right.span))
-        return left
 
     def parse_prefix(self) -> Expr:
         token = self._peek()
         if token.kind == "-":
             self._advance()
+            self._enter(token)
             operand = self.parse_prefix()
+            self._depth -= 1
             return Prefix("-", operand, self._smap.span(token.start, operand.span.end))
         return self.parse_primary()
 
@@ -434,12 +530,17 @@ class Parser:
         token = self._peek()
         kind = token.kind
         smap = self._smap
+        self._work += 1
+        if self._work > self._work_limit:
+            raise LimitExceeded(
+                "parse steps for this script", self._work_limit, None, self._token_span(token)
+            )
         if kind == lx.NUMBER:
             self._advance()
-            return NumberLit(int(token.text.replace("_", "")), smap.span(token.start, token.end))
+            return NumberLit(_number_literal(token, smap), smap.span(token.start, token.end))
         if kind == lx.PERCENT:
             self._advance()
-            return PercentLit(Fraction(token.text[:-1]) / 100, smap.span(token.start, token.end))
+            return PercentLit(_percent_literal(token, smap), smap.span(token.start, token.end))
         if kind == lx.STRING:
             self._advance()
             return StringLit(String(token.text[1:-1]), smap.span(token.start, token.end))
@@ -454,16 +555,23 @@ class Parser:
             return self._account_literal(token)
         if kind == "[":
             self._advance()
+            self._enter(token)
             asset, amount = self._parse_monetary_body(allow_star=False)
+            self._depth -= 1
             assert amount is not None
             return MonetaryLit(asset, amount, self._span(token.start))
         if kind == "(":
             self._advance()
+            self._enter(token)
             inner = self.parse_expr()
             self.expect(")", "')'")
+            self._depth -= 1
             return inner
         if (kind == lx.IDENT or kind == "overdraft") and self._peek(1).kind == "(":
-            return self.parse_call()
+            self._enter(token)
+            call = self.parse_call()
+            self._depth -= 1
+            return call
         raise self._error("an expression", token)
 
     def _parse_monetary_body(self, *, allow_star: bool) -> tuple[Expr, Expr | None]:
@@ -495,6 +603,7 @@ class Parser:
 
     def _resplit_monetary(self, begin: int, end: int) -> tuple[Expr, Expr] | None:
         tokens = self._tokens
+        nesting = self._depth
         depth = 0
         cuts = []
         for index in range(begin, end):
@@ -507,21 +616,27 @@ class Parser:
                 cuts.append(index)
         for cut in reversed(cuts):
             stop = tokens[cut].start
-            self._tokens = [*tokens[:cut], Token(lx.EOF, "", stop, stop)]
-            self._pos = begin
+            # parse the asset alone: only its tokens (cost counted, so that nested retries
+            # stay within the parse budget), positions relative to `begin`
+            self._work += cut - begin
+            self._tokens = [*tokens[begin:cut], Token(lx.EOF, "", stop, stop)]
+            self._pos = 0
             try:
                 asset = self.parse_expr()
-                complete = self._pos == cut
+                complete = self._pos == cut - begin
             except ParseError:
                 complete = False
+                self._work += 4  # a failed attempt costs an exception: count it too
             finally:
                 self._tokens = tokens
+                self._depth = nesting
             if not complete:
                 continue
             self._pos = cut
             try:
                 amount = self.parse_expr()
             except ParseError:
+                self._depth = nesting
                 continue
             if self.skip_if("]"):
                 return asset, amount
@@ -623,12 +738,97 @@ def _preload_plan(statements: tuple[Statement, ...]) -> tuple[PreloadEntry, ...]
     return tuple(out)
 
 
-def parse_uncached(source: str) -> Program:
-    """Parse ``source`` into a :class:`Program`. Raises :class:`ParseError`."""
-    return Parser(source).parse_program()
+def check_size(source: str, limits: lim.Limits) -> None:
+    """Refuse a source above ``limits.max_script_bytes`` (UTF-8 bytes) before any work."""
+    limit = limits.max_script_bytes
+    if len(source) * 4 <= limit:
+        return
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise LimitExceeded("bytes of script", limit, size)
 
 
-@lru_cache(maxsize=1024)
-def parse(source: str) -> Program:
-    """Parse ``source`` (cached by source text; programs are immutable so sharing is safe)."""
-    return parse_uncached(source)
+def _number_literal(token: Token, smap: SourceMap) -> int:
+    digits = token.text.replace("_", "")
+    value = int(digits) if len(digits) <= lim.MAX_LITERAL_DIGITS else None
+    if value is None or value > lim.MAX_AMOUNT:
+        shown = digits if len(digits) <= 20 else f"a {len(digits)}-digit number"
+        raise NumberOutOfRange(shown, smap.span(token.start, token.end))
+    return value
+
+
+def _percent_literal(token: Token, smap: SourceMap) -> Fraction:
+    text = token.text[:-1]
+    if len(text) > 2 * lim.MAX_LITERAL_DIGITS:
+        raise NumberOutOfRange(
+            f"a {len(text)}-character portion", smap.span(token.start, token.end)
+        )
+    value = Fraction(text) / 100
+    if value.numerator > lim.MAX_AMOUNT:
+        raise NumberOutOfRange(f"{text}%", smap.span(token.start, token.end))
+    return value
+
+
+def parse_uncached(source: str, limits: lim.Limits | None = None) -> Program:
+    """Parse ``source`` into a :class:`Program`. Raises :class:`ParseError` (including
+    :class:`NestingTooDeep`), :class:`LimitExceeded` or :class:`NumberOutOfRange`."""
+    try:
+        return Parser(source, limits).parse_program()
+    except RecursionError:
+        # Backstop only: max_depth keeps the parser far from the interpreter's recursion
+        # limit unless it is configured absurdly high, or the caller's stack is already deep.
+        raise LimitExceeded(
+            "levels of nesting", (limits or lim.current()).max_depth, None
+        ) from None
+
+
+class ParseCache:
+    """Parsed programs by (source, limits), least recently used first out, bounded by the total
+    size of the cached sources (a program's syntax tree takes ~40 times its source in memory).
+    A source above 1/8 of the budget is never cached: parsing it again is cheaper than
+    evicting many small ones. Thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[tuple[str, lim.Limits], Program] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, source: str, limits: lim.Limits) -> Program:
+        key = (source, limits)
+        with self._lock:
+            program = self._entries.get(key)
+            if program is not None:
+                self._entries.move_to_end(key)
+                return program
+        program = parse_uncached(source, limits)
+        size = len(source)
+        if size > self.max_bytes // 8:
+            return program
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = program
+                self.bytes += size
+                while self.bytes > self.max_bytes:
+                    (old_source, _), _ = self._entries.popitem(last=False)
+                    self.bytes -= len(old_source)
+        return program
+
+    def resize(self, max_bytes: int) -> None:
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._entries.clear()
+            self.bytes = 0
+
+
+#: 1 MiB of script text by default (the ledger sets NUMSCRIPT_PARSE_CACHE_BYTES)
+PARSE_CACHE = ParseCache(1024 * 1024)
+
+
+def parse(source: str, limits: lim.Limits | None = None) -> Program:
+    """Parse ``source`` (cached by source text and limits; programs are immutable so sharing
+    is safe). ``limits`` default to :func:`ledger.numscript.limits.current`."""
+    return PARSE_CACHE.get(source, limits if limits is not None else lim.current())

@@ -28,7 +28,9 @@ from .errors import (
     InvalidMonetaryLiteral,
     InvalidNumberLiteral,
     InvalidType,
+    NumberOutOfRange,
 )
+from .limits import MAX_AMOUNT, MAX_LITERAL_DIGITS
 
 if TYPE_CHECKING:
     from .ast import Span
@@ -170,7 +172,12 @@ def parse_number(raw: str, span: Span | None = None) -> int:
     # Go's big.Int.SetString(raw, 10): optional sign, digits, no underscores, no spaces.
     if _INT_RE.fullmatch(raw) is None:
         raise InvalidNumberLiteral(raw, span=span)
-    return int(raw)
+    # counted before int(): Python refuses to convert more than 4,300 digits
+    value = int(raw) if len(raw) <= MAX_LITERAL_DIGITS + 1 else None
+    if value is None or not -MAX_AMOUNT <= value <= MAX_AMOUNT:
+        shown = raw if len(raw) <= 20 else f"a {len(raw)}-character number"
+        raise NumberOutOfRange(shown, span)
+    return value
 
 
 def parse_monetary(raw: str, span: Span | None = None) -> Monetary:

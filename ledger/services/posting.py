@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import (
-    DEFAULT_DB_ALIAS,
     DataError,
     IntegrityError,
     connection,
-    connections,
     transaction,
 )
-from django.db.models.base import ModelState
 
-from ledger import conf, writer
+from ledger import writer
 from ledger.domain import (
     MAX_AMOUNT,
     PostingInput,
@@ -40,24 +37,20 @@ from ledger.errors import (
     ReferenceConflict,
     TransactionNotFound,
 )
-from ledger.models import Posting, Transaction
+from ledger.models import Transaction
 from ledger.retry import retry_on_conflict
+from ledger.services.scripts import script_post
 from ledger.services.sealing import seal_soon
+from ledger.services.storing import (
+    PostResult,
+    replay,
+    transaction_from,
+    transaction_postings,
+    use_fast_path,
+    writer_shard,
+)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class PostResult:
-    """What a post returned. `replayed`: the reference was already posted with the same content
-    and this is the original transaction. `dry_run`: nothing was written (transaction.id is
-    None). `account_meta`: account metadata a Numscript script set."""
-
-    transaction: Transaction
-    replayed: bool
-    postings: tuple[PostingInput, ...]
-    account_meta: dict[str, dict[str, str]] = field(default_factory=dict)
-    dry_run: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,67 +95,6 @@ def prepare_tx(
     )
 
 
-def _writer_shard() -> int:
-    """The balance shard this connection writes unchecked volumes to: stable per connection,
-    different across concurrent connections (PostgreSQL backend pids are consecutive)."""
-    shards = conf.get("LEDGER_BALANCE_SHARDS")
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql" or shards <= 1:
-        return 0
-    db.ensure_connection()
-    return db.connection.info.backend_pid % shards  # type: ignore[union-attr]
-
-
-def _use_fast_path() -> bool:
-    return connection.vendor == "postgresql" and conf.get("LEDGER_WRITE_PATH") == "postgres"
-
-
-def _transaction_from(item: writer.PreparedTx, written: writer.Written) -> Transaction:
-    """The stored transaction as a model instance, without reading it back. Built like
-    Model.from_db does for a loaded row, minus the generic __init__ (a tenth of the Python time
-    of a posting): every concrete field is set."""
-    tx = Transaction.__new__(Transaction)
-    tx.__dict__.update(
-        id=written.id,
-        reference=item.reference,
-        timestamp=written.timestamp,
-        inserted_at=written.inserted_at,
-        metadata=item.metadata,
-        idempotency_hash=item.fingerprint,
-        reverts_id=item.reverts,
-    )
-    state = ModelState()
-    state.adding = False
-    state.db = DEFAULT_DB_ALIAS
-    tx._state = state
-    return tx
-
-
-def _replay(item: writer.PreparedTx, written: writer.Written) -> PostResult:
-    """The reference exists: the same request is a replay, anything else a conflict."""
-    original = Transaction.objects.get(pk=written.id)
-    same_content = written.stored_hash == item.fingerprint
-    same_time = item.timestamp is None or item.timestamp == original.timestamp
-    if not (same_content and same_time):
-        raise ReferenceConflict(
-            f"Reference {item.reference!r} was already used by transaction {original.pk} with "
-            "different content.",
-            extra={"reference": item.reference, "transaction_id": original.pk},
-        )
-    return PostResult(
-        transaction=original, replayed=True, postings=tuple(transaction_postings(original.pk))
-    )
-
-
-def transaction_postings(transaction_id: int) -> list[PostingInput]:
-    rows = (
-        Posting.objects.filter(transaction_id=transaction_id)
-        .order_by("index")
-        .values_list("source__address", "destination__address", "asset", "amount")
-    )
-    return [PostingInput(*row) for row in rows]
-
-
 def _is_constraint(exc: IntegrityError, name: str) -> bool:
     cause = exc.__cause__
     diag = getattr(cause, "diag", None)
@@ -182,9 +114,9 @@ def _write(items: Sequence[writer.PreparedTx], *, check: bool = True) -> list[wr
     that statement); otherwise the portable path or the function runs in a (durable, or nested
     savepoint) atomic block."""
     plan = plan_postings([(item.postings, item.overdraft) for item in items], check=check)
-    shard = _writer_shard()
+    shard = writer_shard()
     try:
-        if _use_fast_path():
+        if use_fast_path():
             if connection.in_atomic_block:
                 with transaction.atomic():
                     return writer.write_postgres(items, plan, shard)
@@ -210,7 +142,7 @@ def _post_prepared(item: writer.PreparedTx, *, check: bool = True) -> PostResult
             existing = Transaction.objects.filter(reference=item.reference).first()
             if existing is None:
                 raise
-            return _replay(
+            return replay(
                 item,
                 writer.Written(
                     1,
@@ -228,10 +160,10 @@ def _post_prepared(item: writer.PreparedTx, *, check: bool = True) -> PostResult
             ) from None
         raise
     if written.replayed:
-        return _replay(item, written)
+        return replay(item, written)
     seal_soon()
     return PostResult(
-        transaction=_transaction_from(item, written), replayed=False, postings=tuple(item.postings)
+        transaction=transaction_from(item, written), replayed=False, postings=tuple(item.postings)
     )
 
 
@@ -284,8 +216,6 @@ def transaction_post(
     if script is not None:
         if postings is not None:
             raise InvalidTransaction("Give either postings or a script, not both.")
-        from ledger.services.scripts import script_post
-
         return script_post(
             script=script,
             vars=vars or {},
@@ -422,7 +352,7 @@ def _bulk_atomic(
             for w in written:
                 index, item = todo[w.ordinal - 1]
                 try:
-                    done.append((index, _replay(item, w)))
+                    done.append((index, replay(item, w)))
                 except ReferenceConflict as exc:
                     exc.extra["index"] = index
                     raise
@@ -434,7 +364,7 @@ def _bulk_atomic(
                 (
                     index,
                     PostResult(
-                        transaction=_transaction_from(item, w),
+                        transaction=transaction_from(item, w),
                         replayed=False,
                         postings=tuple(item.postings),
                     ),

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from ledger import lock_objects, writer
+from ledger import conf, lock_objects, writer
 from ledger.domain import (
+    MAX_AMOUNT,
     PostingInput,
     plan_postings,
     request_fingerprint,
@@ -31,9 +32,26 @@ from ledger.domain import (
     validate_reference,
     validate_timestamp,
 )
-from ledger.errors import InsufficientFunds, InvalidTransaction, LedgerError, ScriptError
+from ledger.errors import (
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidTransaction,
+    LedgerError,
+    ScriptError,
+)
 from ledger.models import Account, Transaction
+from ledger.numscript import (
+    ExecutionResult,
+    MissingFundsError,
+    NumscriptError,
+    Program,
+    parse,
+    run,
+)
 from ledger.retry import retry_on_conflict
+from ledger.services.metadata import account_metadata_set
+from ledger.services.sealing import seal_soon
+from ledger.services.storing import PostResult, replay, transaction_from, writer_shard
 
 ALL_SCALES = "/*"
 ALWAYS_PASSES = -(2**63)  # the smallest bigint: a `required` no balance can be below
@@ -98,23 +116,27 @@ def _assets_of_base(account: str, base: str) -> list[str]:
         return [row[0] for row in cursor.fetchall() if row[0].partition("/")[0] == base]
 
 
-def _script_error(exc: Exception) -> LedgerError:
-    from ledger.numscript import MissingFundsError
-
+def script_error(
+    exc: Exception, *, context: str = "", extra: Mapping[str, Any] | None = None
+) -> LedgerError:
+    """The ledger error for an interpreter error: InsufficientFunds for missing funds, else
+    ScriptError (`context`, e.g. the flow's name, prefixes the message; `extra` is added)."""
     if isinstance(exc, MissingFundsError):
         return InsufficientFunds(
             account=exc.account or "(several sources)",
             asset=exc.asset,
             needed=exc.needed,
             available=exc.available,
-            extra={"line": exc.line, "column": exc.column},
+            extra={"line": exc.line, "column": exc.column, **(extra or {})},
         )
+    prefix = f"{context}: " if context else ""
     return ScriptError(
-        f"{type(exc).__name__}: {exc}",
+        f"{prefix}{type(exc).__name__}: {exc}",
         extra={
             "error": type(exc).__name__,
             "line": getattr(exc, "line", 0),
             "column": getattr(exc, "column", 0),
+            **(extra or {}),
         },
     )
 
@@ -124,8 +146,8 @@ class ScriptOutcome:
     """A script's PostResult and the interpreter's result (None for a replay, which does not
     run the script again)."""
 
-    post: Any
-    execution: Any
+    post: PostResult
+    execution: ExecutionResult | None
 
 
 def script_post(
@@ -139,16 +161,14 @@ def script_post(
     dry_run: bool,
     actor: str = "",
     timings: dict[str, float] | None = None,
-) -> Any:
+) -> PostResult:
     """Run a Numscript script against the ledger and post its postings (see transaction_post)."""
-    from ledger.numscript import NumscriptError, parse
-
     if not isinstance(script, str) or not script.strip():
         raise InvalidTransaction("The script is empty.")
     try:
         program = parse(script)
     except NumscriptError as exc:
-        raise _script_error(exc) from None
+        raise script_error(exc) from None
     return script_execute(
         program=program,
         source=script,
@@ -165,7 +185,7 @@ def script_post(
 
 def script_execute(
     *,
-    program: Any,
+    program: Program,
     source: str,
     vars: Mapping[str, str],
     reference: str | None = None,
@@ -181,9 +201,6 @@ def script_execute(
     through LedgerStore (rows locked until commit), then its postings and metadata are stored.
     `raise_script_errors` lets the interpreter's NumscriptError through (for the CLI, which
     renders it against the source) instead of mapping it to a LedgerError."""
-    from ledger.numscript import NumscriptError
-    from ledger.services.posting import PostResult, _replay, _transaction_from
-
     if not isinstance(vars, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in vars.items()
     ):
@@ -210,7 +227,7 @@ def script_execute(
             True,
             existing.idempotency_hash,
         )
-        return ScriptOutcome(post=_replay(item, written), execution=None)
+        return ScriptOutcome(post=replay(item, written), execution=None)
 
     replayed = replay_existing()
     if replayed is not None:
@@ -218,11 +235,6 @@ def script_execute(
 
     @retry_on_conflict
     def attempt() -> ScriptOutcome:
-        from ledger.numscript import run
-        from ledger.services.metadata import account_metadata_set
-        from ledger.services.posting import _writer_shard
-        from ledger.services.sealing import seal_soon
-
         with transaction.atomic(durable=not connection.in_atomic_block):
             store = LedgerStore()
             started = time.perf_counter()
@@ -231,7 +243,7 @@ def script_execute(
             except NumscriptError as exc:
                 if raise_script_errors:
                     raise
-                raise _script_error(exc) from None
+                raise script_error(exc) from None
             if timings is not None:
                 timings["interpreter"] = time.perf_counter() - started - store.seconds
                 timings["store"] = store.seconds
@@ -254,10 +266,12 @@ def script_execute(
                 tx_meta[key] = value
             item = writer.PreparedTx(postings, ref, tx_meta, ts, {}, fingerprint)
             if dry_run:
+                now = timezone.now()
                 tx = Transaction(
                     id=None,
                     reference=ref,
-                    timestamp=ts or timezone.now(),
+                    timestamp=ts or now,
+                    inserted_at=now,  # else the field's db_default, which cannot be serialized
                     metadata=tx_meta,
                     idempotency_hash=None,
                 )
@@ -277,19 +291,27 @@ def script_execute(
                     # must land in those rows (a "checked" key, whose check always passes),
                     # not in a new shard row that a concurrent locker's snapshot cannot see.
                     balance_key.required = ALWAYS_PASSES
-            if connection.vendor == "postgresql" and _fast():
-                written = writer.write_postgres([item], plan, _writer_shard())[0]
-            else:
-                written = writer.write_portable([item], plan, _writer_shard())[0]
+            try:
+                if connection.vendor == "postgresql" and _fast():
+                    written = writer.write_postgres([item], plan, writer_shard())[0]
+                else:
+                    written = writer.write_portable([item], plan, writer_shard())[0]
+            except DataError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != "22003":  # numeric out of range
+                    raise
+                raise InvalidAmount(
+                    "The transaction would take an account's volumes beyond the maximum "
+                    f"storable amount {MAX_AMOUNT}."
+                ) from None
             if written.replayed:
-                return ScriptOutcome(post=_replay(item, written), execution=None)
+                return ScriptOutcome(post=replay(item, written), execution=None)
             for address, values in sorted(result.account_meta.items()):
                 account_metadata_set(
                     address=address, metadata=values, actor=actor, transaction_id=written.id
                 )
             seal_soon()
             post = PostResult(
-                transaction=_transaction_from(item, written),
+                transaction=transaction_from(item, written),
                 replayed=False,
                 postings=tuple(postings),
                 account_meta=result.account_meta,
@@ -307,6 +329,4 @@ def script_execute(
 
 
 def _fast() -> bool:
-    from ledger import conf
-
     return conf.get("LEDGER_WRITE_PATH") == "postgres"

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from config.celery import task_send
 from ledger import conf
 from ledger.domain import GENESIS_HASH, chain_hash, transaction_canonical
 from ledger.models import Seal, Transaction, Unsealed
@@ -53,9 +54,7 @@ def seal_soon() -> None:
 
 def _enqueue_seal() -> None:
     try:
-        from ledger.tasks import ledger_seal
-
-        ledger_seal.apply_async(countdown=conf.get("LEDGER_SEAL_DEBOUNCE"), retry=False)
+        task_send("ledger.seal", countdown=conf.get("LEDGER_SEAL_DEBOUNCE"), retry=False)
     except Exception:  # the broker is down: beat (or the next post) will seal
         logger.warning("ledger: could not schedule the sealer", exc_info=True)
 

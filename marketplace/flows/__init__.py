@@ -27,11 +27,14 @@ process. Services choose the variables; the templates decide the postings.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ledger.services import PostResult, transaction_post
+from ledger.services import PostResult
+from ledger.services import flows as runner
+from ledger.services.flows import FlowBook, monetary
+
+__all__ = ["BOOK", "FLOWS", "FLOWS_DIR", "flow_post", "flow_script", "monetary"]
 
 FLOWS_DIR = Path(__file__).resolve().parent
 
@@ -52,18 +55,12 @@ FLOWS = (
     "topup",
 )
 
+BOOK = FlowBook(FLOWS_DIR, FLOWS, label="marketplace")
 
-@cache
+
 def flow_script(name: str) -> str:
     """The source of template `name` (raises KeyError for an unknown flow)."""
-    if name not in FLOWS:
-        raise KeyError(f"unknown flow {name!r}")
-    return (FLOWS_DIR / f"{name}.num").read_text()
-
-
-def monetary(asset: str, amount: int) -> str:
-    """A Numscript monetary variable: ("USD/2", 1234) -> "USD/2 1234"."""
-    return f"{asset} {int(amount)}"
+    return BOOK.script(name)
 
 
 def flow_post(
@@ -74,13 +71,10 @@ def flow_post(
     metadata: Mapping[str, Any] | None = None,
     dry_run: bool = False,
 ) -> PostResult:
-    """Run flow `name` on the ledger. Idempotent on `reference` (same vars and metadata: the
-    first transaction is returned, `replayed=True`). Raises the ledger's errors
-    (InsufficientFunds when a no-overdraft source cannot pay, ReferenceConflict, ...)."""
-    return transaction_post(
-        script=flow_script(name),
-        vars=dict(vars),
-        reference=reference,
-        metadata={**(metadata or {}), "flow": name},
-        dry_run=dry_run,
+    """Run flow `name` on the ledger (single-transaction mode of `ledger.services.flows`).
+    Idempotent on `reference` (same vars and metadata: the first transaction is returned,
+    `replayed=True`). Raises the ledger's errors (InsufficientFunds when a no-overdraft source
+    cannot pay, ReferenceConflict, ...)."""
+    return runner.flow_post(
+        BOOK, name, vars=vars, reference=reference, metadata=metadata, dry_run=dry_run
     )

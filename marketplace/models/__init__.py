@@ -2,7 +2,6 @@
 
 from marketplace.models.campaigns import Campaign, CampaignFunding
 from marketplace.models.disputes import Dispute
-from marketplace.models.inbox import StripeEvent
 from marketplace.models.orders import Anomaly, Order, OrderStatusChange
 from marketplace.models.refunds import Refund
 from marketplace.models.restaurants import Customer, Restaurant, Rider
@@ -19,6 +18,5 @@ __all__ = [
     "Refund",
     "Restaurant",
     "Rider",
-    "StripeEvent",
     "Topup",
 ]

@@ -5,4 +5,4 @@ top-ups), anomalies. Locks are in `locks`, errors in `errors`.
 
 The money flows are the Numscript templates of `marketplace/flows/`, run through
 `marketplace.flows.flow_post`; never call Stripe inside a transaction (see
-`marketplace.stripe_api`)."""
+`stripe_gateway.client`)."""

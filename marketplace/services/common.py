@@ -5,6 +5,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from ledger.numscript import BadPortionParsing
+from ledger.numscript.values import parse_portion
 from marketplace.services.errors import InvalidInput
 
 # Stripe refuses charges below 50 minor units of USD (and similar minimums elsewhere).
@@ -38,35 +40,24 @@ def amount_validate(value: Any, *, field: str, allow_zero: bool = False) -> int:
 
 
 def portion_parse(value: Any, *, field: str) -> Fraction:
-    """A Numscript portion ("15%", "12.5%", "3/20") as an exact fraction in [0, 1]."""
+    """A Numscript portion ("15%", "12.5%", "3/20") as an exact fraction in [0, 1], parsed by
+    the interpreter's own rule (`ledger.numscript.values.parse_portion`): a portion stored here is
+    one a flow's `meta()` reads back."""
     if not isinstance(value, str):
         raise InvalidInput(
             f"{field} must be a portion such as '15%' or '3/20'.", extra={"field": field}
         )
-    text = value.strip()
     try:
-        if text.endswith("%"):
-            number = text[:-1]
-            if (
-                not number
-                or not all(c.isdigit() or c == "." for c in number)
-                or number.count(".") > 1
-            ):
-                raise ValueError(text)
-            portion = Fraction(number) / 100
-        else:
-            numerator, slash, denominator = text.partition("/")
-            if not slash or not numerator.strip().isdigit() or not denominator.strip().isdigit():
-                raise ValueError(text)
-            portion = Fraction(int(numerator), int(denominator))
-    except (ValueError, ZeroDivisionError):
+        return parse_portion(value.strip())
+    except BadPortionParsing as exc:
+        if "between" in exc.reason:
+            raise InvalidInput(
+                f"{field} must be between 0% and 100%.", extra={"field": field}
+            ) from None
         raise InvalidInput(
             f"{field} must be a portion such as '15%' or '3/20', got {value!r}.",
             extra={"field": field},
         ) from None
-    if not 0 <= portion <= 1:
-        raise InvalidInput(f"{field} must be between 0% and 100%.", extra={"field": field})
-    return portion
 
 
 def portion_text(portion: Fraction) -> str:

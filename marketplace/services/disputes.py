@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from marketplace import conf
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Dispute, Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.common import stripe_meta
 from marketplace.services.locks import dispute_lock, order_lock
-from marketplace.stripe_api import from_stripe_amount
+from stripe_gateway.client import from_stripe_amount
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def dispute_sync(*, stripe_dispute: dict[str, Any], event_id: str = "") -> str:
     amount, asset = from_stripe_amount(stripe_dispute["amount"], stripe_dispute["currency"])
     dispute = dispute_lock(stripe_dispute_id=dp_id)
     if dispute is None:
-        bearer = getattr(settings, "MARKETPLACE_DISPUTE_BEARER", Dispute.Bearer.PLATFORM)
+        bearer = conf.get("MARKETPLACE_DISPUTE_BEARER")
         try:
             with transaction.atomic():
                 Dispute.objects.create(

@@ -1,5 +1,5 @@
 """Business errors of the marketplace's money flows (the Stripe seam's own errors live in
-`marketplace.errors`). Each has a stable `code`; APIs answer `{"code", "message", ...}` with
+`stripe_gateway.errors`). Each has a stable `code`; APIs answer `{"code", "message", ...}` with
 its `http_status`; commands print the message."""
 
 from __future__ import annotations

@@ -14,81 +14,43 @@ Status machine (one table, checked under the order's row lock, audited):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Field, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from ledger.errors import InsufficientFunds
 from ledger.retry import retry_on_conflict
-from marketplace.errors import PaymentProviderError
+from marketplace import conf
 from marketplace.flows import flow_post, monetary
-from marketplace.models import Campaign, Order, OrderStatusChange, Refund, Restaurant, Rider
+from marketplace.models import Order, Refund, Restaurant, Rider
 from marketplace.models.restaurants import ledger_id
 from marketplace.services.campaigns import campaign_for_code, coupon_discount
 from marketplace.services.common import MIN_CHARGE_AMOUNT, amount_validate, stripe_meta
 from marketplace.services.errors import CouponExhausted, InvalidInput, InvalidState, NotFound
 from marketplace.services.locks import order_lock
+from marketplace.services.order_status import (
+    TRANSITIONS,
+    coupon_release,
+    order_payment_failed,
+    order_transition,
+)
 from marketplace.services.parties import customer_get_or_create
-from marketplace.stripe_api import get_gateway
+from marketplace.services.payment_intents import order_payment_intent_cancel
+from stripe_gateway.client import get_gateway
+from stripe_gateway.errors import PaymentProviderError
 
 logger = logging.getLogger(__name__)
+
+# The status machine lives in `order_status` (payments need it without placing orders);
+# re-exported here, where callers have always found it.
+__all__ = ["TRANSITIONS", "coupon_release", "order_payment_failed", "order_transition"]
 
 Status = Order.Status
 CouponState = Order.CouponState
 IntentCancel = Order.IntentCancel
-
-TRANSITIONS: dict[str, frozenset[str]] = {
-    Status.CREATED: frozenset(
-        {Status.PENDING_PAYMENT, Status.PAID, Status.PAYMENT_FAILED, Status.CANCELED}
-    ),
-    Status.PENDING_PAYMENT: frozenset({Status.PAID, Status.PAYMENT_FAILED, Status.CANCELED}),
-    Status.PAYMENT_FAILED: frozenset({Status.PAID, Status.CANCELED}),
-    Status.CANCELED: frozenset({Status.PAID}),
-    Status.PAID: frozenset({Status.DELIVERED}),
-    Status.DELIVERED: frozenset(),
-}
-
-
-def order_transition(
-    *, order: Order, to: str, actor: str = "", note: str = "", fields: Sequence[str] = ()
-) -> None:
-    """Move a LOCKED order to status `to` and audit it, saving `status` and the other
-    `fields` the caller changed in the same statement. Raises InvalidState if the table
-    forbids it."""
-    if to not in TRANSITIONS[order.status]:
-        raise InvalidState(
-            f"Order {order.pk} cannot go from {order.status} to {to}.",
-            code=f"order_{order.status}",
-            extra={"order_id": order.pk, "status": order.status},
-        )
-    previous, order.status = order.status, to
-    if connection.vendor != "postgresql":
-        OrderStatusChange.objects.create(
-            order=order, from_status=previous, to_status=to, actor=actor[:255], note=note[:500]
-        )
-        order.save(update_fields=["status", *fields])
-        return
-    # The audit row and the order's update in one round trip (a data-modifying CTE): this
-    # runs on every payment and delivery.
-    columns: list[Field[Any, Any]] = [
-        cast("Field[Any, Any]", Order._meta.get_field(name)) for name in ("status", *fields)
-    ]
-    assignments = ", ".join(f"{connection.ops.quote_name(str(c.column))} = %s" for c in columns)
-    values = [c.get_db_prep_save(getattr(order, c.attname), connection) for c in columns]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH audit AS (INSERT INTO marketplace_order_status_change "
-            "(order_id, from_status, to_status, actor, note, at) "
-            "VALUES (%s, %s, %s, %s, %s, %s)) "
-            f"UPDATE marketplace_order SET {assignments} WHERE id = %s",
-            [order.pk, previous, to, actor[:255], note[:500], timezone.now(), *values, order.pk],
-        )
-
 
 # --- placing -------------------------------------------------------------------------------
 
@@ -222,7 +184,7 @@ def order_payment_intent_create(*, order_id: int) -> dict[str, Any]:
         if locked.status == Status.CREATED:
             order_transition(order=locked, to=Status.PENDING_PAYMENT, note=intent["id"])
     if locked.payment_intent_cancel == IntentCancel.PENDING:
-        _payment_intent_cancel(order_id=order.pk)
+        order_payment_intent_cancel(order_id=order.pk)
         raise InvalidState(
             f"Order {order.pk} was canceled while its PaymentIntent was being created.",
             code="order_canceled",
@@ -241,59 +203,6 @@ def order_place(**kwargs: Any) -> tuple[Order, dict[str, Any]]:
 # --- coupon release, cancel, expiry ----------------------------------------------------------
 
 
-def coupon_release(*, order: Order) -> None:
-    """Give a LOCKED order's reserved discount back to its campaign (`coupon-release:<id>`).
-    A no-op unless the coupon is still reserved."""
-    if order.coupon_state != CouponState.RESERVED or order.campaign is None:
-        return
-    # The campaign's row lock orders this release against a concurrent close: after a close
-    # the discount goes back to the marketing budget, not to the emptied campaign account.
-    closed = (
-        Campaign.objects.select_for_update()
-        .filter(pk=order.campaign.pk)
-        .values_list("closed_at", flat=True)
-        .get()
-    )
-    name, vars = (
-        ("coupon_release_closed", {})
-        if closed is not None
-        else ("coupon_release", {"campaign": order.campaign.ledger_address})
-    )
-    flow_post(
-        name,
-        vars={
-            "discount": monetary(order.asset, order.discount),
-            "hold": order.coupon_hold_address,
-            **vars,
-        },
-        reference=f"coupon-release:{order.pk}",
-        metadata=stripe_meta(order_id=order.pk, campaign=order.campaign.code),
-    )
-    order.coupon_state = CouponState.RELEASED
-    order.save(update_fields=["coupon_state"])
-
-
-def order_payment_failed(*, order: Order, to: str, note: str = "") -> bool:
-    """A LOCKED, unpaid order whose payment failed (`payment_failed`) or was canceled or
-    expired (`canceled`): release the coupon. Returns False when there is nothing to do
-    (already paid: a late or out-of-order failure event changes nothing)."""
-    if order.status in (Status.PAID, Status.DELIVERED) or order.status == to:
-        return False
-    if to not in TRANSITIONS[order.status]:
-        return False
-    coupon_release(order=order)
-    order_transition(order=order, to=to, actor="stripe", note=note)
-    return True
-
-
-def _payment_intent_cancel(*, order_id: int) -> str:
-    # Imported here: payment_intents books late payments through services.payments, which
-    # imports this module.
-    from marketplace.services.payment_intents import order_payment_intent_cancel
-
-    return order_payment_intent_cancel(order_id=order_id)
-
-
 def order_cancel(*, order_id: int, note: str = "", actor: str = "") -> Order:
     """Cancel an unpaid order: its coupon goes back to the campaign and, when it has a
     PaymentIntent, `payment_intent_cancel` becomes pending, in one transaction. After the
@@ -305,7 +214,7 @@ def order_cancel(*, order_id: int, note: str = "", actor: str = "") -> Order:
     Raises NotFound, InvalidState (paid or delivered: refund it instead)."""
     order = _order_cancel(order_id=order_id, note=note, actor=actor)
     if order.payment_intent_cancel == IntentCancel.PENDING:
-        _payment_intent_cancel(order_id=order.pk)
+        order_payment_intent_cancel(order_id=order.pk)
         order.refresh_from_db()
     return order
 
@@ -338,7 +247,7 @@ def orders_expire(*, older_than_seconds: float | None = None) -> int:
     orders this pass canceled."""
     ttl = older_than_seconds
     if ttl is None:
-        ttl = float(getattr(settings, "ORDER_PAYMENT_TTL", 3600))
+        ttl = float(conf.get("ORDER_PAYMENT_TTL"))
     cutoff = timezone.now() - timedelta(seconds=ttl)
     ids = list(
         Order.objects.filter(
@@ -357,7 +266,7 @@ def orders_expire(*, older_than_seconds: float | None = None) -> int:
         "id", flat=True
     )
     for order_id in sorted(set(pending) - set(ids)):
-        _payment_intent_cancel(order_id=order_id)
+        order_payment_intent_cancel(order_id=order_id)
     return done
 
 

@@ -15,7 +15,7 @@ from marketplace.models import Customer, Restaurant, Rider
 from marketplace.models.restaurants import ASSET_REGEX, DEFAULT_COMMISSION
 from marketplace.services.common import portion_parse
 from marketplace.services.errors import InvalidInput, NotFound
-from marketplace.stripe_api import get_gateway
+from stripe_gateway.client import get_gateway
 
 logger = logging.getLogger(__name__)
 

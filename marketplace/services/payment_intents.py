@@ -29,13 +29,13 @@ from typing import Any
 from django.db import transaction
 
 from ledger.retry import retry_on_conflict
-from marketplace.errors import PaymentProviderError
 from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.errors import NotFound
 from marketplace.services.locks import order_lock
 from marketplace.services.payments import PaymentNotReady, payment_book
-from marketplace.stripe_api import get_gateway
+from stripe_gateway.client import get_gateway
+from stripe_gateway.errors import PaymentProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
 from marketplace.services.common import stripe_meta
 from marketplace.services.errors import MarketplaceError
-from marketplace.services.orders import order_payment_failed, order_transition
-from marketplace.stripe_api import from_stripe_amount
+from marketplace.services.order_status import order_payment_failed, order_transition
+from stripe_gateway.client import from_stripe_amount
 
 Status = Order.Status
 

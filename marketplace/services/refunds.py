@@ -23,7 +23,6 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -31,7 +30,7 @@ from audit.services import audit_record
 from ledger.models import Transaction
 from ledger.retry import retry_on_conflict
 from ledger.services import transaction_revert
-from marketplace.errors import PaymentProviderError
+from marketplace import conf
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Order, Refund
 from marketplace.services.anomalies import anomaly_record
@@ -50,7 +49,8 @@ from marketplace.services.errors import (
     SelfApproval,
 )
 from marketplace.services.locks import order_lock, refund_lock
-from marketplace.stripe_api import get_gateway
+from stripe_gateway.client import get_gateway
+from stripe_gateway.errors import PaymentProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _recent_duplicate(
     (a double-clicked button, a resubmitted form, a client's retry) and gets the first refund
     back. Called under the order's row lock, so two such requests cannot both miss it. A
     caller who means two equal refunds in a row sends distinct idempotency keys."""
-    window = int(getattr(settings, "REFUNDS_DUPLICATE_WINDOW", 600))
+    window = int(conf.get("REFUNDS_DUPLICATE_WINDOW"))
     if window <= 0:
         return None
     user_id = getattr(requested_by, "pk", None)
@@ -262,7 +262,7 @@ def refund_issue(**kwargs: Any) -> Refund:
 def refund_approval_threshold(*, asset: str) -> int:
     """Refunds above this many minor units of `asset` need a second person's approval
     (REFUNDS_APPROVAL_THRESHOLD; an asset not listed: every refund does)."""
-    thresholds = getattr(settings, "REFUNDS_APPROVAL_THRESHOLD", {})
+    thresholds = conf.get("REFUNDS_APPROVAL_THRESHOLD") or {}
     return int(thresholds.get(asset, 0))
 
 
@@ -414,8 +414,8 @@ def refunds_sweep(*, now: Any = None) -> int:
     `refund.created` webhook, if Stripe made it, still resolves it by `metadata.refund_id`.
     Returns how many refunds were submitted again."""
     now = now or timezone.now()
-    grace = timedelta(seconds=float(settings.REFUNDS_SWEEP_GRACE))
-    max_age = timedelta(seconds=float(settings.REFUNDS_SWEEP_MAX_AGE))
+    grace = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_GRACE")))
+    max_age = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_MAX_AGE")))
     stuck = Refund.objects.filter(
         status=Status.PENDING, stripe_refund_id="", created_at__lt=now - grace
     ).order_by("id")

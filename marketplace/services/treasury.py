@@ -13,13 +13,13 @@ from django.db import transaction
 from audit.services import audit_record
 from ledger.retry import retry_on_conflict
 from ledger.services import PostResult
-from marketplace.errors import PaymentProviderError
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Topup
 from marketplace.services.common import amount_validate
 from marketplace.services.errors import InvalidInput
 from marketplace.services.locks import topup_lock
-from marketplace.stripe_api import from_stripe_amount, get_gateway
+from stripe_gateway.client import from_stripe_amount, get_gateway
+from stripe_gateway.errors import PaymentProviderError
 
 
 def capital_add(*, amount: int, key: str, asset: str = "USD/2") -> PostResult:

@@ -5,8 +5,8 @@
 - scheduling: `payouts_schedule` (one pass), `payout_create` (one payee, now)
 - driving:    `payouts_drive` / `payout_drive` (claim + steps), `payouts_sweep`, the steps
               `step_submit`, `step_resolve`, `step_settle`, `step_return`
-- staff:      `payee_hold`, `payee_release`, `payout_cancel`, `payout_retry`, and
-              `payout_reverse` (reversals: a failed payout's transfer comes back)
+- staff:      `payee_hold`, `payee_release`, `payout_cancel`; retries: `payout_retry`;
+              reversals: `payout_reverse` (a failed payout's transfer comes back)
 - events:     what the Stripe webhook handlers apply
 """
 
@@ -28,9 +28,10 @@ from payouts.services.events import (
     transfer_created_apply,
     transfer_reversed_apply,
 )
+from payouts.services.retries import payout_retry
 from payouts.services.reversals import payout_reverse
 from payouts.services.scheduling import ScheduleResult, payout_create, payouts_schedule
-from payouts.services.staff import payee_hold, payee_release, payout_cancel, payout_retry
+from payouts.services.staff import payee_hold, payee_release, payout_cancel
 
 __all__ = [
     "DriveResult",

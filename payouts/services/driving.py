@@ -4,7 +4,7 @@ A driver (a Celery task, the sweeper's task, a command) calls `payouts_drive(ids
 
 1. **claim** (CAS): one UPDATE sets `lease_token`/`lease_until` (database time) on the ids
    that are not terminal and whose lease is free or expired. Only claimed payouts are driven;
-   a second worker on the same ids claims nothing (W7). Every later write is fenced: it locks
+   a second worker on the same ids claims nothing (W7, docs/payouts-failure-modes.md). Every later write is fenced: it locks
    the rows `WHERE lease_token = <ours>`, so a worker whose lease was taken over writes nothing.
 2. **submit** (reserved): payees held or with a negative balance are cancelled (reserved ->
    returned, the money covers what they owe); the others go to `submitting` with their key
@@ -37,14 +37,17 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from common.backoff import backoff_delay
+from config.celery import task_send
 from ledger.retry import retry_on_conflict
-from marketplace.errors import PaymentProviderError
 from payouts import conf, lock_objects, selectors
 from payouts.models import Payout
 from payouts.services import returns, states
 from payouts.services.bulk import rows_update
+from payouts.services.staff import payee_hold
 from payouts.services.transfers import Outcome, transfer_create, transfer_lookup
 from payouts.transitions import TERMINAL, State, idempotency_key
+from stripe_gateway.errors import PaymentProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +131,7 @@ def payouts_release(lease: Lease, *, unresolved: Sequence[Any] = ()) -> None:
 
 def retry_delay(attempts: int) -> float:
     """Seconds before the sweeper retries an unresolved payout: 15 s doubling, capped at 1 h."""
-    return float(min(3600, 15 * 2 ** max(0, attempts - 1)))
+    return backoff_delay(attempts, base=15, cap=3600)
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -349,8 +352,6 @@ def step_return(ids: Sequence[Any], lease: Lease | None, actor: str) -> list[Pay
 def _auto_holds(outcomes: Sequence[Outcome], payouts: Sequence[Payout], actor: str) -> None:
     """A refusal that will recur for this payee (bad or disabled account...) holds the payee,
     so the scheduler stops creating payouts that fail; staff release it once fixed."""
-    from payouts.services.staff import payee_hold
-
     by_id = {p.pk: p for p in payouts}
     for outcome in outcomes:
         if outcome.kind == "refused" and outcome.hold_payee and outcome.payout_id in by_id:
@@ -417,16 +418,15 @@ def payout_drive(*, payout_id: UUID | str, actor: str = "driver") -> Payout:
 
 def payouts_enqueue(ids: Sequence[UUID | str]) -> int:
     """Send driving tasks for `ids` in batches. Never raises: if the broker is down the rows
-    are still the truth and the sweeper re-drives them (W1)."""
-    from payouts.tasks import payouts_drive as drive_task
-
+    are still the truth and the sweeper re-drives them (W1, docs/payouts-failure-modes.md)."""
     size = max(1, int(conf.get("PAYOUTS_DRIVE_BATCH")))
     sent = 0
     for start in range(0, len(ids), size):
         batch = [str(i) for i in ids[start : start + size]]
         try:
-            drive_task.apply_async(
-                (batch,),
+            task_send(
+                "payouts.tasks.payouts_drive",
+                batch,
                 queue=conf.get("PAYOUTS_QUEUE"),
                 retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
             )

@@ -6,7 +6,7 @@ again under that lock, the reserve flow runs against the payees' locked ledger b
 the amount is decided under lock and a negative balance sends nothing), payouts below the
 minimum are dropped, and the payout rows (pending -> reserved, with their audit rows), the
 sequence numbers and the ledger transactions commit together. The driving tasks are sent
-after the commit; if that message is lost, the sweeper finds the reserved rows (W1).
+after the commit; if that message is lost, the sweeper finds the reserved rows (W1, docs/payouts-failure-modes.md).
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
+from config.celery import task_send
 from ledger.retry import retry_on_conflict
 from payouts import conf, lock_objects, selectors
 from payouts.errors import NothingToPay
 from payouts.flows import FlowRun, flows_post, flows_prepare, monetary
 from payouts.models import Payout, PayoutPayee, new_payout_id
 from payouts.selectors import Candidate
-from payouts.services import states
+from payouts.services import driving, states
 from payouts.services.bulk import rows_insert, rows_update
 from payouts.transitions import State, payout_account
 
@@ -199,9 +200,7 @@ def payouts_schedule(
         for p in outcome.payouts:
             result.amounts[p.asset] = result.amounts.get(p.asset, 0) + p.amount
         if drive and ids:
-            from payouts.services.driving import payouts_enqueue
-
-            payouts_enqueue(ids)
+            driving.payouts_enqueue(ids)
         if progress is not None:
             progress(len(chunk), len(ids))
     result.seconds = time.perf_counter() - started
@@ -211,10 +210,11 @@ def payouts_schedule(
 
 
 def _send_chunk(keys: list[tuple[str, int]], min_amount: int | None) -> None:
-    from payouts.tasks import payouts_schedule_chunk
-
-    payouts_schedule_chunk.apply_async(
-        ([list(k) for k in keys], min_amount), queue=conf.get("PAYOUTS_QUEUE")
+    task_send(
+        "payouts.tasks.payouts_schedule_chunk",
+        [list(k) for k in keys],
+        min_amount,
+        queue=conf.get("PAYOUTS_QUEUE"),
     )
 
 
@@ -249,7 +249,5 @@ def payout_create(
         )
     payout = outcome.payouts[0]
     if drive:
-        from payouts.services.driving import payouts_enqueue
-
-        payouts_enqueue([payout.pk])
+        driving.payouts_enqueue([payout.pk])
     return payout

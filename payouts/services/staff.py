@@ -14,7 +14,7 @@ from django.db import transaction
 from audit.services import audit_record
 from ledger.retry import retry_on_conflict
 from payouts import lock_objects, selectors
-from payouts.errors import ReturnBlocked, TransitionRefused
+from payouts.errors import TransitionRefused
 from payouts.models import PayeeHoldChange, Payout
 from payouts.services import returns
 from payouts.transitions import State
@@ -108,45 +108,3 @@ def payout_cancel(*, payout_id: UUID | str, reason: str, actor: str) -> Payout:
             data={"reason": reason},
         )
     return payout
-
-
-def payout_retry(*, payout_id: UUID | str, actor: str, drive: bool = True) -> Payout:
-    """Retry a failed payout: give its money back to the payee if that has not happened yet,
-    then create a new payout for the payee (with whatever it is owed now). Returns the new
-    payout. Refused (ReturnBlocked) while the failed payout's transfer exists and has not been
-    reversed: paying again would pay twice."""
-    from payouts.services.driving import step_return
-    from payouts.services.scheduling import payout_create
-
-    payout = selectors.payout_get(payout_id=payout_id)
-    failed_before = payout.events.filter(to_state=State.FAILED).exists()
-    if payout.state == State.FAILED:
-        if payout.transfer_id and payout.amount_reversed < payout.amount:
-            raise ReturnBlocked(
-                f"payout {payout.pk}: transfer {payout.transfer_id} still holds "
-                f"{payout.amount - payout.amount_reversed} at the connected account; reverse it "
-                "first (payout_reverse: POST .../reverse/ or `manage.py payouts reverse`), which "
-                "returns the money to the payee",
-                extra={"transfer_id": payout.transfer_id},
-            )
-        step_return([payout.pk], None, actor)
-        payout.refresh_from_db()
-    if payout.state != State.RETURNED or not failed_before:
-        raise TransitionRefused(
-            f"payout {payout.pk} is {payout.state}: only a failed payout can be retried",
-            extra={"state": payout.state},
-        )
-    retried = payout_create(
-        kind=payout.payee_kind, payee_id=payout.payee_id, actor=actor, drive=drive
-    )
-    # The failed payout's return and the new payout are each their own transaction (the new
-    # one pays whatever is owed now); the audit row names both.
-    audit_record(
-        actor=actor,
-        action="payout.retry",
-        obj=payout,
-        amount=payout.amount,
-        asset=payout.asset,
-        data={"new_payout": str(retried.pk)},
-    )
-    return retried

@@ -17,14 +17,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from marketplace.errors import (
+from payouts.models import Payout
+from payouts.transitions import reversal_idempotency_key, transfer_group
+from stripe_gateway.client import get_gateway, to_stripe_amount
+from stripe_gateway.errors import (
     AssetNotSupported,
     InvalidRequest,
     PaymentProviderError,
 )
-from marketplace.stripe_api import get_gateway, to_stripe_amount
-from payouts.models import Payout
-from payouts.transitions import reversal_idempotency_key, transfer_group
 
 logger = logging.getLogger(__name__)
 

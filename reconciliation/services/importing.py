@@ -18,9 +18,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace.stripe_api import StripeGateway, from_stripe_amount, get_gateway
 from reconciliation.matching import source_type_of
 from reconciliation.models import StripeBalanceTransaction
+from stripe_gateway.client import StripeGateway, from_stripe_amount, get_gateway
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 - `book_fee`: `platform:stripe_fees -> stripe:balance` under reference `stripe-fee:<txn>` (the
   expense account may go negative: unbounded overdraft on it). Posting it again is a replay.
-- `replay_event`: `marketplace.webhooks.services.event_replay` (fetches an event the inbox
+- `replay_event`: `stripe_gateway.services.event_replay` (fetches an event the inbox
   never received; handlers are idempotent on the Stripe object).
 - `revert_duplicates`: `ledger.services.transaction_revert` of each duplicate under reference
   `reconciliation-revert:<id>`; a transaction is reverted at most once (database constraint).
@@ -86,7 +86,7 @@ def _apply(item: ReconciliationItem) -> str:
         )
         return f"fee booked as ledger transaction {tx_id}"
     if action == "replay_event":
-        from marketplace.webhooks.services import event_replay
+        from stripe_gateway.services import event_replay
 
         outcome = event_replay(event_id=repair["event_id"], fetch_missing=True)
         if outcome.status != "processed":

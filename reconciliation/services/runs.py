@@ -16,7 +16,6 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from marketplace.stripe_api import StripeGateway
 from reconciliation import conf
 from reconciliation.errors import InvalidWindow
 from reconciliation.models import ReconciliationItem, ReconciliationRun
@@ -26,6 +25,7 @@ from reconciliation.services.matching import match_run, run_aggregates
 from reconciliation.services.repairs import fees_book
 from reconciliation.services.suggestions import suggestions_enrich
 from reconciliation.services.totals import totals_compute
+from stripe_gateway.client import StripeGateway
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,6 @@ from django.db.models.fields.json import KT
 from config.errors import ApplicationError
 from ledger.models import Posting
 from ledger.models import Transaction as LedgerTransaction
-from marketplace.models import StripeEvent
-from marketplace.stripe_api import StripeGateway, get_gateway
-from marketplace.webhooks.registry import HANDLERS
 from reconciliation import conf
 from reconciliation.matching import (
     EVENT_TYPES_BY_SOURCE,
@@ -48,6 +45,9 @@ from reconciliation.matching import (
 )
 from reconciliation.models import ReconciliationItem, ReconciliationRun, StripeBalanceTransaction
 from reconciliation.services.matching import ledger_account_id
+from stripe_gateway.client import StripeGateway, get_gateway
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import HANDLERS
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""Roles again (staff/roles.py), now that invoicing's permissions exist: Support and Finance
-read and download invoices."""
+"""Roles again (staff/roles.py), now that invoicing's permissions exist (Support and Finance
+read and download invoices) and the Stripe inbox belongs to stripe_gateway."""
 
 from django.db import migrations
 
@@ -7,6 +7,11 @@ from staff.migrations import _roles
 
 
 class Migration(migrations.Migration):
-    dependencies = [("staff", "0001_roles"), ("invoicing", "0002_postgres_objects")]
+    dependencies = [
+        ("staff", "0001_roles"),
+        ("invoicing", "0002_postgres_objects"),
+        ("marketplace", "0007_stripe_event_moved"),
+        ("stripe_gateway", "0001_initial"),
+    ]
 
     operations = [migrations.RunPython(_roles.apply_roles, migrations.RunPython.noop)]

@@ -46,7 +46,7 @@ def drop(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("staff", "0003_form_tokens"),
-        ("marketplace", "0006_refund_approval_campaign_close"),
+        ("marketplace", "0007_stripe_event_moved"),
     ]
 
     operations = [migrations.RunPython(create, drop)]

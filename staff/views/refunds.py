@@ -18,7 +18,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from config.errors import ApplicationError
-from marketplace.errors import PaymentProviderError
 from marketplace.models import Order, Refund
 from marketplace.services.refunds import (
     refund_approve,
@@ -36,6 +35,7 @@ from staff.views.base import (
     int_param,
     not_found,
 )
+from stripe_gateway.errors import PaymentProviderError
 
 STRIPE_REASONS = [
     ("requested_by_customer", "Requested by the customer"),

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import responses as responses_lib
 
-from marketplace.stripe_api import StripeGateway
-from marketplace.webhooks.registry import HANDLERS, Registration
+from stripe_gateway.client import StripeGateway
+from stripe_gateway.registry import HANDLERS, Registration
 from tests.marketplace.helpers import OLD_SECRET, SECRET
 
 API_BASE = "https://stripe.test"

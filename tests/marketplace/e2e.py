@@ -4,37 +4,31 @@ PaymentIntent at the emulator, as the app's front end would)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from demo.inbox import inbox_drain
 from ledger.selectors import balance_get, transactions_list
-from marketplace.demo.inbox import inbox_drain
-from marketplace.errors import CardDeclined
-from marketplace.stripe_api import StripeGateway
 from stripe_emulator import ChaosConfig, EmulatorServer
+from stripe_gateway.client import StripeGateway
+from stripe_gateway.errors import CardDeclined
 from tests.marketplace.helpers import SECRET
 
 USD = "USD/2"
 
 
 @pytest.fixture
-def emulator(live_server: Any, settings: Any) -> Iterator[EmulatorServer]:
-    server = EmulatorServer(
+def emulator(emulator_factory: Any, live_server: Any, settings: Any) -> EmulatorServer:
+    server = emulator_factory(
         webhook_url=live_server.url + "/webhooks/stripe/",
         webhook_secret=SECRET,
         chaos=ChaosConfig(seed=11),
     )
-    server.start()
-    settings.STRIPE_API_BASE = server.url
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.MARKETPLACE_DEFER_SECONDS = 0.05
     settings.STRIPE_EVENTS_MAX_ATTEMPTS = 50
-    try:
-        yield server
-    finally:
-        server.stop()
+    return server
 
 
 def customer_pays(server: EmulatorServer, intent_id: str, pm: str = "pm_card_visa") -> bool:

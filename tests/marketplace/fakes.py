@@ -1,5 +1,5 @@
 """A fake Stripe gateway for unit tests of the flows: the objects Stripe would return, kept
-in a dict and served by the same methods as `marketplace.stripe_api.StripeGateway`. Shapes
+in a dict and served by the same methods as `stripe_gateway.client.StripeGateway`. Shapes
 follow tests/fixtures/stripe (only the fields the flows read)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from marketplace.errors import InvalidRequest, ProviderObjectNotFound, StripeCallInTransaction
-from marketplace.stripe_api import open_atomic_depth
+from stripe_gateway.client import open_atomic_depth
+from stripe_gateway.errors import InvalidRequest, ProviderObjectNotFound, StripeCallInTransaction
 
 _ids = itertools.count(1)
 

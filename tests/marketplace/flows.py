@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from marketplace.models import Order, StripeEvent
+from marketplace.models import Order
 from marketplace.services.orders import order_create, order_payment_intent_create
-from marketplace.webhooks.services import ProcessOutcome, event_ingest, event_process, event_replay
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.services import ProcessOutcome, event_ingest, event_process, event_replay
 from tests.marketplace.fakes import FakeGateway, charge
 from tests.marketplace.helpers import make_event
 

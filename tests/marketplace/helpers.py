@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from marketplace.webhooks.signature import signature_header
+from stripe_gateway.signature import signature_header
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe"
 SECRET = "whsec_test_primary"

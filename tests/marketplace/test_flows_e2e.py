@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from marketplace.models import Anomaly, Dispute, Order, Refund, StripeEvent
+from marketplace.models import Anomaly, Dispute, Order, Refund
 from marketplace.services.campaigns import campaign_create, campaign_fund
 from marketplace.services.orders import order_deliver, order_place
 from marketplace.services.parties import restaurant_onboard, rider_onboard
 from marketplace.services.refunds import refund_issue
 from marketplace.services.treasury import topup_create
 from stripe_emulator import card_fee
+from stripe_gateway.models import StripeEvent
 from tests.marketplace.e2e import bal, customer_pays, emulator, ledger_tx, postings, settle
 
 __all__ = ["emulator"]

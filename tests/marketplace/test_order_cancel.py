@@ -14,7 +14,6 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from ledger.selectors import balance_get, transactions_list
-from marketplace.errors import InvalidRequest, OutcomeUnknown, ProviderObjectNotFound
 from marketplace.models import Anomaly, Order, OrderStatusChange
 from marketplace.services.errors import InvalidState
 from marketplace.services.orders import (
@@ -25,9 +24,10 @@ from marketplace.services.orders import (
     orders_expire,
 )
 from marketplace.services.parties import restaurant_onboard
-from marketplace.stripe_api import open_atomic_depth
 from stripe_emulator import EmulatorServer
 from stripe_emulator import card_fee as emulator_card_fee
+from stripe_gateway.client import open_atomic_depth
+from stripe_gateway.errors import InvalidRequest, OutcomeUnknown, ProviderObjectNotFound
 from tests.auth import make_user, token_client
 from tests.marketplace.e2e import customer_pays
 from tests.marketplace.factories import CampaignFactory, RestaurantFactory

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ledger.selectors import balance_get, transactions_list
-from marketplace.models import Anomaly, Order, StripeEvent
+from marketplace.models import Anomaly, Order
+from stripe_gateway.models import StripeEvent
 from tests.marketplace.factories import CampaignFactory, RestaurantFactory
 from tests.marketplace.fakes import FakeGateway, card_fee, charge, fake_gateway, payment_intent
 from tests.marketplace.flows import event, pay, placed_order, process

@@ -10,9 +10,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from marketplace.errors import InvalidRequest, OutcomeUnknown
 from marketplace.models import Anomaly, Order, Refund
 from marketplace.services.refunds import refund_issue, refund_request, refunds_sweep
+from stripe_gateway.errors import InvalidRequest, OutcomeUnknown
 from tests.marketplace.factories import RestaurantFactory
 from tests.marketplace.fakes import FakeGateway, fake_gateway
 from tests.marketplace.flows import pay, placed_order

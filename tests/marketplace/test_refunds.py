@@ -7,11 +7,11 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from ledger.selectors import balance_get, transactions_list
-from marketplace.errors import InvalidRequest
 from marketplace.models import Order, Refund
 from marketplace.services.errors import InvalidInput, InvalidState, RefundTooLarge
 from marketplace.services.orders import order_deliver
 from marketplace.services.refunds import refund_issue, refund_request, refund_submit
+from stripe_gateway.errors import InvalidRequest
 from tests.marketplace.factories import RestaurantFactory, RiderFactory
 from tests.marketplace.fakes import FakeGateway, fake_gateway, refund
 from tests.marketplace.flows import drain, event, pay, placed_order, process

@@ -13,7 +13,14 @@ import responses
 import stripe
 from django.db import transaction
 
-from marketplace.errors import (
+from stripe_gateway.client import (
+    StripeGateway,
+    from_stripe_amount,
+    get_gateway,
+    open_atomic_depth,
+    to_stripe_amount,
+)
+from stripe_gateway.errors import (
     AssetNotSupported,
     CardDeclined,
     InvalidRequest,
@@ -23,13 +30,6 @@ from marketplace.errors import (
     ProviderObjectNotFound,
     ProviderUnavailable,
     StripeCallInTransaction,
-)
-from marketplace.stripe_api import (
-    StripeGateway,
-    from_stripe_amount,
-    get_gateway,
-    open_atomic_depth,
-    to_stripe_amount,
 )
 from tests.marketplace.conftest import API_BASE
 from tests.marketplace.helpers import stripe_object
@@ -746,7 +746,7 @@ def test_only_the_seam_imports_stripe() -> None:
             or "/migrations/" in relative
         ):
             continue
-        if relative == "marketplace/stripe_api.py":
+        if relative == "stripe_gateway/client.py":
             continue
         for line in path.read_text().splitlines():
             stripped = line.strip()
@@ -793,7 +793,7 @@ def test_the_runtime_guard_logs_in_production_and_raises_when_forbidden(
 
     # given: production settings -> an error log, and the call goes ahead
     settings.STRIPE_FORBID_IN_ATOMIC = False
-    with caplog.at_level(logging.ERROR, logger="marketplace.stripe_api"), transaction.atomic():
+    with caplog.at_level(logging.ERROR, logger="stripe_gateway.client"), transaction.atomic():
         balance = REAL_CALL(gateway, "balance_retrieve", gateway.v1.balance.retrieve, write=False)
     assert balance == stripe_object("balance")
     assert "Stripe call balance_retrieve inside an open database transaction" in caplog.text

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from ledger.selectors import balance_get, transactions_list
-from marketplace.models import Anomaly, StripeEvent, Topup
+from marketplace.models import Anomaly, Topup
 from marketplace.services.treasury import topup_create
+from stripe_gateway.models import StripeEvent
 from tests.marketplace.fakes import FakeGateway, fake_gateway, topup
 from tests.marketplace.flows import event, process
 

@@ -11,12 +11,18 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 
-from marketplace.models import StripeEvent
-from marketplace.webhooks import services
+from stripe_gateway import services
+from stripe_gateway.models import StripeEvent
 from tests.marketplace.helpers import encode, make_event, post, signed, stripe_object
 
 # Flush only the tables these tests touch: the ledger's tables refuse TRUNCATE by design.
-TOUCHED_APPS = ["marketplace", "audit", "django.contrib.auth", "django.contrib.contenttypes"]
+TOUCHED_APPS = [
+    "stripe_gateway",
+    "marketplace",
+    "audit",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+]
 pytestmark = pytest.mark.django_db(transaction=True, available_apps=TOUCHED_APPS)
 
 

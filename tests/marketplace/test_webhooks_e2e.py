@@ -5,7 +5,6 @@ processed through the handler table."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -13,12 +12,12 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from marketplace.errors import CardDeclined, OutcomeUnknown
-from marketplace.models import StripeEvent
-from marketplace.stripe_api import StripeGateway, get_gateway
-from marketplace.webhooks import services
-from marketplace.webhooks.registry import Registration
 from stripe_emulator import ChaosConfig, EmulatorServer
+from stripe_gateway import services
+from stripe_gateway.client import StripeGateway, get_gateway
+from stripe_gateway.errors import CardDeclined, OutcomeUnknown
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import Registration
 
 # Only these apps' tables are flushed afterwards (the ledger's refuse TRUNCATE by design).
 pytestmark = [
@@ -26,6 +25,7 @@ pytestmark = [
     pytest.mark.django_db(
         transaction=True,
         available_apps=[
+            "stripe_gateway",
             "marketplace",
             "audit",
             "django.contrib.auth",
@@ -46,19 +46,16 @@ def handlers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Registration]:
 
 
 @pytest.fixture
-def emulator(live_server: Any, settings: Any) -> Iterator[EmulatorServer]:
-    server = EmulatorServer(
+def emulator(emulator_factory: Any, live_server: Any, settings: Any) -> EmulatorServer:
+    server = emulator_factory(
         port=0,
+        api_key="sk_test_e2e",
         webhook_url=f"{live_server.url}/webhooks/stripe/",
         webhook_secret=SECRET,
         chaos=ChaosConfig(seed=7),
     )
-    server.start()
-    settings.STRIPE_API_BASE = server.url
-    settings.STRIPE_API_KEY = "sk_test_e2e"
     settings.STRIPE_WEBHOOK_SECRETS = ["whsec_rotated_out", SECRET]
-    yield server
-    server.stop()
+    return server
 
 
 def pay(gateway: StripeGateway, order: int, payment_method: str = "pm_card_visa") -> dict:

@@ -13,8 +13,8 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from marketplace.models import StripeEvent
-from marketplace.webhooks.signature import SignatureError, sign, verify_signature
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.signature import SignatureError, sign, verify_signature
 from tests.marketplace.helpers import SECRET, post, signed
 
 pytestmark = pytest.mark.django_db

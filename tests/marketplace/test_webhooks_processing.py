@@ -14,17 +14,17 @@ from django.core.management import CommandError, call_command
 from django.db.models import F
 from django.utils import timezone
 
-from marketplace.management.commands.stripe_events import parse_since
-from marketplace.models import StripeEvent
-from marketplace.stripe_api import get_gateway
-from marketplace.webhooks import services
-from marketplace.webhooks.registry import (
+from stripe_gateway import services
+from stripe_gateway.client import get_gateway
+from stripe_gateway.management.commands.stripe_events import parse_since
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import (
     HANDLERS,
     DeferEvent,
     HandlerResult,
     handler_register,
 )
-from marketplace.webhooks.tasks import stripe_event_process, stripe_events_sweep
+from stripe_gateway.tasks import stripe_event_process, stripe_events_sweep
 from tests.marketplace.conftest import API_BASE
 from tests.marketplace.helpers import make_event, stripe_object
 

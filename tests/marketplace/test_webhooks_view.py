@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from django.test import Client, RequestFactory
 
-from marketplace.models import StripeEvent
-from marketplace.webhooks import services
-from marketplace.webhooks.views import stripe_webhook
+from stripe_gateway import services
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.views import stripe_webhook
 from tests.marketplace.helpers import (
     OLD_SECRET,
     SECRET,

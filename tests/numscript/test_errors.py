@@ -391,7 +391,8 @@ def test_interpolating_a_monetary_is_refused() -> None:
     err = _raises(
         ns.CannotCastToString, source, vars={"m": "USD 1"}, flags=[ff.ACCOUNT_INTERPOLATION]
     )
-    assert (err.line, err.column) == (2, 24)
+    # the whole interpolated literal, as the reference's TestAccountInvalidString
+    assert (err.span.line, err.span.column, err.span.end_column) == (2, 18, 26)
 
 
 def test_interpolation_producing_an_invalid_account() -> None:

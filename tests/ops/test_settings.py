@@ -9,7 +9,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    hidden = {"SECRET_KEY", "DEBUG", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET"}
+    # DJANGO_ALLOW_ASYNC_UNSAFE: set by the browser tests in this process, never in a deployment.
+    hidden = {
+        "SECRET_KEY",
+        "DEBUG",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+    }
     full_env = {k: v for k, v in os.environ.items() if k not in hidden}
     full_env.update(env)
     return subprocess.run(

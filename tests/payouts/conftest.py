@@ -7,7 +7,6 @@ stay in the test database (assertions use accounts created by the test, or delta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ API_KEY = "sk_test_payouts"
 TRANSACTIONAL_APPS = [
     "payouts",
     "marketplace",
+    "stripe_gateway",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.admin",
@@ -52,14 +52,11 @@ def chaos() -> ChaosConfig:
 
 
 @pytest.fixture
-def emulator(settings: Any, chaos: ChaosConfig) -> Iterator[EmulatorServer]:
+def emulator(emulator_factory: Any, chaos: ChaosConfig) -> EmulatorServer:
     """A local Stripe with a large available platform balance; the app points at it."""
-    server = EmulatorServer(port=0, chaos=chaos)
-    server.start()
-    settings.STRIPE_API_BASE = server.url
+    server = emulator_factory(port=0, chaos=chaos)
     status, body = server.request(
         "POST", "/v1/topups", {"amount": 50_000_000, "currency": "usd"}, api_key=API_KEY
     )
     assert status == 200, body
-    yield server
-    server.stop()
+    return server

@@ -1,4 +1,4 @@
-"""A worker killed between the parts of each step (W1-W7 of reliability.md §1.6), simulated
+"""A worker killed between the parts of each step (W1-W7 of docs/payouts-failure-modes.md), simulated
 by raising `Crash` (a BaseException: nothing catches it, the lease is not released, the open
 transaction rolls back). After the lease expires the sweeper's drive resumes from the state
 left behind; every payout ends paid (or returned), with exactly one transfer at Stripe and a
@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from ledger.models import Transaction
-from marketplace.stripe_api import StripeGateway
 from payouts.models import Payout, PayoutEvent
 from payouts.services import (
     driving,
@@ -23,6 +22,7 @@ from payouts.services import (
     scheduling,
 )
 from stripe_emulator import EmulatorServer
+from stripe_gateway.client import StripeGateway
 from tests.payouts.helpers import (
     Crash,
     assert_books,

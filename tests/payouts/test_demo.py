@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from payouts.demo import demo_payouts
+from demo.payouts import demo_payouts
 from payouts.models import Payout
 from stripe_emulator import EmulatorServer
 from tests.payouts.helpers import debit, make_payee

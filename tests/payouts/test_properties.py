@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.selectors import balances_get
-from marketplace.stripe_api import StripeGateway
 from payouts.models import Payout
 from payouts.services import driving, payouts_drive, payouts_schedule
 from payouts.transitions import IN_FLIGHT
 from stripe_emulator import ChaosConfig, EmulatorServer
+from stripe_gateway.client import StripeGateway
 from tests.payouts.conftest import API_KEY
 from tests.payouts.helpers import Crash, bal, credit, debit, drive_until_done, key, make_payee
 

@@ -17,12 +17,12 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from ledger.models import Transaction
-from marketplace.errors import ProviderUnavailable
-from marketplace.stripe_api import StripeGateway
 from payouts.errors import ReversalPending, ReversalRefused, TransitionRefused
 from payouts.models import Payout, PayoutEvent
 from payouts.services import payout_cancel, payout_reverse, payouts_schedule
 from stripe_emulator import EmulatorServer
+from stripe_gateway.client import StripeGateway
+from stripe_gateway.errors import ProviderUnavailable
 from tests.payouts.conftest import API_KEY
 from tests.payouts.helpers import assert_books, bal, key, make_payee
 from tests.payouts.test_webhooks import deliver, reverse, submitted_payout, transfer

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from ledger.models import Transaction
-from marketplace.webhooks.services import event_ingest, event_process
 from payouts.models import PayeeHoldChange, Payout
 from payouts.services import driving, payouts_schedule
 from stripe_emulator import EmulatorServer
+from stripe_gateway.services import event_ingest, event_process
 from tests.payouts.conftest import API_KEY
 from tests.payouts.helpers import Crash, assert_books, bal, drive_until_done, key, make_payee
 

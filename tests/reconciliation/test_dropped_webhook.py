@@ -17,17 +17,18 @@ from typing import Any
 import pytest
 
 from ledger.selectors import balance_get
-from marketplace.errors import CardDeclined
-from marketplace.models import Order, StripeEvent
+from marketplace.models import Order
 from marketplace.services.orders import order_place
 from marketplace.services.parties import restaurant_onboard
-from marketplace.stripe_api import StripeGateway
-from marketplace.webhooks.services import event_ingest, event_parse, event_process
-from marketplace.webhooks.signature import verify_signature
 from reconciliation.matching import Outcome
 from reconciliation.models import ReconciliationItem
 from reconciliation.services import reconciliation_run, run_repairs_apply
 from stripe_emulator import ChaosConfig, EmulatorServer
+from stripe_gateway.client import StripeGateway
+from stripe_gateway.errors import CardDeclined
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.services import event_ingest, event_parse, event_process
+from stripe_gateway.signature import verify_signature
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 SECRET = "whsec_reconciliation_dropped"
@@ -75,19 +76,17 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def emulator(receiver: Receiver, settings: Any) -> Iterator[EmulatorServer]:
-    server = EmulatorServer(
-        port=0, webhook_url=receiver.url, webhook_secret=SECRET, chaos=ChaosConfig(seed=3)
+def emulator(emulator_factory: Any, receiver: Receiver, settings: Any) -> EmulatorServer:
+    server = emulator_factory(
+        port=0,
+        api_key="sk_test_reconciliation",
+        webhook_url=receiver.url,
+        webhook_secret=SECRET,
+        chaos=ChaosConfig(seed=3),
     )
-    server.start()
-    settings.STRIPE_API_BASE = server.url
-    settings.STRIPE_API_KEY = "sk_test_reconciliation"
     settings.STRIPE_WEBHOOK_SECRETS = [SECRET]
     settings.MARKETPLACE_DEFER_SECONDS = 0.05
-    try:
-        yield server
-    finally:
-        server.stop()
+    return server
 
 
 def deliver(server: EmulatorServer, receiver: Receiver) -> int:

@@ -13,8 +13,6 @@ import pytest
 
 from ledger.domain import PostingInput, TxInput
 from ledger.services import transactions_post_bulk
-from marketplace.models import StripeEvent
-from marketplace.webhooks.registry import HANDLERS, Registration
 from reconciliation.matching import Outcome
 from reconciliation.models import ReconciliationItem, StripeBalanceTransaction
 from reconciliation.services import (
@@ -24,6 +22,8 @@ from reconciliation.services import (
     stripe_balance_fetch,
 )
 from stripe_emulator import EmulatorServer
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import HANDLERS, Registration
 from tests.reconciliation.helpers import HOT
 
 pytestmark = pytest.mark.django_db
@@ -43,14 +43,8 @@ def handlers() -> Iterator[dict[str, Registration]]:
 
 
 @pytest.fixture
-def emulator(settings: Any) -> Iterator[EmulatorServer]:
-    server = EmulatorServer(port=0).start()
-    settings.STRIPE_API_BASE = server.url
-    settings.STRIPE_API_KEY = "sk_test_reconciliation"
-    try:
-        yield server
-    finally:
-        server.stop()
+def emulator(emulator_factory: Any) -> EmulatorServer:
+    return emulator_factory(port=0, api_key="sk_test_reconciliation")
 
 
 def call(server: EmulatorServer, path: str, **params: Any) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from ledger.domain import PostingInput
 from ledger.models import Posting, Transaction
 from ledger.selectors import balance_get
 from ledger.services import transaction_post
-from marketplace.models import StripeEvent
-from marketplace.webhooks.registry import HANDLERS, Registration
 from reconciliation.matching import Outcome
 from reconciliation.models import ReconciliationItem, ReconciliationRun, StripeBalanceTransaction
 from reconciliation.services import reconciliation_run, run_repairs_apply
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import HANDLERS, Registration
 from tests.reconciliation.helpers import (
     DAY,
     HOT,

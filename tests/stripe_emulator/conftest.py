@@ -95,11 +95,8 @@ def chaos() -> ChaosConfig:
 
 
 @pytest.fixture
-def emulator(chaos: ChaosConfig) -> Iterator[EmulatorServer]:
-    server = EmulatorServer(port=0, chaos=chaos)
-    server.start()
-    yield server
-    server.stop()
+def emulator(emulator_factory: Any, chaos: ChaosConfig) -> EmulatorServer:
+    return emulator_factory(port=0, chaos=chaos, point_app=False)
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ def _run_against_ledger(
         )
     except LedgerError as exc:
         raise CommandError(f"{exc.code}: {exc.message}", returncode=1) from exc
+    assert outcome.execution is not None  # no reference: never a replay
     return outcome.execution
 
 

@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from rich.console import Console
 
 from marketplace.api.views import risk_data
-from marketplace.demo.books import owed_table, risk_tables
+from marketplace.books import owed_table, risk_tables
 from marketplace.selectors import risk_get
 
 

@@ -1,0 +1,3 @@
+"""Mechanisms every app uses and no app owns: retry backoff, the read-only admin base.
+
+Must not import any app (it is the bottom floor; the import contracts enforce it)."""

@@ -1,0 +1,682 @@
+"""The Stripe seam: the only module of the project that imports `stripe`.
+
+Owns: the configured `stripe.StripeClient`, amount conversion between our `(int, "USD/2")`
+and Stripe's `(amount, "usd")`, the mapping of Stripe errors to `stripe_gateway.errors`, and the
+rule "no Stripe call inside a database transaction". Everything returned is a plain `dict`
+(recursively), so no other module ever touches a `stripe` object or exception.
+
+Rules every caller follows:
+- Every POST takes a caller-chosen, deterministic `idempotency_key` (`refund:<id>`,
+  `transfer:<payout id>`...), required, never generated here. On `OutcomeUnknown` retry with
+  the SAME key and parameters, or look the object up (`transfers_find`); never a new key.
+- Never call the gateway inside `transaction.atomic()`: record the intent, commit, call,
+  record the result. `_call` checks it (an error log in production, an exception when
+  `settings.STRIPE_FORBID_IN_ATOMIC`, a test failure under `stripe_gateway.testing`).
+
+Must not import: any other app (ledger, payouts, reconciliation); it is a leaf.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.db import connections
+
+from stripe_gateway import conf
+from stripe_gateway.errors import (
+    AssetNotSupported,
+    CardDeclined,
+    InvalidRequest,
+    OutcomeUnknown,
+    PaymentProviderError,
+    ProviderConfigurationError,
+    ProviderObjectNotFound,
+    ProviderUnavailable,
+    StripeCallInTransaction,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "StripeGateway",
+    "from_stripe_amount",
+    "get_gateway",
+    "open_atomic_depth",
+    "to_stripe_amount",
+]
+
+# --- amounts ------------------------------------------------------------------------------
+# Stripe's minor unit per currency (https://docs.stripe.com/currencies): zero-decimal and
+# three-decimal currencies; everything else has two decimals in the API. ISK, HUF and TWD stay
+# two-decimal in the API even where only whole units are accepted (amount % 100 == 0).
+ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA"}
+    | {"PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+_ASSET = re.compile(r"^([A-Z]{3})(?:/(\d{1,2}))?$")
+_CURRENCY = re.compile(r"^[a-zA-Z]{3}$")
+
+
+def stripe_exponent(currency: str) -> int:
+    """Number of decimals Stripe uses for `currency` (ISO code, any case) in API amounts."""
+    code = currency.upper()
+    if code in ZERO_DECIMAL:
+        return 0
+    if code in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def _asset_for(currency: str) -> str:
+    code = currency.upper()
+    exponent = stripe_exponent(code)
+    return code if exponent == 0 else f"{code}/{exponent}"
+
+
+def to_stripe_amount(amount: int, asset: str) -> tuple[int, str]:
+    """`(1234, "USD/2") -> (1234, "usd")`; `(500, "JPY") -> (500, "jpy")`.
+
+    Raises AssetNotSupported when the asset's scale is not Stripe's minor unit for that
+    currency (`USD/3`, `JPY/2`, and `JPY/0`: zero-decimal assets are written `JPY`), and
+    ValueError when `amount` is not an int (floats and bools are refused, never rounded).
+    """
+    if type(amount) is not int:
+        raise ValueError(f"amount must be an int in minor units, got {amount!r}")
+    match = _ASSET.match(asset) if isinstance(asset, str) else None
+    if match is None:
+        raise AssetNotSupported(
+            f"{asset!r} is not an asset of the form 'USD/2' or 'JPY'", extra={"asset": asset}
+        )
+    code = match.group(1)
+    expected = stripe_exponent(code)
+    canonical = _asset_for(code)
+    if asset != canonical:
+        raise AssetNotSupported(
+            f"Stripe amounts in {code} have {expected} decimal(s): use asset {canonical!r}, "
+            f"not {asset!r}",
+            extra={"asset": asset, "expected_asset": canonical},
+        )
+    return amount, code.lower()
+
+
+def from_stripe_amount(amount: int, currency: str) -> tuple[int, str]:
+    """`(1234, "usd") -> (1234, "USD/2")`; `(500, "jpy") -> (500, "JPY")`."""
+    if type(amount) is not int:
+        raise ValueError(f"Stripe amounts are ints, got {amount!r}")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        raise AssetNotSupported(f"{currency!r} is not a currency code", extra={"asset": currency})
+    return amount, _asset_for(currency)
+
+
+# Stripe's `cancellation_reason` values for a PaymentIntent.
+PAYMENT_INTENT_CANCEL_REASONS = frozenset(
+    {"abandoned", "duplicate", "fraudulent", "requested_by_customer"}
+)
+
+
+# --- the transaction guard ----------------------------------------------------------------
+def open_atomic_depth() -> int:
+    """How many `atomic()` blocks the code has open on any initialised connection.
+
+    Blocks opened by Django's TestCase machinery (pytest-django's `django_db`) are not
+    counted, so the same check works in production and inside a test's wrapping transaction.
+    """
+    depth = 0
+    for connection in connections.all(initialized_only=True):
+        for block in connection.atomic_blocks:
+            if not getattr(block, "_from_testcase", False):
+                depth += 1
+    return depth
+
+
+def _transaction_guard(operation: str) -> None:
+    if open_atomic_depth() == 0:
+        return
+    message = (
+        f"Stripe call {operation} inside an open database transaction: commit first, "
+        "then call Stripe (see stripe_gateway.client)"
+    )
+    if settings.STRIPE_FORBID_IN_ATOMIC:
+        raise StripeCallInTransaction(message)
+    logger.error(message, extra={"stripe_operation": operation})
+
+
+# --- the gateway --------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """Recursively turn stripe objects into dicts/lists of JSON-able values.
+
+    `for_json=True`: stripe-python 16 parses `*_decimal` fields into `Decimal`; they go back
+    to the strings Stripe sent, so results can be stored in a JSONField as they are.
+    """
+    if isinstance(value, stripe.StripeObject):
+        return value.to_dict(recursive=True, for_json=True)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _compact(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop None values: Stripe treats an explicit empty value as "unset this field"."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, str] | None:
+    if metadata is None:
+        return None
+    return {str(k): str(v) for k, v in metadata.items()}
+
+
+def _check_key(idempotency_key: str) -> str:
+    if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        raise ValueError("every Stripe POST needs a caller-chosen idempotency_key")
+    if len(idempotency_key) > 255:
+        raise ValueError("Stripe idempotency keys are at most 255 characters")
+    return idempotency_key
+
+
+def _positive(amount: int) -> None:
+    if type(amount) is not int or amount <= 0:
+        raise ValueError(f"amount must be a positive int in minor units, got {amount!r}")
+
+
+class StripeGateway:
+    """Typed, dict-returning access to the Stripe calls the marketplace makes.
+
+    Build it with `get_gateway()` (from settings) or directly with another `api_base`
+    (the emulator, a test double). Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_base: str = "https://api.stripe.com",
+        timeout: float = 20.0,
+        max_network_retries: int = 2,
+        stripe_account: str | None = None,
+    ):
+        connect_timeout = min(5.0, timeout)
+        self.api_base = api_base
+        self._client = stripe.StripeClient(
+            api_key,
+            stripe_account=stripe_account,
+            base_addresses={"api": api_base},
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=(connect_timeout, timeout)),
+        )
+        self.v1 = self._client.v1
+
+    # Every HTTP request of this class goes through `_call`: one place for the transaction
+    # guard, error mapping, logging and the `stripe_gateway.testing` hook.
+    def _call(
+        self,
+        operation: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        write: bool,
+        params: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        _transaction_guard(operation)
+        started = time.perf_counter()
+        try:
+            result = fn(*args, params=dict(params or {}), options=dict(options or {}))
+        except stripe.StripeError as exc:
+            raise _map_error(exc, operation=operation, write=write) from exc
+        finally:
+            logger.debug(
+                "stripe %s took %.1f ms", operation, (time.perf_counter() - started) * 1000
+            )
+        return _plain(result)
+
+    def _post(
+        self,
+        operation: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        params: Mapping[str, Any],
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        options = {"idempotency_key": _check_key(idempotency_key)}
+        return self._call(operation, fn, *args, write=True, params=params, options=options)
+
+    def _get(
+        self,
+        operation: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        params: Mapping[str, Any] | None = None,
+        stripe_account: str | None = None,
+    ) -> dict[str, Any]:
+        options = {"stripe_account": stripe_account} if stripe_account else None
+        return self._call(operation, fn, *args, write=False, params=params, options=options)
+
+    def _list(
+        self,
+        operation: str,
+        fn: Callable[..., Any],
+        params: Mapping[str, Any],
+        *,
+        stripe_account: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Auto-paging, one `_call` per page (so every page is guarded and mapped)."""
+        page_params = dict(params)
+        while True:
+            page = self._get(operation, fn, params=page_params, stripe_account=stripe_account)
+            data = page.get("data") or []
+            yield from data
+            if not page.get("has_more") or not data:
+                return
+            page_params["starting_after"] = data[-1]["id"]
+
+    # --- payment intents and charges ---
+    def payment_intent_create(
+        self,
+        *,
+        amount: int,
+        asset: str,
+        idempotency_key: str,
+        metadata: dict,
+        transfer_group: str | None = None,
+        customer: str | None = None,
+        payment_method: str | None = None,
+        confirm: bool = False,
+        payment_method_types: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        _positive(amount)
+        stripe_amount, currency = to_stripe_amount(amount, asset)
+        params = _compact(
+            {
+                "amount": stripe_amount,
+                "currency": currency,
+                "metadata": _metadata(metadata),
+                "transfer_group": transfer_group,
+                "customer": customer,
+                "payment_method": payment_method,
+                "confirm": True if confirm else None,
+                "payment_method_types": list(payment_method_types)
+                if payment_method_types
+                else None,
+            }
+        )
+        return self._post(
+            "payment_intent_create",
+            self.v1.payment_intents.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def payment_intent_confirm(
+        self, *, payment_intent_id: str, payment_method: str | None, idempotency_key: str
+    ) -> dict[str, Any]:
+        return self._post(
+            "payment_intent_confirm",
+            self.v1.payment_intents.confirm,
+            payment_intent_id,
+            params=_compact({"payment_method": payment_method}),
+            idempotency_key=idempotency_key,
+        )
+
+    def payment_intent_retrieve(
+        self, payment_intent_id: str, *, expand: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        return self._get(
+            "payment_intent_retrieve",
+            self.v1.payment_intents.retrieve,
+            payment_intent_id,
+            params=_compact({"expand": list(expand) or None}),
+        )
+
+    def payment_intent_cancel(
+        self, *, payment_intent_id: str, idempotency_key: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Cancel a PaymentIntent that has not succeeded (`reason`: Stripe's
+        `cancellation_reason`). A PaymentIntent that already succeeded (or is processing, or
+        is canceled) cannot be: Stripe answers 400 `payment_intent_unexpected_state`
+        (InvalidRequest with that `stripe_code`); look it up to learn why."""
+        if reason is not None and reason not in PAYMENT_INTENT_CANCEL_REASONS:
+            raise ValueError(
+                f"cancellation reason must be one of {sorted(PAYMENT_INTENT_CANCEL_REASONS)}, "
+                f"got {reason!r}"
+            )
+        return self._post(
+            "payment_intent_cancel",
+            self.v1.payment_intents.cancel,
+            payment_intent_id,
+            params=_compact({"cancellation_reason": reason}),
+            idempotency_key=idempotency_key,
+        )
+
+    def charge_retrieve(
+        self, charge_id: str, *, expand: Sequence[str] = ("balance_transaction",)
+    ) -> dict[str, Any]:
+        return self._get(
+            "charge_retrieve",
+            self.v1.charges.retrieve,
+            charge_id,
+            params=_compact({"expand": list(expand) or None}),
+        )
+
+    # --- refunds and disputes ---
+    def refund_create(
+        self,
+        *,
+        charge_id: str | None = None,
+        payment_intent_id: str | None = None,
+        amount: int,
+        asset: str,
+        idempotency_key: str,
+        metadata: dict,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        if (charge_id is None) == (payment_intent_id is None):
+            raise ValueError("refund_create needs exactly one of charge_id or payment_intent_id")
+        _positive(amount)
+        stripe_amount, currency = to_stripe_amount(amount, asset)
+        # Stripe's refund has no currency parameter: it is the charge's. We still convert, to
+        # refuse an asset whose scale would silently change the amount's meaning.
+        del currency
+        params = _compact(
+            {
+                "charge": charge_id,
+                "payment_intent": payment_intent_id,
+                "amount": stripe_amount,
+                "metadata": _metadata(metadata),
+                "reason": reason,
+            }
+        )
+        return self._post(
+            "refund_create",
+            self.v1.refunds.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def refund_retrieve(self, refund_id: str) -> dict[str, Any]:
+        return self._get("refund_retrieve", self.v1.refunds.retrieve, refund_id)
+
+    def dispute_retrieve(self, dispute_id: str) -> dict[str, Any]:
+        return self._get("dispute_retrieve", self.v1.disputes.retrieve, dispute_id)
+
+    # --- transfers (Connect, separate charges and transfers) ---
+    def transfer_create(
+        self,
+        *,
+        amount: int,
+        asset: str,
+        destination: str,
+        idempotency_key: str,
+        transfer_group: str | None,
+        metadata: dict,
+        source_transaction: str | None = None,
+    ) -> dict[str, Any]:
+        _positive(amount)
+        stripe_amount, currency = to_stripe_amount(amount, asset)
+        params = _compact(
+            {
+                "amount": stripe_amount,
+                "currency": currency,
+                "destination": destination,
+                "transfer_group": transfer_group,
+                "metadata": _metadata(metadata),
+                "source_transaction": source_transaction,
+            }
+        )
+        return self._post(
+            "transfer_create",
+            self.v1.transfers.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def transfer_retrieve(self, transfer_id: str) -> dict[str, Any]:
+        return self._get("transfer_retrieve", self.v1.transfers.retrieve, transfer_id)
+
+    def transfer_reversal_create(
+        self,
+        *,
+        transfer_id: str,
+        amount: int | None,
+        asset: str,
+        idempotency_key: str,
+        metadata: dict,
+    ) -> dict[str, Any]:
+        """Reverse a transfer (`amount` None: all that is not reversed yet), pulling the money
+        back from the connected account's balance. Returns the `trr_` reversal; Stripe then
+        sends `transfer.reversed` for the transfer. Refused (InvalidRequest) when the
+        connected account's available balance cannot cover it (`balance_insufficient`) or the
+        transfer is already fully reversed."""
+        if amount is not None:
+            _positive(amount)
+        # Like a refund, a reversal has no currency parameter (it is the transfer's); the
+        # conversion still refuses an asset whose scale would change the amount's meaning.
+        stripe_amount, _currency = to_stripe_amount(0 if amount is None else amount, asset)
+        params = _compact(
+            {
+                "amount": None if amount is None else stripe_amount,
+                "metadata": _metadata(metadata),
+            }
+        )
+        return self._post(
+            "transfer_reversal_create",
+            self.v1.transfers.reversals.create,
+            transfer_id,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def transfers_find(
+        self,
+        *,
+        transfer_group: str | None = None,
+        metadata_key: str | None = None,
+        metadata_value: str | None = None,
+        created_gte: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Transfers matching a group and/or a metadata pair: the lookup after OutcomeUnknown.
+
+        Stripe filters by `transfer_group` and `created`; the metadata match is done here.
+        """
+        if transfer_group is None and metadata_key is None and created_gte is None:
+            raise ValueError("transfers_find needs at least one filter")
+        params = _compact(
+            {
+                "limit": 100,
+                "transfer_group": transfer_group,
+                "created": {"gte": created_gte} if created_gte is not None else None,
+            }
+        )
+        found = []
+        for transfer in self._list("transfers_list", self.v1.transfers.list, params):
+            if metadata_key is not None:
+                value = (transfer.get("metadata") or {}).get(metadata_key)
+                if value is None or (metadata_value is not None and value != metadata_value):
+                    continue
+            found.append(transfer)
+        return found
+
+    # --- balance ---
+    def balance_transactions_iter(
+        self,
+        *,
+        created_gte: int,
+        created_lt: int,
+        expand_source: bool = True,
+        page_size: int = 100,
+        payout: str | None = None,
+        stripe_account: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every balance transaction created in [created_gte, created_lt), newest first."""
+        params = _compact(
+            {
+                "created": {"gte": created_gte, "lt": created_lt},
+                "limit": max(1, min(page_size, 100)),
+                "expand": ["data.source"] if expand_source else None,
+                "payout": payout,
+            }
+        )
+        return self._list(
+            "balance_transactions_list",
+            self.v1.balance_transactions.list,
+            params,
+            stripe_account=stripe_account,
+        )
+
+    def balance_transaction_retrieve(
+        self, txn_id: str, *, stripe_account: str | None = None
+    ) -> dict[str, Any]:
+        return self._get(
+            "balance_transaction_retrieve",
+            self.v1.balance_transactions.retrieve,
+            txn_id,
+            stripe_account=stripe_account,
+        )
+
+    def balance_retrieve(self, *, stripe_account: str | None = None) -> dict[str, Any]:
+        return self._get(
+            "balance_retrieve", self.v1.balance.retrieve, stripe_account=stripe_account
+        )
+
+    # --- events ---
+    def events_iter(
+        self,
+        *,
+        created_gte: int,
+        types: Sequence[str] | None = None,
+        delivery_success: bool | None = None,
+        stripe_account: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events created at or after `created_gte` (Stripe keeps 30 days), newest first."""
+        params = _compact(
+            {
+                "created": {"gte": created_gte},
+                "limit": 100,
+                "types": list(types) if types else None,
+                "delivery_success": delivery_success,
+            }
+        )
+        return self._list("events_list", self.v1.events.list, params, stripe_account=stripe_account)
+
+    def event_retrieve(self, event_id: str, *, stripe_account: str | None = None) -> dict:
+        return self._get(
+            "event_retrieve", self.v1.events.retrieve, event_id, stripe_account=stripe_account
+        )
+
+    # --- accounts, customers, top-ups ---
+    def account_create(
+        self, *, idempotency_key: str, email: str | None = None, metadata: dict | None = None
+    ) -> dict[str, Any]:
+        """An Express connected account (restaurant or rider) that can receive transfers."""
+        params = _compact(
+            {
+                "type": "express",
+                "email": email,
+                "metadata": _metadata(metadata),
+                "capabilities": {"transfers": {"requested": True}},
+            }
+        )
+        return self._post(
+            "account_create",
+            self.v1.accounts.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def customer_create(
+        self, *, idempotency_key: str, email: str | None = None, metadata: dict | None = None
+    ) -> dict[str, Any]:
+        params = _compact({"email": email, "metadata": _metadata(metadata)})
+        return self._post(
+            "customer_create",
+            self.v1.customers.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def topup_create(
+        self, *, amount: int, asset: str, idempotency_key: str, description: str | None = None
+    ) -> dict[str, Any]:
+        _positive(amount)
+        stripe_amount, currency = to_stripe_amount(amount, asset)
+        params = _compact(
+            {"amount": stripe_amount, "currency": currency, "description": description}
+        )
+        return self._post(
+            "topup_create",
+            self.v1.topups.create,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+
+    def topup_retrieve(self, topup_id: str) -> dict[str, Any]:
+        return self._get("topup_retrieve", self.v1.topups.retrieve, topup_id)
+
+
+# --- error mapping --------------------------------------------------------------------------
+def _map_error(exc: stripe.StripeError, *, operation: str, write: bool) -> PaymentProviderError:
+    error_object = getattr(exc, "error", None)
+    stripe_code = exc.code or getattr(error_object, "code", None)
+    common: dict[str, Any] = {
+        "operation": operation,
+        "stripe_code": stripe_code,
+        "param": getattr(exc, "param", None),
+        "provider_status": exc.http_status,
+        "request_id": exc.request_id,
+    }
+    message = exc.user_message or str(exc) or exc.__class__.__name__
+    if isinstance(exc, stripe.CardError):
+        decline = getattr(error_object, "decline_code", None)
+        return CardDeclined(message, extra={"decline_code": decline} if decline else None, **common)
+    if isinstance(exc, stripe.IdempotencyError):
+        return InvalidRequest(message, code="provider_idempotency_error", **common)
+    if isinstance(exc, stripe.InvalidRequestError):
+        if exc.http_status == 404:
+            return ProviderObjectNotFound(message, **common)
+        return InvalidRequest(message, **common)
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        logger.error("Stripe rejected our credentials on %s: %s", operation, message)
+        return ProviderConfigurationError(message, **common)
+    if isinstance(exc, stripe.RateLimitError):
+        return ProviderUnavailable(message, **common)
+    if isinstance(exc, stripe.APIConnectionError | stripe.APIError):
+        # A timeout, a reset connection, a 5xx or a 409 (concurrent request with the same
+        # key): a write may have happened; a read simply failed.
+        if write:
+            return OutcomeUnknown(message, **common)
+        return ProviderUnavailable(message, **common)
+    return PaymentProviderError(message, **common)
+
+
+# --- construction from settings -------------------------------------------------------------
+_gateways: dict[tuple[Any, ...], StripeGateway] = {}
+_gateways_lock = threading.Lock()
+
+
+def get_gateway() -> StripeGateway:
+    """The gateway configured from settings (cached per distinct configuration)."""
+    key = (
+        settings.STRIPE_API_KEY,
+        conf.get("STRIPE_API_BASE"),
+        float(conf.get("STRIPE_TIMEOUT")),
+        int(conf.get("STRIPE_MAX_NETWORK_RETRIES")),
+    )
+    gateway = _gateways.get(key)
+    if gateway is None:
+        with _gateways_lock:
+            gateway = _gateways.get(key)
+            if gateway is None:
+                gateway = StripeGateway(
+                    api_key=key[0], api_base=key[1], timeout=key[2], max_network_retries=key[3]
+                )
+                _gateways[key] = gateway
+    return gateway

@@ -1,0 +1,45 @@
+"""Stripe gateway settings: declared here (name, default, meaning), read from the environment
+once by config/settings.py (`config.knobs`); the code reads them through `get`.
+The keys and secrets (STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET) are read there too.
+
+STRIPE_API_BASE              point the real `stripe` client elsewhere (the local emulator)
+STRIPE_TIMEOUT               seconds per Stripe HTTP call (20)
+STRIPE_MAX_NETWORK_RETRIES   the SDK's own retries of a failed connection (2)
+STRIPE_WEBHOOK_TOLERANCE     accepted age (past or future) of a webhook's timestamp, s (300)
+STRIPE_WEBHOOK_MAX_BODY      largest webhook body accepted, bytes (262144)
+STRIPE_FORBID_IN_ATOMIC      a Stripe call inside an open DB transaction raises instead of
+                             being logged as an error (on when DJANGO_ENV=test)
+STRIPE_EVENTS_MAX_ATTEMPTS   processing attempts of an inbox row before `failed` for good (10)
+STRIPE_EVENTS_BACKOFF_BASE   retry backoff: base * 2**(attempt-1) seconds (30) ...
+STRIPE_EVENTS_BACKOFF_MAX    ... capped at this (3600)
+STRIPE_EVENTS_LEASE          how long a claimed row belongs to its worker, seconds (300)
+STRIPE_EVENTS_SWEEP_GRACE    a `received` row is re-driven by the sweeper after this (60)
+STRIPE_EVENTS_SWEEP_BATCH    rows one sweep re-drives at most (500)
+STRIPE_EVENTS_QUEUE          the Celery queue of the processing tasks ("celery")
+"""
+
+from typing import Any
+
+from django.conf import settings
+
+from config.knobs import Knob, knobs_defaults
+
+KNOBS: dict[str, Knob] = {
+    "STRIPE_API_BASE": Knob("https://api.stripe.com", "str", "Stripe API base URL"),
+    "STRIPE_TIMEOUT": Knob(20.0, "float", "seconds per Stripe call"),
+    "STRIPE_MAX_NETWORK_RETRIES": Knob(2, "int", "SDK retries"),
+    "STRIPE_WEBHOOK_TOLERANCE": Knob(300, "int", "webhook timestamp tolerance, seconds"),
+    "STRIPE_WEBHOOK_MAX_BODY": Knob(256 * 1024, "int", "largest webhook body, bytes"),
+    "STRIPE_EVENTS_MAX_ATTEMPTS": Knob(10, "int", "attempts before failed for good"),
+    "STRIPE_EVENTS_BACKOFF_BASE": Knob(30.0, "float", "retry backoff base, seconds"),
+    "STRIPE_EVENTS_BACKOFF_MAX": Knob(3600.0, "float", "retry backoff cap, seconds"),
+    "STRIPE_EVENTS_LEASE": Knob(300.0, "float", "lease of a claimed row, seconds"),
+    "STRIPE_EVENTS_SWEEP_GRACE": Knob(60.0, "float", "re-drive received rows after, seconds"),
+    "STRIPE_EVENTS_SWEEP_BATCH": Knob(500, "int", "rows one sweep re-drives"),
+    "STRIPE_EVENTS_QUEUE": Knob("celery", "str", "Celery queue of the processing tasks"),
+}
+DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)
+
+
+def get(name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])

@@ -1,0 +1,473 @@
+"""Services of the Stripe webhook inbox: ingest, process, sweep, replay, sync.
+
+Ingest (`event_parse` + `event_ingest`) stores an event once by its Stripe id with a single
+`INSERT ... ON CONFLICT DO NOTHING RETURNING id`, then schedules processing on commit; a
+duplicate does nothing else. Processing (`event_process`) is described in the package doc.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache, partial
+from typing import Any
+
+from django.conf import settings
+from django.db import DataError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from common.backoff import backoff_delay
+from config.celery import task_send
+from config.errors import ApplicationError
+from stripe_gateway import conf as gateway_conf
+from stripe_gateway.models import StripeEvent
+from stripe_gateway.registry import HANDLERS, DeferEvent, HandlerResult
+
+logger = logging.getLogger(__name__)
+
+# The Celery task that processes one row (`tasks.stripe_event_process`); its name predates
+# this app and is kept so that queued messages still run.
+PROCESS_TASK = "marketplace.webhooks.tasks.stripe_event_process"
+
+Status = StripeEvent.Status
+MAX_JSON_DEPTH = 64
+MAX_ERROR_LENGTH = 2000
+# Bounds on `created`: from 2009 (Stripe's first year is later) to year 2100.
+_CREATED_MIN, _CREATED_MAX = 1_230_768_000, 4_102_444_800
+
+
+class InvalidEvent(ApplicationError):
+    """The body is not a Stripe event we can store (bad JSON, wrong shape)."""
+
+    code = "invalid_event"
+
+
+class EventNotFound(ApplicationError):
+    code = "event_not_found"
+    http_status = 404
+
+
+class EventBusy(ApplicationError):
+    """The event is being processed right now (its lease has not expired)."""
+
+    code = "event_busy"
+    http_status = 409
+
+
+# --- parse and validate ----------------------------------------------------------------------
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return True
+
+
+def _text(payload: dict, key: str, *, max_length: int, required: bool) -> str:
+    value = payload.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise InvalidEvent(f"`{key}` must be a non-empty string", code="invalid_event")
+    if len(value) > max_length or "\x00" in value:
+        raise InvalidEvent(f"`{key}` is too long or contains NUL", code="invalid_event")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(f"`{key}` is not valid Unicode", code="invalid_event") from None
+    return value
+
+
+def event_parse(body: bytes) -> dict[str, Any]:
+    """Parse a webhook body into an event dict, or raise InvalidEvent.
+
+    Codes: `malformed_json` (not UTF-8 JSON, NaN/Infinity, too deep) and `invalid_event`
+    (not an object with `id` = evt_..., `type`, `created`, `data.object`).
+    """
+    try:
+        payload = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float
+        )
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
+        raise InvalidEvent("The body is not valid JSON.", code="malformed_json") from None
+    if not _depth_ok(payload, MAX_JSON_DEPTH):
+        raise InvalidEvent("The JSON is nested too deeply.", code="malformed_json")
+    event_validate(payload)
+    return payload
+
+
+def event_validate(payload: Any) -> None:
+    """Check the envelope fields we index on; the rest of the event is stored as-is."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent("The event must be a JSON object.")
+    event_id = _text(payload, "id", max_length=255, required=True)
+    if not event_id.startswith("evt_"):
+        raise InvalidEvent("`id` must be a Stripe event id (evt_...).")
+    _text(payload, "type", max_length=255, required=True)
+    _text(payload, "account", max_length=255, required=False)
+    _text(payload, "api_version", max_length=64, required=False)
+    if payload.get("object", "event") != "event":
+        raise InvalidEvent("`object` must be 'event'.")
+    created = payload.get("created")
+    if type(created) is not int or not _CREATED_MIN <= created <= _CREATED_MAX:
+        raise InvalidEvent("`created` must be a unix timestamp.")
+    if type(payload.get("livemode", False)) is not bool:
+        raise InvalidEvent("`livemode` must be a boolean.")
+    data = payload.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise InvalidEvent("`data.object` must be an object.")
+
+
+# --- ingest ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IngestResult:
+    stripe_id: str
+    created: bool  # False: a duplicate delivery, nothing was written or scheduled
+
+
+@cache
+def _insert_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    qn = connection.ops.quote_name
+    fields = tuple(f for f in StripeEvent._meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(qn(str(f.column)) for f in fields)
+    if vendor == "postgresql":
+        # The payload goes in as the body's text, cast by the server: no re-serialisation.
+        placeholders = ", ".join("%s::jsonb" if f.name == "payload" else "%s" for f in fields)
+    else:
+        placeholders = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"INSERT INTO {qn(StripeEvent._meta.db_table)} ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT ({qn('stripe_id')}) DO NOTHING RETURNING {qn('id')}"
+    )
+    return sql, fields
+
+
+def _insert(event: StripeEvent, raw: str | None) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: True if this call created the row."""
+    sql, fields = _insert_sql(connection.vendor)
+    if connection.vendor == "postgresql" and raw is not None:
+        # The webhook hot path: a server-side-binding psycopg cursor (prepared after a few
+        # uses) costs a fraction of Django's client-side-binding cursor for a ~2 kB payload.
+        import psycopg
+
+        values = [raw if f.name == "payload" else getattr(event, f.attname) for f in fields]
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, values)
+            return cursor.fetchone() is not None
+    values = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields]
+    if connection.vendor == "postgresql":
+        payload_index = [f.name for f in fields].index("payload")
+        values[payload_index] = json.dumps(event.payload)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return cursor.fetchone() is not None
+
+
+def event_ingest(
+    *, payload: dict[str, Any], raw: str | None = None, schedule: bool = True
+) -> IngestResult:
+    """Store a validated event once (by Stripe id) and schedule its processing on commit.
+
+    `raw` is the JSON text `payload` was parsed from, if at hand (stored as is: cheaper).
+
+    Concurrent duplicates race on the unique index: exactly one insert wins and only the
+    winner schedules. Raises InvalidEvent if the database refuses the content (NUL bytes,
+    lone surrogates in strings).
+    """
+    now = timezone.now()
+    event = StripeEvent(
+        stripe_id=payload["id"],
+        type=payload["type"],
+        livemode=payload.get("livemode", False),
+        account=payload.get("account") or "",
+        api_version=payload.get("api_version") or "",
+        created=datetime.fromtimestamp(payload["created"], tz=UTC),
+        payload=payload,
+        status=Status.RECEIVED,
+        received_at=now,
+        # The sweeper's safety net if the scheduled task is lost.
+        next_attempt_at=now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_SWEEP_GRACE")),
+    )
+    try:
+        if connection.in_atomic_block:  # keep an enclosing transaction usable on DataError
+            with transaction.atomic():
+                created = _insert(event, raw)
+        else:
+            created = _insert(event, raw)
+    except (DataError, RecursionError, UnicodeEncodeError) as exc:
+        raise InvalidEvent(
+            f"The event cannot be stored: {exc.__class__.__name__}.", code="invalid_event"
+        ) from None
+    if created and schedule:
+        transaction.on_commit(partial(event_schedule, event.stripe_id))
+    return IngestResult(stripe_id=event.stripe_id, created=created)
+
+
+def event_schedule(stripe_id: str) -> None:
+    """Send the processing task. Never raises: the row is the source of truth, and the
+    sweeper re-drives it if this message is lost (Redis down) or processing fails."""
+    try:
+        task_send(
+            PROCESS_TASK,
+            stripe_id,
+            queue=gateway_conf.get("STRIPE_EVENTS_QUEUE"),
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
+        )
+    except Exception:
+        # Eager mode runs the task inline: its failure is recorded on the row already.
+        logger.exception("processing of Stripe event %s could not be scheduled/run", stripe_id)
+
+
+# --- process ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProcessOutcome:
+    stripe_id: str
+    status: str  # the row's status after this call, or "skipped" when it was not claimable
+    attempts: int = 0
+    retry_at: datetime | None = None
+    error: str = ""
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+def _claimable(now: datetime) -> Q:
+    return Q(status=Status.RECEIVED) | Q(
+        status__in=[Status.DEFERRED, Status.FAILED, Status.PROCESSING], next_attempt_at__lte=now
+    )
+
+
+def _expected_livemode() -> bool:
+    return str(settings.STRIPE_API_KEY).startswith(("sk_live_", "rk_live_"))
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Delay before retry number `attempt` (1-based): base * 2**(attempt-1), capped."""
+    return backoff_delay(
+        attempt,
+        base=float(gateway_conf.get("STRIPE_EVENTS_BACKOFF_BASE")),
+        cap=float(gateway_conf.get("STRIPE_EVENTS_BACKOFF_MAX")),
+    )
+
+
+def _claim(event_id: str, now: datetime) -> StripeEvent | None:
+    lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
+    with transaction.atomic():
+        row = (
+            StripeEvent.objects.select_for_update(skip_locked=True)
+            .filter(_claimable(now), stripe_id=event_id)
+            .first()
+        )
+        if row is None:
+            return None
+        row.status = Status.PROCESSING
+        row.attempts += 1
+        row.next_attempt_at = lease_until
+        row.save(update_fields=["status", "attempts", "next_attempt_at"])
+    return row
+
+
+def _finish(row: StripeEvent, token: int, status: str, note: str, now: datetime) -> int:
+    return StripeEvent.objects.filter(pk=row.pk, status=Status.PROCESSING, attempts=token).update(
+        status=status, processed_at=now, next_attempt_at=None, last_error=note
+    )
+
+
+def _record_retry(
+    row: StripeEvent, token: int, status: str, error: str, retry_in: float | None
+) -> ProcessOutcome:
+    now = timezone.now()
+    error = error[:MAX_ERROR_LENGTH]
+    retry_at: datetime | None
+    if token >= gateway_conf.get("STRIPE_EVENTS_MAX_ATTEMPTS"):
+        status, retry_at = Status.FAILED, None
+        error = f"gave up after {token} attempts: {error}"[:MAX_ERROR_LENGTH]
+        logger.error("Stripe event %s (%s) failed for good: %s", row.stripe_id, row.type, error)
+    else:
+        delay = backoff_seconds(token) if retry_in is None else max(0.0, retry_in)
+        retry_at = now + timedelta(seconds=delay)
+    StripeEvent.objects.filter(pk=row.pk, status=Status.PROCESSING, attempts=token).update(
+        status=status, next_attempt_at=retry_at, last_error=error
+    )
+    return ProcessOutcome(row.stripe_id, status, token, retry_at, error)
+
+
+def event_process(*, event_id: str) -> ProcessOutcome:
+    """Claim the inbox row of Stripe event `event_id` and run its handler once.
+
+    Not claimable (already processed, claimed by another worker, not yet due) -> "skipped".
+    Must be called with no transaction open: the handler's `prepare` may call Stripe, and
+    `apply` + the status change commit together in a durable transaction of their own.
+    """
+    now = timezone.now()
+    row = _claim(event_id, now)
+    if row is None:
+        return ProcessOutcome(event_id, "skipped")
+    token = row.attempts
+
+    if row.livemode != _expected_livemode():
+        note = f"livemode={row.livemode} does not match the API key's mode"
+        _finish(row, token, Status.IGNORED, note, now)
+        return ProcessOutcome(event_id, Status.IGNORED, token, error=note)
+    registration = HANDLERS.get(row.type)
+    if registration is None:
+        _finish(row, token, Status.IGNORED, "", now)
+        return ProcessOutcome(event_id, Status.IGNORED, token)
+
+    try:
+        prepared = registration.prepare(row) if registration.prepare is not None else None
+        with transaction.atomic(durable=True):
+            locked = StripeEvent.objects.select_for_update().get(pk=row.pk)
+            if locked.status != Status.PROCESSING or locked.attempts != token:
+                raise _LeaseLost
+            if registration.prepare is None:
+                result = registration.apply(locked)
+            else:
+                result = registration.apply(locked, prepared)
+            if result is not None and not isinstance(result, HandlerResult):
+                raise TypeError(f"{registration.name} returned {result!r}, not a HandlerResult")
+            status = Status.IGNORED if result and result.status == "ignored" else Status.PROCESSED
+            note = result.note if result else ""
+            done_at = timezone.now()
+            _finish(locked, token, status, note[:MAX_ERROR_LENGTH], done_at)
+    except _LeaseLost:
+        logger.warning("Stripe event %s: lease lost, another worker owns it", event_id)
+        return ProcessOutcome(event_id, "skipped", token)
+    except DeferEvent as exc:
+        logger.info("Stripe event %s deferred: %s", event_id, exc.reason)
+        return _record_retry(row, token, Status.DEFERRED, f"deferred: {exc.reason}", exc.retry_in)
+    except Exception as exc:
+        logger.exception("Stripe event %s (%s): handler failed", event_id, row.type)
+        return _record_retry(row, token, Status.FAILED, f"{exc.__class__.__name__}: {exc}", None)
+    return ProcessOutcome(event_id, status, token, error=note)
+
+
+# --- sweep, replay, sync ---------------------------------------------------------------------
+def events_due(*, limit: int, now: datetime | None = None) -> list[str]:
+    """Stripe ids of rows the sweeper must re-drive: scheduling lost, retry due, lease expired."""
+    now = now or timezone.now()
+    return list(
+        StripeEvent.objects.filter(
+            next_attempt_at__lte=now,
+            status__in=[Status.RECEIVED, Status.DEFERRED, Status.FAILED, Status.PROCESSING],
+        )
+        .order_by("next_attempt_at")
+        .values_list("stripe_id", flat=True)[:limit]
+    )
+
+
+def events_sweep(*, limit: int | None = None) -> int:
+    """Schedule processing of every due row (at most `limit`); returns how many."""
+    due = events_due(limit=limit or gateway_conf.get("STRIPE_EVENTS_SWEEP_BATCH"))
+    for stripe_id in due:
+        event_schedule(stripe_id)
+    if due:
+        logger.info("stripe events sweep re-drove %d event(s)", len(due))
+    return len(due)
+
+
+def event_replay(*, event_id: str, fetch_missing: bool = True) -> ProcessOutcome:
+    """Run an event's handler again now, whatever its status (handlers are idempotent).
+
+    An event missing from the inbox is fetched from Stripe and stored first (with
+    `fetch_missing`). Refuses (EventBusy) while another worker holds its lease.
+    """
+    if not StripeEvent.objects.filter(stripe_id=event_id).exists():
+        if not fetch_missing:
+            raise EventNotFound(f"{event_id} is not in the inbox.")
+        from stripe_gateway.client import get_gateway
+
+        payload = get_gateway().event_retrieve(event_id)
+        event_validate(payload)
+        event_ingest(payload=payload, schedule=False)
+    now = timezone.now()
+    reset = (
+        StripeEvent.objects.filter(stripe_id=event_id)
+        .exclude(status=Status.PROCESSING, next_attempt_at__gt=now)
+        .update(
+            status=Status.RECEIVED,
+            attempts=0,
+            processed_at=None,
+            next_attempt_at=now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_SWEEP_GRACE")),
+        )
+    )
+    if not reset:
+        raise EventBusy(f"{event_id} is being processed right now; try again later.")
+    return event_process(event_id=event_id)
+
+
+def events_failed() -> list[str]:
+    return list(
+        StripeEvent.objects.filter(status=Status.FAILED)
+        .order_by("created", "id")
+        .values_list("stripe_id", flat=True)
+    )
+
+
+@dataclass
+class SyncResult:
+    seen: int = 0
+    stored: int = 0
+    already: int = 0
+    invalid: int = 0
+
+
+def events_sync(
+    *,
+    since: datetime,
+    types: Sequence[str] | None = None,
+    undelivered_only: bool = False,
+    schedule: bool = True,
+    events: Iterable[dict[str, Any]] | None = None,
+) -> SyncResult:
+    """Fetch events created since `since` from the API and store the missing ones.
+
+    Fills the gaps missed deliveries leave (Stripe keeps events for 30 days). Stored events
+    are scheduled like webhook deliveries; ones already in the inbox are left alone.
+    """
+    if events is None:
+        from stripe_gateway.client import get_gateway
+
+        events = get_gateway().events_iter(
+            created_gte=int(since.timestamp()),
+            types=types,
+            delivery_success=False if undelivered_only else None,
+        )
+    result = SyncResult()
+    for payload in events:
+        result.seen += 1
+        try:
+            event_validate(payload)
+            ingested = event_ingest(payload=payload, schedule=schedule)
+        except InvalidEvent as exc:
+            result.invalid += 1
+            logger.warning("skipping event %r from the API: %s", payload.get("id"), exc)
+            continue
+        if ingested.created:
+            result.stored += 1
+        else:
+            result.already += 1
+    return result

@@ -1,0 +1,80 @@
+"""Every tuning knob an app declares is listed in .env.example, everything .env.example lists
+is read by the settings, and a knob is read from the environment of the same name."""
+
+import re
+from pathlib import Path
+
+import environ
+import pytest
+from django.conf import settings
+
+from config.knobs import knobs_read
+from ledger.conf import KNOBS as LEDGER_KNOBS
+from marketplace.conf import KNOBS as MARKETPLACE_KNOBS
+from payouts.conf import KNOBS as PAYOUTS_KNOBS
+from reconciliation.conf import KNOBS as RECONCILIATION_KNOBS
+from stripe_gateway.conf import KNOBS as STRIPE_KNOBS
+
+ROOT = Path(__file__).resolve().parents[2]
+DECLARED = {
+    **STRIPE_KNOBS,
+    **LEDGER_KNOBS,
+    **MARKETPLACE_KNOBS,
+    **PAYOUTS_KNOBS,
+    **RECONCILIATION_KNOBS,
+}
+# Read directly by config/settings.py (keys, URLs, environment), not tuning knobs.
+BASE = {
+    "DJANGO_ENV",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_EAGER",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "LOG_LEVEL",
+    "DB_CONN_MAX_AGE",
+    "STRIPE_FORBID_IN_ATOMIC",
+    "API_TOKEN_TTL_DAYS",
+    # operations (README "Operations")
+    "METRICS_TOKEN",
+    "LOG_FORMAT",
+    "DATABASE_OWNER_URL",
+    "DB_ROLE",
+    "DB_PGBOUNCER",
+    "WEB_WORKERS",
+    "WEB_THREADS",
+}
+
+
+def listed() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+
+
+def test_env_example_lists_exactly_the_declared_knobs_and_the_base_variables() -> None:
+    assert sorted(set(DECLARED) - listed()) == []
+    assert sorted(listed() - set(DECLARED) - BASE) == []
+
+
+def test_settings_read_every_declared_knob() -> None:
+    assert sorted(name for name in DECLARED if not hasattr(settings, name)) == []
+
+
+def test_a_knob_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given
+    monkeypatch.setenv("RECONCILIATION_GRACE_SECONDS", "90")
+    monkeypatch.setenv("PAYOUTS_MIN_AMOUNT", '{"USD/2": 2500, "*": 1}')
+    monkeypatch.setenv("RECONCILIATION_BOOK_FEES", "false")
+
+    # when
+    values = knobs_read(environ.Env(), DECLARED)
+
+    # then
+    assert values["RECONCILIATION_GRACE_SECONDS"] == 90
+    assert values["PAYOUTS_MIN_AMOUNT"] == {"USD/2": 2500, "*": 1}
+    assert values["RECONCILIATION_BOOK_FEES"] is False
+    assert values["LEDGER_BALANCE_SHARDS"] == 8  # unset: the declared default
