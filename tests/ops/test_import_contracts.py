@@ -21,7 +21,8 @@ def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"],
         cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree)},
+        # wide enough that a long contract name and its BROKEN/KEPT stay on one line
+        env={**os.environ, "PYTHONPATH": str(tree), "COLUMNS": "400"},
         capture_output=True,
         text=True,
         timeout=300,
