@@ -22,6 +22,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ledger.selectors import transactions_list
 from marketplace import conf
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Dispute, Order
@@ -48,6 +49,14 @@ def _order_for(stripe_dispute: dict[str, Any]) -> Order | None:
             pi_id = pi_id.get("id", "")
         order = Order.objects.filter(payment_intent_id=pi_id).first() if pi_id else None
     return order
+
+
+def _primary(reference: str, txns: list[dict[str, Any]]) -> str | None:
+    """The balance transaction booked (or to book) under the dispute's own `reference`."""
+    booked = transactions_list(reference=reference).values_list("metadata", flat=True).first()
+    if booked is not None:
+        return str(booked.get("stripe_balance_transaction") or "") or None
+    return txns[0]["id"] if txns else None
 
 
 def dispute_sync(*, stripe_dispute: dict[str, Any], event_id: str = "") -> str:
@@ -106,8 +115,9 @@ def dispute_sync(*, stripe_dispute: dict[str, Any], event_id: str = "") -> str:
     # Every balance transaction of the dispute is booked, each once: debits (the withdrawal,
     # and any later debit such as a counter fee) with `dispute_withdrawn`, credits (the
     # reinstatement) with `dispute_reinstated`, each with its own fee. The first of each kind
-    # keeps the dispute's reference (`dispute-withdrawn:<dp>`, `dispute-reinstated:<dp>`);
-    # Stripe's list only grows and is ordered by creation, so the first is always the same.
+    # keeps the dispute's reference (`dispute-withdrawn:<dp>`, `dispute-reinstated:<dp>`): the
+    # one already booked under it (two balance transactions can share a creation second, so
+    # "the earliest" is not stable as the list grows), else the earliest.
     txns = sorted(
         stripe_dispute.get("balance_transactions") or [], key=lambda t: (t["created"], t["id"])
     )
@@ -118,9 +128,11 @@ def dispute_sync(*, stripe_dispute: dict[str, Any], event_id: str = "") -> str:
         if int(t["amount"]) > 0 or (int(t["amount"]) == 0 and int(t.get("fee") or 0) < 0)
     ]
     debits = [t for t in txns if t not in credits]
-    for index, txn in enumerate(debits):
+    primary_debit = _primary(f"dispute-withdrawn:{dp_id}", debits)
+    primary_credit = _primary(f"dispute-reinstated:{dp_id}", credits)
+    for txn in debits:
         fee = int(txn.get("fee") or 0)
-        suffix = "" if index == 0 else f":{txn['id']}"
+        suffix = "" if txn["id"] == primary_debit else f":{txn['id']}"
         flow_post(
             "dispute_withdrawn",
             vars={
@@ -131,9 +143,9 @@ def dispute_sync(*, stripe_dispute: dict[str, Any], event_id: str = "") -> str:
             reference=f"dispute-withdrawn:{dp_id}{suffix}",
             metadata={"stripe_object": dp_id, "stripe_balance_transaction": txn["id"], **meta},
         )
-    for index, txn in enumerate(credits):
+    for txn in credits:
         fee = int(txn.get("fee") or 0)
-        suffix = "" if index == 0 else f":{txn['id']}"
+        suffix = "" if txn["id"] == primary_credit else f":{txn['id']}"
         flow_post(
             "dispute_reinstated",
             vars={
