@@ -1,5 +1,8 @@
 """`python manage.py bench dashboard [--quick]`: server time of the staff dashboard's pages on
-a large database: p50/p95 of the home page, search, an order's page and the campaign list.
+a large database: p50/p95 of the home page, search, an order's page and the campaign list; and
+of the finance pages: an account page (the hot `stripe:balance`, and a payee), a transaction
+page, the balance sheet, and a reconciliation run page of 1,000,000 items (100,000 with
+--quick; its first page of problems and pages of matched items by keyset).
 
 Setup (not timed): 200,000 orders (20,000 with --quick) over 30 days, 50,000 customers, 1,000
 restaurants and riders, 20 campaigns (a third of the orders use one), two ledger transactions
@@ -43,6 +46,8 @@ TABLES = (
     "marketplace_anomaly",
     "marketplace_stripe_event",
     "payouts_payout",
+    "reconciliation_run",
+    "reconciliation_item",
 )
 CAMPAIGNS = 20
 PAYEES = 1000
@@ -53,7 +58,7 @@ def _search_path(sender: Any, connection: Any, **kwargs: Any) -> None:
         cursor.execute(f"SET search_path TO {SCHEMA}, public")
 
 
-def _setup(cursor: Any, n: int) -> None:
+def _setup(cursor: Any, n: int, items: int) -> None:
     now_dt = datetime.now(UTC)
     # Literals, not parameters: the SQL is full of `%` (modulo) and holds no user input.
     now = f"'{now_dt.isoformat()}'::timestamptz"
@@ -175,6 +180,40 @@ SELECT o.id, 500, 'USD/2', 'platform', '1/1', '0/1', '0/1', 'parties', 'bench', 
     '', NULL, o.delivered_at, NULL, NULL
 FROM {s}.marketplace_order o WHERE o.id % 50 = 0"""
     )
+    # The balance rows the postings imply (one shard), as the ledger's writer keeps them.
+    cursor.execute(
+        f"""INSERT INTO {s}.ledger_balance (account_id, asset, shard, input, output)
+SELECT account_id, asset, 0, sum(i), sum(o) FROM (
+    SELECT destination_id AS account_id, asset, amount AS i, 0 AS o FROM {s}.ledger_posting
+    UNION ALL SELECT source_id, asset, 0, amount FROM {s}.ledger_posting) x
+GROUP BY account_id, asset"""
+    )
+    # One reconciliation run of `items` items (1 in 1,000 a problem), as the matcher stores it.
+    cursor.execute(
+        f"""INSERT INTO {s}.reconciliation_run (id, window_start, window_end, trigger, status,
+    started_at, finished_at, grace_seconds, imported, counts, amounts, totals, changes, repairs,
+    problems, match_seconds, error)
+VALUES (1, {start}, {now}, 'bench', 'succeeded', {now}, {now}, 0, '{{}}',
+    jsonb_build_object('matched', {items} - {items} / 1000, 'missing_in_ledger', {items} / 1000),
+    '{{}}', '{{"USD/2": {{"ledger": 0, "stripe_total": 0, "drift": 0, "explained": 0,
+    "unexplained": 0}}}}', '{{}}', '{{}}', {items} / 1000, 1.0, '')"""
+    )
+    cursor.execute(
+        f"""INSERT INTO {s}.reconciliation_item (run_id, key, stripe_object, asset, outcome,
+    source_type, categories, stripe_amount, stripe_fee, stripe_net, ledger_net, ledger_fee,
+    difference, balance_transaction_count, ledger_transaction_count, balance_transactions,
+    ledger_transactions, occurred_at, suggested_action, repair, safe, repair_status,
+    repair_note, previous_outcome)
+SELECT 1, 'ch_b' || g, 'ch_b' || g, 'USD/2',
+    CASE WHEN g % 1000 = 0 THEN 'missing_in_ledger' ELSE 'matched' END, 'charge', 'charge',
+    2599, 105, 2494, CASE WHEN g % 1000 = 0 THEN 0 ELSE 2494 END, 105,
+    CASE WHEN g % 1000 = 0 THEN -2494 ELSE 0 END, 1, CASE WHEN g % 1000 = 0 THEN 0 ELSE 1 END,
+    'txn_b' || g, CASE WHEN g % 1000 = 0 THEN '' ELSE (2 * g - 1)::text END,
+    {start} + (g::float / {items}) * ({now} - {start}),
+    CASE WHEN g % 1000 = 0 THEN 'replay the charge.succeeded event' ELSE '' END,
+    NULL, false, 'none', '', NULL
+FROM generate_series(1, {items}) g"""
+    )
     for table in TABLES:
         cursor.execute(f"ANALYZE {s}.{table}")
 
@@ -190,10 +229,11 @@ def bench_dashboard(quick: bool) -> dict[str, Any]:
     from django.test import Client
 
     n = 20_000 if quick else 200_000
+    items = 100_000 if quick else 1_000_000  # reconciliation items of one run
     rounds = 10 if quick else 40
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        _setup(cursor, n)
+        _setup(cursor, n, items)
         cursor.execute(f"SELECT count(*) FROM {SCHEMA}.ledger_posting")
         postings = cursor.fetchone()[0]
     setup_s = round(time.perf_counter() - started, 1)
@@ -219,6 +259,17 @@ def bench_dashboard(quick: bool) -> dict[str, Any]:
             "search": lambda i: "/staff/search/?q=" + searches[i % len(searches)](i),
             "order": lambda i: f"/staff/orders/{1 + (i * 7919) % n}/",
             "campaigns": lambda i: "/staff/campaigns/",
+            # the finance pages (Staff dashboard II)
+            "account_hot": lambda i: "/staff/ledger/accounts/stripe:balance/",
+            "account_payee": lambda i: (
+                f"/staff/ledger/accounts/restaurants:{1 + (i * 37) % PAYEES:03d}/"
+            ),
+            "transaction": lambda i: f"/staff/ledger/transactions/{1 + (i * 7919) % (2 * n)}/",
+            "balance_sheet": lambda i: "/staff/books/",
+            "reconciliation_run": lambda i: "/staff/reconciliation/1/",
+            "reconciliation_run_matched": lambda i: (
+                f"/staff/reconciliation/1/?outcome=matched&after={(i * 9973) % items}"
+            ),
         }
         figures: dict[str, Any] = {}
         for name, url in pages.items():
@@ -242,6 +293,7 @@ def bench_dashboard(quick: bool) -> dict[str, Any]:
     return {
         "orders": n,
         "postings": postings,
+        "reconciliation_items": items,
         "requests_per_page": rounds,
         **figures,
         "goal_p95_ms": goal_ms,

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import connection
 
 from config.errors import ApplicationError
+from reconciliation.matching import PROBLEMS
 from reconciliation.models import ReconciliationItem, ReconciliationRun
 from reconciliation.services import reconciliation_run, run_repairs_apply
 from reconciliation.services.repairs import RepairReport
@@ -53,7 +54,11 @@ def _run_lock(run_id: int) -> Iterator[bool]:
 def pending_repairs(*, run: ReconciliationRun, limit: int = 200) -> list[ReconciliationItem]:
     return list(
         ReconciliationItem.objects.filter(
-            run=run, safe=True, repair_status=ReconciliationItem.RepairStatus.PENDING
+            run=run,
+            # safe repairs are only offered on problem items: the partial (run, outcome) index
+            outcome__in=[str(p) for p in PROBLEMS],
+            safe=True,
+            repair_status=ReconciliationItem.RepairStatus.PENDING,
         ).order_by("id")[:limit]
     )
 
