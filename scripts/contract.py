@@ -131,8 +131,9 @@ def contract_user_token() -> str:
 def seed_objects(app_url: str, emulator: Any, token: str, approver: str) -> None:
     """A short marketplace day through the API: restaurants, riders, a campaign, orders paid
     through signed webhooks, deliveries, refunds, a dispute, a top-up."""
-    from demo.day import demo_day
     from rich.console import Console
+
+    from demo.day import demo_day
 
     demo_day(
         app_url=app_url,
