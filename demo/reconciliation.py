@@ -63,7 +63,7 @@ def _drop_some_payment_webhooks(ctx: Any, console: Console, count: int) -> list[
                 idempotency_key=f"confirm:{intent_id}",
             )
             charges.append(str(intent.get("latest_charge") or ""))
-        emulator.flush(10)
+        emulator.settle(10)  # the late charges' balance transactions too (async capture)
     finally:
         emulator.set_chaos(previous)
     console.print(
@@ -111,7 +111,7 @@ def demo_reconciliation(ctx: Any, stdout: Any) -> ReconciliationRun:
     )
     for note in report.notes[:20]:
         console.print(f"  {note}")
-    ctx.emulator.flush(10)
+    ctx.emulator.settle(10)
 
     second = _run(start, end, console)
     render_run(console, second, problems_limit=10)
