@@ -270,6 +270,7 @@ def refund_needs_approval(*, asset: str, amount: int) -> bool:
     return amount > refund_approval_threshold(asset=asset)
 
 
+@retry_on_conflict
 def _decide(*, refund_id: int, actor: Any, approve: bool, note: str) -> Refund:
     """Lock the order then the refund (the service lock order), check the four-eyes rule,
     record the decision and its audit row."""
@@ -318,7 +319,6 @@ def _decide(*, refund_id: int, actor: Any, approve: bool, note: str) -> Refund:
     return refund
 
 
-@retry_on_conflict
 def refund_approve(*, refund_id: int, actor: Any, note: str = "") -> Refund:
     """A different user approves a refund awaiting approval: it becomes pending and is sent
     to Stripe after the commit (key `refund:<id>`; the sweeper re-sends it if this process
@@ -328,7 +328,6 @@ def refund_approve(*, refund_id: int, actor: Any, note: str = "") -> Refund:
     return refund_submit(refund_id=refund.pk)
 
 
-@retry_on_conflict
 def refund_reject(*, refund_id: int, actor: Any, reason: str) -> Refund:
     """A different user rejects a refund awaiting approval: it is `rejected` and its amount
     is refundable again. Nothing was ever sent to Stripe. Raises as refund_approve, and
