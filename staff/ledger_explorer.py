@@ -1,9 +1,10 @@
 """What the ledger explorer pages read (read-only, no locks): accounts by pattern as a tree
 with their O(1) balances, one account's postings newest first by keyset with a running
-balance, one transaction with its revert and its seal, search by reference / metadata /
-Stripe id, and the preview of a revert. Everything goes through `ledger.selectors` where it
-exists; the two queries it lacks (an account's postings page, one seal link) are here,
-index-backed: postings by (account, asset, timestamp) on either side.
+balance, one transaction with its revert and its seal (re-verified by
+`ledger.services.sealing.seal_link_verify`), search by reference / metadata / Stripe id.
+Everything goes through `ledger.selectors` where it exists; the one query it lacks (an
+account's postings page) is here, index-backed: postings by (account, asset, timestamp) on
+either side. A revert's preview is the ledger's own dry run (`staff/views/ledger.py`).
 
 Bad input raises `ExplorerError` with a sentence for the page (never a 500)."""
 
@@ -18,8 +19,8 @@ from django.core import signing
 from django.db import connection
 
 from config.errors import ApplicationError
-from ledger.domain import MAX_AMOUNT, chain_hash, validate_address, validate_pattern
-from ledger.models import Account, Seal, Transaction
+from ledger.domain import MAX_AMOUNT, validate_address, validate_pattern
+from ledger.models import Account, Transaction
 from ledger.selectors import (
     account_balances_map,
     accounts_list,
@@ -29,6 +30,7 @@ from ledger.selectors import (
     transactions_list,
     volumes_get,
 )
+from ledger.services.sealing import SealLink, seal_link_verify
 
 TREE_LIMIT = 500  # accounts shown for one pattern; narrow the pattern for more
 PAGE_SIZE = 50
@@ -252,41 +254,16 @@ def transaction_id_check(raw: Any) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class SealStatus:
-    state: str  # "sealed", "pending" (the sealer has not reached it), "broken"
-    seq: int | None = None
-    hash: str = ""
-    detail: str = ""
-
-
-def seal_status(*, transaction: Transaction) -> SealStatus:
-    """This transaction's link of the hash chain, re-verified: its hash recomputed from the
-    stored rows and its `prev_hash` compared with the previous link."""
-    from ledger.services.sealing import _load_chain_rows  # the sealer's own canonical form
-
-    seal = Seal.objects.filter(transaction_id=transaction.pk).first()
-    if seal is None:
-        return SealStatus("pending", detail="Not sealed yet (the sealer runs after commits).")
-    canonical = _load_chain_rows([transaction.pk])[transaction.pk]
-    if chain_hash(seal.prev_hash, canonical) != seal.hash:
-        return SealStatus(
-            "broken", seal.seq, seal.hash, "The stored transaction no longer hashes to its seal."
-        )
-    if seal.seq > 1:
-        prev = Seal.objects.filter(seq=seal.seq - 1).values_list("hash", flat=True).first()
-        if prev != seal.prev_hash:
-            return SealStatus(
-                "broken", seal.seq, seal.hash, "The previous link's hash does not match."
-            )
-    return SealStatus("sealed", seal.seq, seal.hash, "Hash verified against the previous link.")
+def seal_status(*, transaction: Transaction) -> SealLink:
+    """This transaction's link of the hash chain, re-verified by the ledger."""
+    return seal_link_verify(transaction_id=transaction.pk)
 
 
 @dataclass(frozen=True)
 class TransactionView:
     tx: Transaction
     reverted_by: int | None
-    seal: SealStatus
+    seal: SealLink
 
 
 def transaction_view(*, transaction_id: int) -> TransactionView | None:
@@ -297,31 +274,6 @@ def transaction_view(*, transaction_id: int) -> TransactionView | None:
     return TransactionView(
         tx, transaction_reverted_by(transaction_id=tx.pk), seal_status(transaction=tx)
     )
-
-
-@dataclass(frozen=True)
-class RevertPreview:
-    postings: list[tuple[str, str, str, int]]  # source, destination, asset, amount
-    shortfalls: list[str]  # sources that could not pay the revert (it would be refused)
-
-
-def revert_preview(*, tx: Transaction) -> RevertPreview:
-    """The postings a revert would book (the inverse, in reverse order, as
-    `ledger.services.transaction_revert` builds them) and whether every source can pay."""
-    postings = [
-        (p.destination.address, p.source.address, p.asset, p.amount)
-        for p in reversed(list(tx.postings.all()))
-    ]
-    needed: dict[tuple[str, str], int] = defaultdict(int)
-    for source, _, asset, amount in postings:
-        if source != "world":
-            needed[(source, asset)] += amount
-    shortfalls = []
-    for (source, asset), amount in sorted(needed.items()):
-        have = balance_get(address=source, asset=asset)
-        if have < amount:
-            shortfalls.append(f"{source} holds {have} of {amount} {asset} needed")
-    return RevertPreview(postings, shortfalls)
 
 
 # --- search ---------------------------------------------------------------------------------

@@ -405,11 +405,15 @@ def transaction_revert(
     metadata: Mapping[str, Any] | None = None,
     overdraft: Mapping[str, int | None] | None = None,
     at_original_timestamp: bool = False,
+    dry_run: bool = False,
 ) -> PostResult:
     """Post the inverse of a transaction: its postings in reverse order, source and destination
     swapped, referencing the original. A transaction is reverted at most once (a database
     constraint). The revert is checked for funds like any posting (`overdraft` allows some
     sources to overdraw) unless `force`, which lets every source overdraw.
+
+    `dry_run` takes this same path (same inverse, checks and locks) and rolls the write back:
+    its `postings` are exactly what the revert would write, and it raises what it would raise.
 
     Raises TransactionNotFound, AlreadyReverted, InsufficientFunds, ReferenceConflict."""
     original = (
@@ -444,6 +448,8 @@ def transaction_revert(
             extra={"transaction_id": original.pk},
         )
     try:
+        if dry_run:
+            return _dry_run(item, check=not force)
         return _post_prepared(item, check=not force)
     except InsufficientFunds:
         # A concurrent revert of the same transaction committed first (its balance changes

@@ -93,6 +93,39 @@ def _load_chain_rows(ids: list[int]) -> dict[int, bytes]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class SealLink:
+    """One transaction's link of the hash chain, as `seal_link_verify` found it."""
+
+    state: str  # "sealed" (verified), "pending" (the sealer has not reached it), "broken"
+    seq: int | None = None
+    hash: str = ""
+    detail: str = ""
+
+
+def seal_link_verify(*, transaction_id: int) -> SealLink:
+    """Re-verify one transaction's link (reads only): its hash recomputed from the rows as
+    they are now, with the sealer's own canonical form, and its `prev_hash` compared with
+    the previous link's hash. `chain_verify` does this for the whole chain."""
+    seal = Seal.objects.filter(transaction_id=transaction_id).first()
+    if seal is None:
+        return SealLink("pending", detail="Not sealed yet (the sealer runs after commits).")
+    canonical = _load_chain_rows([transaction_id]).get(transaction_id)
+    if canonical is None or chain_hash(seal.prev_hash, canonical) != seal.hash:
+        return SealLink(
+            "broken", seal.seq, seal.hash, "The stored transaction no longer hashes to its seal."
+        )
+    if seal.seq > 1:
+        prev = Seal.objects.filter(seq=seal.seq - 1).values_list("hash", flat=True).first()
+        if prev != seal.prev_hash:
+            return SealLink(
+                "broken", seal.seq, seal.hash, "The previous link's hash does not match."
+            )
+    elif seal.prev_hash != GENESIS_HASH:
+        return SealLink("broken", seal.seq, seal.hash, "The first link does not start the chain.")
+    return SealLink("sealed", seal.seq, seal.hash, "Hash verified against the previous link.")
+
+
 def _seal_batch(limit: int) -> int | None:
     with transaction.atomic(durable=not connection.in_atomic_block):
         if connection.vendor == "postgresql":

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from audit.services import audit_record
-from ledger.errors import AlreadyReverted
+from ledger.errors import AlreadyReverted, InsufficientFunds
 from ledger.models import Transaction
 from ledger.services import transaction_revert
 from staff import ledger_explorer as explorer
@@ -143,30 +143,52 @@ class RevertView(ConfirmedActionView):
                 f"Transaction {tx.pk} is already reverted (by transaction {by}): nothing to do.",
                 extra={"transaction_id": tx.pk},
             )
-        if tx.reverts_id is not None:
-            # Allowed by the ledger, but worth saying: this re-books the original.
-            pass
+
+    def _revert(self, request: HttpRequest, obj: Transaction, reason: str, **kw: Any) -> Any:
+        """The one call both the preview (dry_run=True) and the confirmation make, with the
+        same arguments: what the preview shows is what the revert writes."""
+        return transaction_revert(
+            transaction_id=obj.pk,
+            reference=f"staff-revert:{obj.pk}",
+            metadata={"reason": reason, "reverted_by": request.user.get_username()},
+            **kw,
+        )
 
     def preview(self, request: HttpRequest, obj: Any, reason: str) -> dict[str, Any]:
         self._refuse_reverted(obj)
-        tx = explorer.transaction_get(transaction_id=obj.pk)
-        preview = explorer.revert_preview(tx=tx)
+        try:
+            # The ledger's revert in dry-run mode: its inverse postings, its funds checks
+            # under its locks, rolled back. Nothing is written.
+            dry = self._revert(request, obj, reason, dry_run=True)
+        except InsufficientFunds as exc:
+            raise InputError(
+                f"The ledger would refuse this revert as things stand: {exc.message} "
+                "Nothing was written."
+            ) from None
+        if dry.replayed:  # a revert with our reference exists already
+            raise AlreadyReverted(
+                f"Transaction {obj.pk} is already reverted (by transaction "
+                f"{dry.transaction.pk}): nothing to do.",
+                extra={"transaction_id": obj.pk},
+            )
         return {
             "postings": [
-                {"source": s, "destination": d, "asset": a, "amount": n}
-                for s, d, a, n in preview.postings
+                {
+                    "source": p.source,
+                    "destination": p.destination,
+                    "asset": p.asset,
+                    "amount": p.amount,
+                }
+                for p in dry.postings
             ],
-            "warnings": [
-                f"Refused as things stand: {s} (the ledger checks funds on revert)."
-                for s in preview.shortfalls
-            ]
-            + (
+            "warnings": (
                 [f"This transaction itself reverts transaction {obj.reverts_id}."]
                 if obj.reverts_id
                 else []
             ),
-            "summary": f"Post the inverse of transaction {obj.pk} ({len(preview.postings)} "
-            "posting(s)), referencing it. Reason recorded in its metadata and the audit trail.",
+            "summary": f"Post the inverse of transaction {obj.pk} ({len(dry.postings)} "
+            "posting(s), the ledger's own dry run of this revert), referencing it. Reason "
+            "recorded in its metadata and the audit trail.",
         }
 
     def perform(self, request: HttpRequest, obj: Any, reason: str) -> str:
@@ -174,11 +196,7 @@ class RevertView(ConfirmedActionView):
         # The API's path: the ledger's service and its `ledger.revert` audit row, one
         # database transaction (the row exists if and only if the revert happened).
         with transaction.atomic(durable=True):
-            result = transaction_revert(
-                transaction_id=obj.pk,
-                reference=f"staff-revert:{obj.pk}",
-                metadata={"reason": reason, "reverted_by": request.user.get_username()},
-            )
+            result = self._revert(request, obj, reason)
             if not result.replayed:
                 tx = result.transaction
                 audit_record(
