@@ -328,4 +328,3 @@ def test_a_rerun_when_stripe_is_unreachable_is_a_message_not_a_500() -> None:
     assert "Stripe" in page.context["error"]
     latest = ReconciliationRun.objects.order_by("-id").first()
     assert latest is not None and latest.status == ReconciliationRun.Status.FAILED
-
