@@ -1,9 +1,11 @@
 """Celery tasks of reconciliation: thin wrappers over `reconciliation.services`.
 
-`reconciliation.nightly` is scheduled by Celery beat (see `apps.py`) shortly after midnight
-UTC and reconciles the previous day. A run that fails is stored as `failed` with its error and
-the task re-raises, so the worker's logs and monitoring see it; the next night's run does not
-depend on it (each window is independent; re-run a day with `manage.py reconcile --date`).
+The nightly run has ONE entry point, `staff.finance_nightly` (staff/tasks.py, scheduled by
+Celery beat as `reconciliation-nightly` in config/settings.py): it calls `nightly_run` and
+`report_enqueue` from here and adds the invoicing check, which this app may not import
+(reconciliation and invoicing sit side by side; staff is above both). A run that fails is
+stored as `failed` with its error and its report still goes out; the next night's run does
+not depend on it (each window is independent; re-run a day with `manage.py reconcile --date`).
 """
 
 from __future__ import annotations
@@ -57,17 +59,6 @@ def report_enqueue(*, run_id: int, sections: list[dict[str, Any]] | None = None)
         reconciliation_report_send.delay(run_id, sections or [])
     except Exception:
         logger.exception("reconciliation report of run %s could not be queued", run_id)
-
-
-@shared_task(name="reconciliation.nightly", ignore_result=True)
-def reconciliation_nightly() -> int:
-    """Reconcile yesterday (UTC), then queue its report e-mail. Returns the run id; a failed
-    run is reported and then re-raised, so monitoring sees it."""
-    run = nightly_run()
-    report_enqueue(run_id=run.pk)
-    if run.status == ReconciliationRun.Status.FAILED:
-        raise RuntimeError(f"reconciliation run {run.pk} failed: {run.error}")
-    return run.pk
 
 
 @shared_task(

@@ -264,10 +264,10 @@ def test_a_payment_event_the_inbox_never_received_is_found_at_stripe_and_replaye
 
 def test_the_nightly_task_reconciles_yesterday(emulator: EmulatorServer):
     from reconciliation.models import ReconciliationRun
-    from reconciliation.tasks import reconciliation_nightly
+    from staff.tasks import finance_nightly  # the one nightly entry point (beat)
 
     # when beat fires the task
-    run_id = reconciliation_nightly.apply().get()
+    run_id = finance_nightly.apply().get()
 
     # then yesterday (UTC) was reconciled, through Stripe, as a run of its own
     run = ReconciliationRun.objects.get(pk=run_id)

@@ -194,3 +194,16 @@ def test_nightly_run_is_scheduled_by_beat():
     entry = settings.CELERY_BEAT_SCHEDULE["reconciliation-nightly"]
     assert entry["task"] == "staff.finance_nightly"  # reconciliation + report + invoicing check
     assert entry["schedule"].hour == {2}
+
+
+def test_the_nightly_run_has_one_entry_point():
+    from config.celery import app
+
+    # every beat entry names a registered task, and only staff.finance_nightly reconciles
+    # nightly (the old reconciliation.nightly, which skipped the invoicing check, is gone)
+    app.loader.import_default_modules()
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        assert entry["task"] in app.tasks, name
+    nightly = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if "nightly" in e["task"]]
+    assert [e["task"] for e in nightly] == ["staff.finance_nightly"]
+    assert "reconciliation.nightly" not in app.tasks
