@@ -194,6 +194,7 @@ class PayoutActionView(ConfirmedActionView):
             return f"Payout {obj.account} cancelled: the money is back on {obj.payee_address}."
         if self.verb == "retry":
             new = payout_retry(payout_id=obj.pk, actor=actor)
+            new.refresh_from_db()  # its driver may already have moved it (eager, or fast)
             return f"Payout {obj.account} retried as {new.account} ({new.state})."
         done = payout_reverse(payout_id=obj.pk, reason=reason, actor=actor)
         return f"Transfer {obj.transfer_id} reversed; the payout is {done.state}."
