@@ -48,6 +48,8 @@ BASE = {
     "DB_PGBOUNCER",
     "WEB_WORKERS",
     "WEB_THREADS",
+    "BEAT_LOCK_KEY",
+    "BEAT_LOCK_TTL",
 }
 
 
