@@ -46,6 +46,8 @@ def names() -> Iterator[dict[str, str]]:
     yield keys
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.delete(keys["lock"], f"{keys['lock']}:last-run", keys["queue"])
+    for key in client.scan_iter(f"_kombu.binding*.{keys['queue']}"):  # the queue's bindings
+        client.delete(key)
     client.close()
 
 

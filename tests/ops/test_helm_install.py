@@ -76,6 +76,7 @@ def test_the_first_install_completes_with_the_hooks_in_order(helm, tmp_path):
         "deployments",
         "networkpolicies",
         "networkpolicies",
+        "networkpolicies",
         "poddisruptionbudgets",
         "poddisruptionbudgets",
         "services",
