@@ -1,3 +1,4 @@
+import logging
 from typing import Any
 
 from django.apps import AppConfig
@@ -75,9 +76,15 @@ class OpsConfig(AppConfig):
             from django.conf import settings
 
             bind = os.environ.get("WORKER_METRICS_BIND")
-            if bind:
+            if not bind:
+                return
+            try:
                 metrics.worker_serve(
                     bind, settings.METRICS_TOKEN, settings.DJANGO_ENV == "production"
+                )
+            except OSError as exc:  # the port taken (a second worker on one host): run on
+                logging.getLogger("ops.metrics").error(
+                    "metrics: cannot serve the worker's metrics on %s (%s)", bind, exc
                 )
 
         @signals.worker_process_shutdown.connect(weak=False)
