@@ -2,12 +2,14 @@
 # One image, several processes (web, worker, beat, the migrate hook): each runs in its own
 # container, as the numeric non-root user 10001 the Helm chart also names.
 #
-# The base is pinned by an exact tag, not yet by digest: the digest cannot be looked up from
-# the offline machines that build and lint this file. Pin it at the first release build
-# (`docker buildx imagetools inspect python:3.11.10-slim-bookworm` gives the sha256; write
-# FROM python:3.11.10-slim-bookworm@sha256:... in both stages) so a re-pushed tag cannot
-# change the image under us.
-FROM python:3.11.10-slim-bookworm AS build
+# The base is pinned by tag AND digest: the tag says what it is, the digest (the multi-arch
+# index of python:3.11.10-slim-bookworm, the last push of that tag) makes a re-pushed tag
+# unable to change the image under us; Docker checks the digest and ignores the tag. To bump:
+#   docker buildx imagetools inspect python:3.11.NN-slim-bookworm   # the "Digest:" line
+# then write python:3.11.NN-slim-bookworm@sha256:<that digest> in BOTH FROM lines below (the
+# same value: the runtime must match the interpreter the venv was built with), rebuild, and
+# run `make deploy-check` (hadolint DL3006/DL3007 and checkov CKV_DOCKER_7 stay clean).
+FROM python:3.11.10-slim-bookworm@sha256:840e180ebcc6e5c8efab209c43f5e40fd2af98cb49db5c7103c90539c56bb30e AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
 COPY requirements.lock .
@@ -19,7 +21,7 @@ COPY . .
 RUN DJANGO_ENV=development SECRET_KEY=collectstatic-only-not-a-secret \
     /opt/venv/bin/python manage.py collectstatic --noinput --verbosity 0
 
-FROM python:3.11.10-slim-bookworm
+FROM python:3.11.10-slim-bookworm@sha256:840e180ebcc6e5c8efab209c43f5e40fd2af98cb49db5c7103c90539c56bb30e
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH="/opt/venv/bin:$PATH" \
     DJANGO_ENV=production LOG_FORMAT=json PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 RUN groupadd --system --gid 10001 app \

@@ -453,6 +453,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS.update(
 CELERY_BROKER_HEARTBEAT = 0  # redis transport has no heartbeats; health_check_interval does it
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False  # acks_late re-delivers
 
+# Beat is a singleton by a Redis lock (ops/beat.py): however many beat processes run, only the
+# one holding the lock sends the schedule; another takes over within TTL + TTL/3 of its death.
+CELERY_BEAT_SCHEDULER = "ops.beat:SingletonScheduler"
+CELERY_BEAT_LOCK_KEY = env.str("BEAT_LOCK_KEY", default="eats:beat:lock")
+CELERY_BEAT_LOCK_TTL = env.float("BEAT_LOCK_TTL", default=30.0)
+
 # --- Staff dashboard (staff/, at /staff/) ---------------------------------------------------
 LOGIN_URL = "staff:login"
 LOGIN_REDIRECT_URL = "staff:home"

@@ -1,3 +1,4 @@
+import logging
 from typing import Any
 
 from django.apps import AppConfig
@@ -38,10 +39,62 @@ class OpsConfig(AppConfig):
     def ready(self) -> None:
         from celery import signals
 
+        from ledger import retry
         from ops import (
             checks,  # noqa: F401  (registers the deploy checks)
             logs,
+            metrics,
         )
+
+        # Ledger write latency and retries, from every retry_on_conflict service.
+        retry.observer_add(metrics.LedgerWriteObserver())
+
+        # Task outcomes and run time, in whichever process runs the task (a prefork child of
+        # a worker; the web process itself for an eager task).
+        @signals.task_prerun.connect(weak=False)
+        def _task_started(task_id: str = "", **_: Any) -> None:
+            metrics.task_started(task_id)
+
+        @signals.task_postrun.connect(weak=False)
+        def _task_finished(
+            task_id: str = "", task: Any = None, state: str | None = None, **_: Any
+        ) -> None:
+            if task is not None:
+                metrics.task_finished(task_id, task.name, state)
+
+        # A worker's own metrics endpoint (ops.metrics.worker_serve): the main process empties
+        # the multiprocess directory before its pool forks, then serves what the children
+        # write; a child that exits is marked dead (its gauges dropped, counters kept).
+        @signals.worker_init.connect(weak=False)
+        def _metrics_reset(**_: Any) -> None:
+            metrics.multiproc_dir_reset()
+
+        @signals.worker_ready.connect(weak=False)
+        def _metrics_serve(**_: Any) -> None:
+            import os
+
+            from django.conf import settings
+
+            bind = os.environ.get("WORKER_METRICS_BIND")
+            if not bind:
+                return
+            try:
+                metrics.worker_serve(
+                    bind, settings.METRICS_TOKEN, settings.DJANGO_ENV == "production"
+                )
+            except OSError as exc:  # the port taken (a second worker on one host): run on
+                logging.getLogger("ops.metrics").error(
+                    "metrics: cannot serve the worker's metrics on %s (%s)", bind, exc
+                )
+
+        @signals.worker_process_shutdown.connect(weak=False)
+        def _metrics_child_exit(pid: int | None = None, **_: Any) -> None:
+            import os
+
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
 
         # Each Celery task's log lines carry its id and the ids in its arguments. The context
         # is restored after the task, not cleared: an eager task runs inside a web request

@@ -8,18 +8,30 @@ Two kinds:
   Celery process on every machine, so these are right whichever pod is scraped, with no
   cross-process aggregation to get wrong. Each query is over an indexed status column or a
   small table; the whole collection is timed (`eats_metrics_collect_seconds`).
-- **Request metrics of this process tree** (`WEBHOOK_REQUESTS`, `WEBHOOK_SECONDS`, recorded
-  by `ops.middleware`): with `PROMETHEUS_MULTIPROC_DIR` set (gunicorn, see
-  `ops/gunicorn_conf.py`) every worker writes its own mmap file and a scrape sums them.
+- **Event metrics of this process tree**: webhook requests (`ops.middleware`), ledger writes
+  and their retries (every `ledger.retry.retry_on_conflict` service, through
+  `LedgerWriteObserver`), Celery tasks by outcome and duration (`ops.apps` signals). With
+  `PROMETHEUS_MULTIPROC_DIR` set every process writes its own mmap file and a scrape sums
+  the directory: gunicorn's workers (`ops/gunicorn_conf.py`) for the web's `/metrics`, the
+  prefork children of a Celery worker for that worker's own endpoint (`worker_serve`,
+  `WORKER_METRICS_BIND`), since a web pod cannot read a worker pod's files. So Prometheus
+  scrapes one web pod (product gauges, web events) and every worker pod (task and ledger
+  write events: most ledger writes happen in workers); `sum()` over pods in the queries.
 
 Amounts are minor units of the asset named in the `asset` label.
 """
 
+import hmac
 import logging
 import os
+import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.conf import settings
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Min
@@ -30,12 +42,19 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    make_wsgi_app,
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 logger = logging.getLogger(__name__)
+
+# Every process imports this module (ops.apps registers the ledger and task metrics), and a
+# metric without labels opens its mmap file at once: the directory must exist, whichever
+# process comes first (gunicorn's master and a worker's main process also empty it).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 WEBHOOK_REQUESTS = Counter(
     "eats_webhook_requests",
@@ -47,6 +66,70 @@ WEBHOOK_SECONDS = Histogram(
     "Time to answer a Stripe webhook request.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+LEDGER_WRITE_SECONDS = Histogram(
+    "eats_ledger_write_seconds",
+    "Time of a ledger-writing service call (every retry_on_conflict service: attempts and "
+    "backoff included), by operation. A service called inside another's transaction is "
+    "timed too, as its own operation.",
+    ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+LEDGER_WRITES = Counter(
+    "eats_ledger_writes",
+    "Ledger-writing service calls by operation and outcome: ok, busy (lock contention "
+    "outlasted every retry: LedgerBusy) or error (any other exception).",
+    ["operation", "outcome"],
+)
+LEDGER_WRITE_RETRIES = Counter(
+    "eats_ledger_write_retries",
+    "Attempts of a ledger-writing service retried after a deadlock (40P01), a serialization "
+    "failure (40001) or a lock timeout (55P03).",
+    ["operation", "sqlstate"],
+)
+TASK_SECONDS = Histogram(
+    "eats_celery_task_seconds",
+    "Run time of a Celery task (prerun to postrun, in the process that ran it), by task.",
+    ["task"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+TASKS = Counter(
+    "eats_celery_tasks",
+    "Celery tasks run, by task and outcome (the task's state: success, failure, retry, ...).",
+    ["task", "outcome"],
+)
+
+
+class LedgerWriteObserver:
+    """ledger.retry's observer: feeds the ledger write metrics (registered by ops.apps)."""
+
+    def retried(self, operation: str, sqlstate: str) -> None:
+        try:
+            LEDGER_WRITE_RETRIES.labels(operation=operation, sqlstate=sqlstate).inc()
+        except Exception:  # a metric must never fail a ledger write
+            logger.exception("metrics: ledger retry not recorded")
+
+    def finished(self, operation: str, seconds: float, outcome: str) -> None:
+        try:
+            LEDGER_WRITE_SECONDS.labels(operation=operation).observe(seconds)
+            LEDGER_WRITES.labels(operation=operation, outcome=outcome).inc()
+        except Exception:
+            logger.exception("metrics: ledger write not recorded")
+
+
+_task_started: dict[str, float] = {}
+
+
+def task_started(task_id: str) -> None:
+    _task_started[task_id] = time.perf_counter()
+
+
+def task_finished(task_id: str, task: str, state: str | None) -> None:
+    started = _task_started.pop(task_id, None)
+    if started is not None:
+        TASK_SECONDS.labels(task=task).observe(time.perf_counter() - started)
+    TASKS.labels(task=task, outcome=(state or "unknown").lower()).inc()
+
 
 _UNPROCESSED = ("received", "processing", "failed", "deferred")
 
@@ -291,3 +374,68 @@ class _ProcessMetrics(Collector):
 
 def render() -> tuple[bytes, str]:
     return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def worker_registry() -> CollectorRegistry:
+    """What a Celery worker serves: its process tree's event metrics (every prefork child's
+    file under PROMETHEUS_MULTIPROC_DIR, or this process's own without one). No product
+    gauges: the web's /metrics has them, computed once per scrape, not once per worker."""
+    reg = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(reg)  # type: ignore[no-untyped-call]
+    else:
+        reg.register(_ProcessMetrics())
+    return reg
+
+
+def multiproc_dir_reset() -> None:
+    """Empty PROMETHEUS_MULTIPROC_DIR at a process tree's start (gunicorn's master, a Celery
+    worker's main process), before any child writes: files of a previous run would be
+    summed in (and a re-used pid would continue a dead process's counters)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+
+
+def worker_serve(bind: str, token: str, production: bool) -> WSGIServer:
+    """Serve `worker_registry()` at http://<bind>/metrics from a daemon thread of the
+    worker's main process, behind the same bearer token as the web's /metrics (refused in
+    production without one). Returns the server (tests shut it down)."""
+    host, _, port = bind.rpartition(":")
+    metrics_app = make_wsgi_app(worker_registry())
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        def refuse(status: str, text: str) -> Iterable[bytes]:
+            start_response(status, [("Content-Type", "text/plain")])
+            return [text.encode()]
+
+        if environ.get("PATH_INFO") != "/metrics":
+            return refuse("404 Not Found", "not found\n")
+        if token:
+            supplied = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(supplied.encode(), token.encode()):
+                return refuse("401 Unauthorized", "unauthorized\n")
+        elif production:
+            return refuse("403 Forbidden", "METRICS_TOKEN is not set\n")
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    server = make_server(
+        host or "0.0.0.0",  # noqa: S104 (the pod's port; the NetworkPolicy admits monitoring)
+        int(port),
+        guarded,
+        server_class=_ThreadingWSGIServer,
+        handler_class=_QuietHandler,
+    )
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    logger.info("metrics: serving the worker's metrics on %s/metrics", bind)
+    return server
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

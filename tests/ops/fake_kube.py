@@ -232,7 +232,9 @@ class FakeKube:
                         and _matches(o, query)
                     ]
                 if watch:
-                    return self._watch(items)
+                    kind = next(k for g, r, k, _ in RESOURCES if g == gv and r == resource)
+                    initial = query.get("sendInitialEvents", ["false"])[0] == "true"
+                    return self._watch(items, gv, kind, initial)
                 return self._send(
                     200,
                     {
@@ -243,13 +245,36 @@ class FakeKube:
                     },
                 )
 
-            def _watch(self, items: list[dict[str, Any]]) -> None:
+            def _watch(
+                self, items: list[dict[str, Any]], gv: str, kind: str, initial: bool
+            ) -> None:
+                """A watch that reports the current objects. Helm 4's status watcher asks for a
+                streaming list (sendInitialEvents=true): the objects as ADDED events, then a
+                BOOKMARK marking the end of the initial events, without which its informers
+                never sync and every resource stays "Unknown" until the timeout."""
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                for item in items:
-                    line = json.dumps({"type": "MODIFIED", "object": item}).encode() + b"\n"
+                events = [{"type": "ADDED" if initial else "MODIFIED", "object": o} for o in items]
+                if initial:
+                    with kube.lock:
+                        version = str(len(kube.log))
+                    events.append(
+                        {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "apiVersion": gv,
+                                "kind": kind,
+                                "metadata": {
+                                    "resourceVersion": version,
+                                    "annotations": {"k8s.io/initial-events-end": "true"},
+                                },
+                            },
+                        }
+                    )
+                for event in events:
+                    line = json.dumps(event).encode() + b"\n"
                     self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.flush()
                 time.sleep(1)

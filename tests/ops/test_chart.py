@@ -154,6 +154,22 @@ def test_workers_outlive_their_longest_task_and_beat_is_a_singleton(docs):
         "-m",
         "ops.liveness",
     ]
+    # the worker serves its own metrics, and only the monitoring namespace may scrape them
+    container = worker["containers"][0]
+    assert {"name": "WORKER_METRICS_BIND", "value": "0.0.0.0:9808"} in container["env"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9808, "protocol": "TCP"}]
+    policies = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "NetworkPolicy")}
+    scrape = policies["eats-eats-payments-worker-metrics"]
+    assert scrape["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "worker"
+    assert scrape["ingress"] == [
+        {
+            "from": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}
+                for ns in ["monitoring"]
+            ],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }
+    ]
     beat = deployments["beat"]["spec"]
     assert beat["replicas"] == 1
     assert beat["strategy"] == {"type": "Recreate"}

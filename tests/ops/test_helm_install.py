@@ -1,8 +1,9 @@
-"""`helm install` (the real helm 3 binary) against a recording fake API server
+"""`helm install` (the real helm 3 and helm 4 binaries) against a recording fake API server
 (tests/ops/fake_kube.py): the first install completes, the migrate Job finds everything its
 pod needs, and the hook resources are created before it and before the workloads. The same
 fake makes a chart whose SecretProviderClass is an ordinary resource time out, as a real
-cluster did."""
+cluster did (helm 3: "timed out waiting for the condition"; helm 4, which waits with a
+status watcher fed by a streaming list: "context deadline exceeded")."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.ops.fake_kube import FakeKube
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "eats"
-HELM = os.environ.get("HELM", str(ROOT / ".venv-tools" / "bin" / "helm"))
+TOOLS = ROOT / ".venv-tools" / "bin"
+# helm 3 (`helm`) and helm 4 (`helm4`), both from deploy/tools/binaries.lock
+HELMS = pytest.mark.parametrize("helm", ["helm", "helm4"])
 
 
-def install(kube: FakeKube, chart: Path, tmp: Path, timeout: str) -> subprocess.CompletedProcess:
+def install(
+    helm: str, kube: FakeKube, chart: Path, tmp: Path, timeout: str
+) -> subprocess.CompletedProcess:
     kubeconfig = tmp / "kubeconfig"
     kubeconfig.write_text(kube.kubeconfig())
     env = {
@@ -31,7 +38,7 @@ def install(kube: FakeKube, chart: Path, tmp: Path, timeout: str) -> subprocess.
     }
     return subprocess.run(
         [
-            HELM,
+            str(TOOLS / helm),
             "install",
             "eats",
             str(chart),
@@ -49,10 +56,11 @@ def install(kube: FakeKube, chart: Path, tmp: Path, timeout: str) -> subprocess.
     )
 
 
-def test_the_first_install_completes_with_the_hooks_in_order(tmp_path):
+@HELMS
+def test_the_first_install_completes_with_the_hooks_in_order(helm, tmp_path):
     with FakeKube() as kube:
         # when
-        result = install(kube, CHART, tmp_path, "60s")
+        result = install(helm, kube, CHART, tmp_path, "60s")
 
     # then: deployed, the Job ran (everything it mounts existed), then the workloads
     assert result.returncode == 0, result.stderr
@@ -68,6 +76,7 @@ def test_the_first_install_completes_with_the_hooks_in_order(tmp_path):
         "deployments",
         "networkpolicies",
         "networkpolicies",
+        "networkpolicies",
         "poddisruptionbudgets",
         "poddisruptionbudgets",
         "services",
@@ -76,7 +85,8 @@ def test_the_first_install_completes_with_the_hooks_in_order(tmp_path):
     assert ("delete", "jobs", "eats-eats-payments-migrate-1") in kube.log
 
 
-def test_a_secret_provider_class_that_is_not_a_hook_never_lets_the_job_run(tmp_path):
+@HELMS
+def test_a_secret_provider_class_that_is_not_a_hook_never_lets_the_job_run(helm, tmp_path):
     # given: the chart as it was, with the SecretProviderClass an ordinary resource
     chart = tmp_path / "chart"
     shutil.copytree(CHART, chart)
@@ -85,11 +95,14 @@ def test_a_secret_provider_class_that_is_not_a_hook_never_lets_the_job_run(tmp_p
 
     with FakeKube() as kube:
         # when
-        result = install(kube, chart, tmp_path, "8s")
+        result = install(helm, kube, chart, tmp_path, "8s")
 
     # then: the Job waits for a class that is only created after the hooks: timed out
     assert result.returncode != 0
     assert "failed pre-install" in result.stderr
+    assert {"helm": "timed out waiting for the condition", "helm4": "context deadline exceeded"}[
+        helm
+    ] in result.stderr
     assert kube.job_failures == [
         "eats-eats-payments-migrate-1: missing secretproviderclass/eats-eats-payments-aws"
     ]

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from config.celery import task_send
 from ledger.services import PostingInput, transaction_post
 from reconciliation.models import ReconciliationRun
 from stripe_gateway import services as webhook_services
@@ -28,6 +29,10 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
     return samples
 
 
+def delta(before: dict, after: dict, name: str, labels: tuple) -> float:
+    return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+
 @pytest.fixture
 def metrics_settings(settings):
     settings.METRICS_TOKEN = TOKEN
@@ -47,7 +52,7 @@ def test_metrics_are_refused_in_production_without_a_token(client, settings):
 
 
 def test_metrics_after_a_small_flow(
-    client, metrics_settings, monkeypatch, django_capture_on_commit_callbacks
+    client, metrics_settings, monkeypatch, django_capture_on_commit_callbacks, celery_eager
 ):
     # given: processing is not scheduled, so the events wait in the inbox
     monkeypatch.setattr(webhook_services, "event_schedule", lambda event_id: None)
@@ -63,6 +68,7 @@ def test_metrics_after_a_small_flow(
         assert post(client, forged, "t=1,v1=deadbeef").status_code == 400
     StripeEvent.objects.update(received_at=timezone.now() - timedelta(seconds=120))
     transaction_post(postings=[PostingInput("world", "bank:platform", "USD/2", 500)])
+    task_send("ledger.seal")  # eager here; in a worker's child in production
     ReconciliationRun.objects.create(
         window_start=timezone.now() - timedelta(days=1),
         window_end=timezone.now(),
@@ -81,6 +87,15 @@ def test_metrics_after_a_small_flow(
         - before.get(("eats_webhook_request_seconds_count", ()), 0)
         == 3
     )
+    # the ledger write, timed, and the task that sealed it
+    posting = (("operation", "ledger.posting._post_prepared"),)
+    assert delta(before, after, "eats_ledger_write_seconds_count", posting) == 1
+    assert 0 < delta(before, after, "eats_ledger_write_seconds_sum", posting) < 5
+    assert delta(before, after, "eats_ledger_writes_total", (*posting, ("outcome", "ok"))) == 1
+    seal = (("task", "ledger.seal"),)
+    assert delta(before, after, "eats_celery_tasks_total", (("outcome", "success"), *seal)) == 1
+    assert delta(before, after, "eats_celery_task_seconds_count", seal) == 1
+    assert 0 < delta(before, after, "eats_celery_task_seconds_sum", seal) < 5
     # inbox
     assert after[("eats_stripe_events", (("status", "received"),))] == 2
     assert after[("eats_stripe_events", (("status", "processed"),))] == 0
@@ -89,9 +104,10 @@ def test_metrics_after_a_small_flow(
     assert after[("eats_payouts", (("state", "submitting"),))] == 0
     assert after[("eats_payouts_oldest_in_flight_age_seconds", (("state", "submitting"),))] == 0
     assert after[("eats_refunds", (("status", "pending"),))] == 0
-    # the ledger: one transaction waiting for the sealer
-    assert after[("eats_ledger_unsealed_transactions", ())] == 1
-    assert after[("eats_ledger_sealing_lag_seconds", ())] >= 0
+    # the ledger: the sealer chained the one transaction
+    assert after[("eats_ledger_unsealed_transactions", ())] == 0
+    assert after[("eats_ledger_sealing_lag_seconds", ())] == 0
+    assert after[("eats_ledger_last_seal_timestamp_seconds", ())] > 0
     # reconciliation
     assert after[("eats_reconciliation_unexplained_drift", (("asset", "USD/2"),))] == 50
     assert after[("eats_reconciliation_problems", ())] == 2
