@@ -83,7 +83,7 @@ def type_name(value: Value) -> str:
 
 
 def value_to_string(value: Value) -> str:
-    """The string form used for metadata (notes §8): ``USD/2 7``, ``3/25``, ``42``, ``acc``.
+    """The string form used for metadata (upstream's): ``USD/2 7``, ``3/25``, ``42``, ``acc``.
 
     Portions always print as ``a/b`` (Go's ``big.Rat.String()``), even ``1/1``.
     """

@@ -4,8 +4,9 @@ A driver (a Celery task, the sweeper's task, a command) calls `payouts_drive(ids
 
 1. **claim** (CAS): one UPDATE sets `lease_token`/`lease_until` (database time) on the ids
    that are not terminal and whose lease is free or expired. Only claimed payouts are driven;
-   a second worker on the same ids claims nothing (W7, docs/payouts-failure-modes.md). Every later write is fenced: it locks
-   the rows `WHERE lease_token = <ours>`, so a worker whose lease was taken over writes nothing.
+   a second worker on the same ids (a redelivered message, the sweeper and a task at once)
+   claims nothing. Every later write is fenced: it locks the rows `WHERE lease_token =
+   <ours>`, so a worker whose lease was taken over writes nothing.
 2. **submit** (reserved): payees held or with a negative balance are cancelled (reserved ->
    returned, the money covers what they owe); the others go to `submitting` with their key
    `transfer:<id>`, COMMIT; then one Stripe call each (no transaction open); then one
@@ -418,7 +419,7 @@ def payout_drive(*, payout_id: UUID | str, actor: str = "driver") -> Payout:
 
 def payouts_enqueue(ids: Sequence[UUID | str]) -> int:
     """Send driving tasks for `ids` in batches. Never raises: if the broker is down the rows
-    are still the truth and the sweeper re-drives them (W1, docs/payouts-failure-modes.md)."""
+    are still the truth and the sweeper re-drives them."""
     size = max(1, int(conf.get("PAYOUTS_DRIVE_BATCH")))
     sent = 0
     for start in range(0, len(ids), size):

@@ -110,7 +110,8 @@ def test_save_resets_a_negative_balance_to_zero() -> None:
 
 
 def test_oneof_rollback_also_drops_scaling_postings_of_the_failed_branch() -> None:
-    # deliberate divergence from upstream, which keeps those postings (notes §8)
+    # deliberate divergence from upstream, whose oneof rollback restores the queue and the
+    # balances but keeps the postings a failed branch's scaling conversions emitted
     source = """
     send [EUR/2 500] (
       source = oneof { @acc with scaling through @swap  @world }
