@@ -102,6 +102,14 @@ from .errors import (
 )
 from .store import ALL_SCALES, Store, base_asset
 from .values import (
+    is_valid_account,
+    is_valid_asset,
+    is_valid_color,
+    parse_typed,
+    scaled_asset,
+    split_asset,
+)
+from .valuetypes import (
     ALL_TYPES,
     ONE,
     WORLD,
@@ -111,12 +119,6 @@ from .values import (
     Monetary,
     String,
     Value,
-    is_valid_account,
-    is_valid_asset,
-    is_valid_color,
-    parse_typed,
-    scaled_asset,
-    split_asset,
     value_to_string,
 )
 

@@ -22,24 +22,17 @@ from .errors import (
 )
 from .limits import MAX_AMOUNT, MAX_LITERAL_DIGITS
 from .valuetypes import (
-    ALL_TYPES,
-    ONE,
     TYPE_ACCOUNT,
     TYPE_ASSET,
     TYPE_MONETARY,
     TYPE_NUMBER,
     TYPE_PORTION,
     TYPE_STRING,
-    WORLD,
-    ZERO,
     Account,
     Asset,
     Monetary,
     String,
     Value,
-    describe_value,
-    type_name,
-    value_repr,
     value_to_string,
 )
 
@@ -48,22 +41,6 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "ALL_TYPES",
-    "ONE",
-    "TYPE_ACCOUNT",
-    "TYPE_ASSET",
-    "TYPE_MONETARY",
-    "TYPE_NUMBER",
-    "TYPE_PORTION",
-    "TYPE_STRING",
-    "WORLD",
-    "ZERO",
-    "Account",
-    "Asset",
-    "Monetary",
-    "String",
-    "Value",
-    "describe_value",
     "is_valid_account",
     "is_valid_asset",
     "is_valid_color",
@@ -75,9 +52,7 @@ __all__ = [
     "parse_typed",
     "scaled_asset",
     "split_asset",
-    "type_name",
-    "value_repr",
-    "value_to_string",
+    "value_to_string",  # the value types and their names: see valuetypes
 ]
 
 _ACCOUNT_RE = re.compile(r"[a-zA-Z0-9_-]+(?::[a-zA-Z0-9_-]+)*")
