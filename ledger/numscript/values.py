@@ -1,7 +1,6 @@
-"""Runtime values of Numscript and the parsing of caller-supplied variable strings.
-
-The value types themselves (and their names) live in the leaf module `valuetypes`; they are
-re-exported here for the callers that parse and use values together.
+"""The parsing of caller-supplied variable strings into Numscript values, and the rules for
+account names, assets and colors. The value types themselves (with their names and string
+forms) live in the leaf module `valuetypes`.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from .valuetypes import (
     Monetary,
     String,
     Value,
-    value_to_string,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +50,6 @@ __all__ = [
     "parse_typed",
     "scaled_asset",
     "split_asset",
-    "value_to_string",  # the value types and their names: see valuetypes
 ]
 
 _ACCOUNT_RE = re.compile(r"[a-zA-Z0-9_-]+(?::[a-zA-Z0-9_-]+)*")

@@ -10,7 +10,8 @@ from ledger.numscript import NumscriptError, ParseError, parse
 from ledger.numscript import flags as ff
 from ledger.numscript.ast import Infix, MonetaryLit, Prefix, SendStmt
 from ledger.numscript.interpreter import find_scaling_solution
-from ledger.numscript.values import parse_portion, value_to_string
+from ledger.numscript.values import parse_portion
+from ledger.numscript.valuetypes import value_to_string
 
 from .helpers import postings, run_script
 
