@@ -4,7 +4,8 @@ once by config/settings.py (`config.knobs`); the code reads them through `get`.
 ORDER_PAYMENT_TTL            unpaid orders older than this are canceled and their coupon goes
                              back (Celery beat), seconds (3600)
 REFUNDS_SWEEP_GRACE          refunds pending (no re_ id) for longer than this are submitted
-                             again with the same key by the beat's sweeper, seconds (300)
+                             again with the same key by the beat's sweeper, seconds (300);
+                             also the lease of a submission on its refund
 REFUNDS_SWEEP_MAX_AGE        past this (Stripe keeps idempotency keys for 24 h) they are
                              flagged for staff instead, never sent again, seconds (82800)
 MARKETPLACE_DISPUTE_BEARER   who bears a dispute's amount: "platform" (platform:disputes) or

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from common.admin import ReadOnlyAdmin
-from config.admin_confirm import confirmation
-from config.errors import ApplicationError
+from config.admin_confirm import confirm_then_each
 from ledger.domain import format_amount
 from payouts import services
 from payouts.models import PayeeHoldChange, Payout, PayoutEvent, PayoutPayee
@@ -47,22 +46,6 @@ def _payout_line(payout: Payout, what: str) -> str:
     )
 
 
-def _each(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, fn: Any, verb: str
-) -> None:
-    done, failed = 0, []
-    for obj in queryset:
-        try:
-            fn(obj)
-            done += 1
-        except ApplicationError as exc:
-            failed.append(f"{obj}: {exc.message}")
-    if done:
-        modeladmin.message_user(request, f"{verb} {done} payout(s).", messages.SUCCESS)
-    for line in failed:
-        modeladmin.message_user(request, line, messages.ERROR)
-
-
 @admin.register(Payout)
 class PayoutAdmin(PayoutsReadOnlyAdmin):
     list_display = [
@@ -92,47 +75,32 @@ class PayoutAdmin(PayoutsReadOnlyAdmin):
     def cancel_reserved(
         self, request: HttpRequest, queryset: QuerySet[Payout]
     ) -> TemplateResponse | None:
-        page = confirmation(
+        return confirm_then_each(
             self,
             request,
             queryset,
             title="Cancel these payouts?",
             lines=[_payout_line(p, "returned to the payee's balance") for p in queryset],
             ask_reason=True,
+            act=lambda p, reason: services.payout_cancel(
+                payout_id=p.pk, reason=reason, actor=_actor(request)
+            ),
+            done="Cancelled {n} payout(s).",
         )
-        if page is not None:
-            return page
-        reason = request.POST["reason"].strip()[:500]
-        _each(
-            self,
-            request,
-            queryset,
-            lambda p: services.payout_cancel(payout_id=p.pk, reason=reason, actor=_actor(request)),
-            "Cancelled",
-        )
-        return None
 
     @admin.action(description="Retry (failed payouts only)", permissions=["manage_payouts"])
     def retry_failed(
         self, request: HttpRequest, queryset: QuerySet[Payout]
     ) -> TemplateResponse | None:
-        page = confirmation(
+        return confirm_then_each(
             self,
             request,
             queryset,
             title="Retry these payouts?",
             lines=[_payout_line(p, "returned, then paid out again") for p in queryset],
+            act=lambda p, reason: services.payout_retry(payout_id=p.pk, actor=_actor(request)),
+            done="Retried {n} payout(s).",
         )
-        if page is not None:
-            return page
-        _each(
-            self,
-            request,
-            queryset,
-            lambda p: services.payout_retry(payout_id=p.pk, actor=_actor(request)),
-            "Retried",
-        )
-        return None
 
 
 @admin.register(PayoutPayee)
@@ -146,7 +114,7 @@ class PayoutPayeeAdmin(PayoutsReadOnlyAdmin):
     def hold(
         self, request: HttpRequest, queryset: QuerySet[PayoutPayee]
     ) -> TemplateResponse | None:
-        page = confirmation(
+        return confirm_then_each(
             self,
             request,
             queryset,
@@ -157,38 +125,28 @@ class PayoutPayeeAdmin(PayoutsReadOnlyAdmin):
                 for row in queryset
             ],
             ask_reason=True,
-        )
-        if page is not None:
-            return page
-        reason = request.POST["reason"].strip()[:500]
-        for row in queryset:
-            services.payee_hold(
+            act=lambda row, reason: services.payee_hold(
                 kind=row.kind, payee_id=row.payee_id, reason=reason, actor=_actor(request)
-            )
-        self.message_user(request, f"Held {queryset.count()} payee(s).", messages.SUCCESS)
-        return None
+            ),
+            done="Held {n} payee(s).",
+        )
 
     @admin.action(description="Release these payees' payouts", permissions=["manage_payouts"])
     def release(
         self, request: HttpRequest, queryset: QuerySet[PayoutPayee]
     ) -> TemplateResponse | None:
-        page = confirmation(
+        return confirm_then_each(
             self,
             request,
             queryset,
             title="Release these payees' payouts?",
             lines=[f"{row.address}: payouts resume at the next pass" for row in queryset],
             ask_reason=True,
-        )
-        if page is not None:
-            return page
-        reason = request.POST["reason"].strip()[:500]
-        for row in queryset:
-            services.payee_release(
+            act=lambda row, reason: services.payee_release(
                 kind=row.kind, payee_id=row.payee_id, reason=reason, actor=_actor(request)
-            )
-        self.message_user(request, f"Released {queryset.count()} payee(s).", messages.SUCCESS)
-        return None
+            ),
+            done="Released {n} payee(s).",
+        )
 
 
 @admin.register(PayeeHoldChange)

@@ -15,6 +15,7 @@ from uuid import UUID
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
+from common.leases import LeaseColumns
 from ledger.models import Account
 from ledger.selectors import account_balances_map, balances_get, volumes_get
 from payouts import conf
@@ -246,7 +247,7 @@ def payouts_due(*, now: datetime | None = None, limit: int | None = None) -> lis
     # (lease_until is compared with this process's clock here, and with the database's by
     # the claim itself: a skewed sweeper only sends a message that then claims nothing.)
     now = now or timezone.now()
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    free = LeaseColumns().free(now)
     stale = Q()
     # `pending` only exists inside the transaction that creates and reserves the payout.
     for state in IN_FLIGHT - {State.PENDING}:

@@ -2,7 +2,8 @@
 
 All are `acks_late` (a message is only acknowledged once the task returns), and correctness
 never depends on the message: the payout rows (state + lease + next_attempt_at) are the truth
-and `payouts_sweep` (beat) re-drives whatever a lost or killed task left behind (W1, W6: docs/payouts-failure-modes.md).
+and `payouts_sweep` (beat) re-drives whatever a lost message or a killed task left behind
+once its lease expired.
 """
 
 from __future__ import annotations

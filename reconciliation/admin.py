@@ -5,7 +5,6 @@ read-only: runs and items change only through the services."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
@@ -14,22 +13,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from common.admin import ReadOnlyAdmin
 from config.admin_confirm import confirmation
 from config.errors import ApplicationError
 from reconciliation import selectors
 from reconciliation.models import ReconciliationItem, ReconciliationRun, StripeBalanceTransaction
 from reconciliation.services import run_repairs_apply
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ReconciliationRun)

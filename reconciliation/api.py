@@ -30,32 +30,7 @@ from reconciliation.models import ReconciliationItem
 class ItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReconciliationItem
-        fields = [
-            "id",
-            "key",
-            "stripe_object",
-            "asset",
-            "outcome",
-            "previous_outcome",
-            "source_type",
-            "categories",
-            "stripe_amount",
-            "stripe_fee",
-            "stripe_net",
-            "ledger_net",
-            "ledger_fee",
-            "difference",
-            "balance_transaction_count",
-            "ledger_transaction_count",
-            "balance_transactions",
-            "ledger_transactions",
-            "occurred_at",
-            "suggested_action",
-            "repair",
-            "safe",
-            "repair_status",
-            "repair_note",
-        ]
+        fields = ["id", *selectors.ITEM_FIELDS]
         read_only_fields = fields
 
 

@@ -13,8 +13,9 @@ from reconciliation.errors import RunNotFound
 from reconciliation.matching import OUTCOME_LABELS, PROBLEMS, Outcome
 from reconciliation.models import ReconciliationItem, ReconciliationRun
 
-CSV_FIELDS = [
-    "run",
+# The fields of a reconciliation item that leave the app, in order: the API's item (after its
+# id) and the CSV export (after its run) are both made of exactly these.
+ITEM_FIELDS = (
     "key",
     "stripe_object",
     "asset",
@@ -35,10 +36,22 @@ CSV_FIELDS = [
     "occurred_at",
     "suggested_action",
     "safe",
-    "repair_action",
+    "repair",
     "repair_status",
     "repair_note",
-]
+)
+
+# How the CSV writes the fields that are not plain text: the repair (a JSON object) as its
+# action, under the column `repair_action`.
+_CSV_COLUMNS = {"repair": "repair_action"}
+_CSV_VALUES: dict[str, Any] = {
+    "stripe_object": lambda v: v or "",
+    "previous_outcome": lambda v: v or "",
+    "occurred_at": lambda v: v.isoformat() if v else "",
+    "safe": lambda v: "yes" if v else "no",
+    "repair": lambda v: (v or {}).get("action", ""),
+}
+CSV_FIELDS = ["run", *(_CSV_COLUMNS.get(f, f) for f in ITEM_FIELDS)]
 
 
 def run_get(*, run_id: int) -> ReconciliationRun:
@@ -112,32 +125,12 @@ def outcome_label(outcome: str) -> str:
 
 
 def _csv_row(run_id: int, item: ReconciliationItem) -> list[Any]:
-    return [
-        run_id,
-        item.key,
-        item.stripe_object or "",
-        item.asset,
-        item.outcome,
-        item.previous_outcome or "",
-        item.source_type,
-        item.categories,
-        item.stripe_amount,
-        item.stripe_fee,
-        item.stripe_net,
-        item.ledger_net,
-        item.ledger_fee,
-        item.difference,
-        item.balance_transaction_count,
-        item.ledger_transaction_count,
-        item.balance_transactions,
-        item.ledger_transactions,
-        item.occurred_at.isoformat() if item.occurred_at else "",
-        item.suggested_action,
-        "yes" if item.safe else "no",
-        (item.repair or {}).get("action", ""),
-        item.repair_status,
-        item.repair_note,
-    ]
+    row: list[Any] = [run_id]
+    for name in ITEM_FIELDS:
+        value = getattr(item, name)
+        shape = _CSV_VALUES.get(name)
+        row.append(shape(value) if shape else value)
+    return row
 
 
 def items_csv_lines(

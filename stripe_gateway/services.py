@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.backoff import backoff_delay
+from common.leases import LeaseColumns, Sweeper, lease_claim
 from config.celery import task_send
 from config.errors import ApplicationError
 from stripe_gateway import conf as gateway_conf
@@ -273,21 +274,22 @@ def backoff_seconds(attempt: int) -> float:
     )
 
 
+# The inbox's lease: `attempts` is the token (each claim increments it) and `next_attempt_at`
+# the expiry while `processing` (otherwise the time of the next attempt).
+LEASE = LeaseColumns(until="next_attempt_at", owner="attempts", counter=True)
+
+
 def _claim(event_id: str, now: datetime) -> StripeEvent | None:
-    lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
-    with transaction.atomic():
-        row = (
-            StripeEvent.objects.select_for_update(skip_locked=True)
-            .filter(_claimable(now), stripe_id=event_id)
-            .first()
-        )
-        if row is None:
-            return None
-        row.status = Status.PROCESSING
-        row.attempts += 1
-        row.next_attempt_at = lease_until
-        row.save(update_fields=["status", "attempts", "next_attempt_at"])
-    return row
+    lease = lease_claim(
+        StripeEvent.objects.filter(stripe_id=event_id),
+        free=_claimable(now),
+        seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"),
+        columns=LEASE,
+        now=now,
+        skip_locked=True,
+        changes={"status": Status.PROCESSING},
+    )
+    return lease.rows[0] if lease.rows else None
 
 
 def _finish(row: StripeEvent, token: int, status: str, note: str, now: datetime) -> int:
@@ -394,14 +396,22 @@ def events_due(*, limit: int, now: datetime | None = None) -> list[str]:
     )
 
 
+def _schedule_each(stripe_ids: Sequence[str]) -> None:
+    for stripe_id in stripe_ids:
+        event_schedule(stripe_id)
+
+
+SWEEPER = Sweeper(
+    name="stripe events",
+    due=lambda now, limit: events_due(limit=limit, now=now),
+    requeue=_schedule_each,
+    batch=lambda: int(gateway_conf.get("STRIPE_EVENTS_SWEEP_BATCH")),
+)
+
+
 def events_sweep(*, limit: int | None = None) -> int:
     """Schedule processing of every due row (at most `limit`); returns how many."""
-    due = events_due(limit=limit or gateway_conf.get("STRIPE_EVENTS_SWEEP_BATCH"))
-    for stripe_id in due:
-        event_schedule(stripe_id)
-    if due:
-        logger.info("stripe events sweep re-drove %d event(s)", len(due))
-    return len(due)
+    return SWEEPER(limit=limit)
 
 
 def event_replay(*, event_id: str, fetch_missing: bool = True) -> ProcessOutcome:

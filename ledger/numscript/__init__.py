@@ -12,7 +12,7 @@ Every entry point is bounded by :class:`Limits` (size, nesting, width, a step bu
 ``limits.py``): hostile input gets a :class:`NumscriptError`, never a ``RecursionError``.
 """
 
-from .ast import Program, Span
+from .ast import Program
 from .checker import Diagnostic, check
 from .errors import (
     BadArity,
@@ -54,6 +54,7 @@ from .errors import (
 from .interpreter import ExecutionResult, Posting, run
 from .limits import Limits
 from .parser import parse
+from .span import Span
 from .store import StaticStore, Store
 
 __all__ = [

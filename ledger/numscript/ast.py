@@ -11,24 +11,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypeAlias
 
-from .values import Account, Asset, String
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A source range. ``start``/``end`` are character offsets (end exclusive); ``line`` and
-    ``column`` are 1-based and point at ``start``; ``end_line``/``end_column`` point at ``end``."""
-
-    start: int
-    end: int
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-
-    def __str__(self) -> str:
-        return f"{self.line}:{self.column}"
-
+from .span import Span as Span
+from .valuetypes import Account, Asset, String
 
 # --- expressions -------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ from .ast import (
 from .errors import LimitExceeded, NumscriptError, render_span
 from .interpreter import EXPRESSION_FUNCTIONS, FUNCTION_SIGNATURES, STATEMENT_FUNCTIONS
 from .parser import parse
-from .values import ALL_TYPES
+from .valuetypes import ALL_TYPES
 
 ERROR = "error"
 WARNING = "warning"

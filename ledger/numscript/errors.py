@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .valuetypes import describe_value, type_name
+
 if TYPE_CHECKING:
     from fractions import Fraction
 
-    from .ast import Span
-    from .values import Value
+    from .span import Span
+    from .valuetypes import Value
 
 
 def render_span(
@@ -129,8 +131,6 @@ class TypeMismatch(NumscriptError):
     """A value of the wrong type (Go's ``TypeError``)."""
 
     def __init__(self, expected: str, value: Value, span: Span | None = None) -> None:
-        from .values import describe_value, type_name
-
         self.expected = expected
         self.value = value
         self.found_type = type_name(value)
@@ -201,8 +201,6 @@ class InvalidColor(InvalidVariableValue):
 
 class CannotCastToString(NumscriptError):
     def __init__(self, value: Value, span: Span | None = None) -> None:
-        from .values import describe_value
-
         self.value = value
         super().__init__(
             "cannot interpolate this value into an account name: expected a number, string "

@@ -19,7 +19,9 @@ N branches costs what the branches do, not N copies of the state.
 
 Balances are tracked per (account, asset, color). A row the store has not been asked about
 yet holds the *delta* applied so far; when it is finally loaded the store amount is added
-(upstream Go instead starts such a row at 0 and then ignores the store: see notes §8).
+(upstream Go preloads every source balance before running, so an account that is only a
+destination and is read by ``balance()`` later starts at 0 there and its stored balance is
+ignored; reading lazily, we count it).
 """
 
 from __future__ import annotations
@@ -100,6 +102,14 @@ from .errors import (
 )
 from .store import ALL_SCALES, Store, base_asset
 from .values import (
+    is_valid_account,
+    is_valid_asset,
+    is_valid_color,
+    parse_typed,
+    scaled_asset,
+    split_asset,
+)
+from .valuetypes import (
     ALL_TYPES,
     ONE,
     WORLD,
@@ -109,12 +119,6 @@ from .values import (
     Monetary,
     String,
     Value,
-    is_valid_account,
-    is_valid_asset,
-    is_valid_color,
-    parse_typed,
-    scaled_asset,
-    split_asset,
     value_to_string,
 )
 
@@ -194,7 +198,8 @@ def run(
 def find_scaling_solution(
     needed: int | None, scale: int, scales: Mapping[int, int]
 ) -> tuple[list[tuple[int, int]], int]:
-    """Which amounts held at other scales to convert into ``scale`` (notes §3.5).
+    """Which amounts held at other scales to convert into ``scale`` (``with scaling through``:
+    only whole amounts with no remainder are converted).
 
     Returns ``([(from_scale, amount_in_from_scale), ...], total_in_target_scale)``. Scales are
     visited from the finest to the coarsest; only whole target units are produced, and no
@@ -926,7 +931,9 @@ class _Run:
     # --- destinations ----------------------------------------------------------------
 
     def _allot(self, amount: int, portions: list[Expr | None], span: Span) -> list[int]:
-        """Split ``amount`` by the portions (None = remaining); notes §5."""
+        """Split ``amount`` by the portions (None = remaining): each part is floor(portion x
+        amount), then the leftover units go one each to the parts in the order written (not
+        largest-remainder: upstream's ``makeAllotment``)."""
         self._tick(len(portions))
         values: list[Fraction] = []
         total = ZERO

@@ -11,8 +11,8 @@ import re
 from bisect import bisect_right
 from typing import NamedTuple
 
-from .ast import Span
 from .errors import ParseError
+from .span import Span
 
 KEYWORDS = frozenset(
     {

@@ -86,7 +86,7 @@ from .ast import (
 )
 from .errors import LimitExceeded, NestingTooDeep, NumberOutOfRange, ParseError
 from .lexer import SourceMap, Token, describe, tokenize
-from .values import Account, Asset, String
+from .valuetypes import Account, Asset, String
 
 _EXPR_START = frozenset(
     {

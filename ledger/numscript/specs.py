@@ -1,4 +1,5 @@
-"""The ``*.num.specs.json`` conformance runner (notes §2), as pure functions over data.
+"""The ``*.num.specs.json`` conformance runner (upstream's spec format), as pure functions
+over data.
 
 :func:`check_specs` judges one script against one spec document; :func:`run_spec_file` and
 :func:`find_spec_files` add the file-system plumbing used by ``numscript test``.

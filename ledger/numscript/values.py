@@ -1,25 +1,14 @@
-"""Runtime values of Numscript and the parsing of caller-supplied variable strings.
-
-Representation (chosen for speed, since values are created on the hot path):
-
-* number   -> ``int`` (arbitrary precision, so amounts beyond 64 bits just work)
-* portion  -> ``fractions.Fraction`` (exact rationals, ``12.5%`` is ``Fraction(1, 8)``)
-* monetary -> :class:`Monetary` (asset + int amount)
-* account  -> :class:`Account` (a ``str`` subclass, the name without ``@``)
-* asset    -> :class:`Asset` (a ``str`` subclass)
-* string   -> :class:`String` (a ``str`` subclass)
-
-The ``str`` subclasses keep the three textual types apart for type checks (``type(v) is
-Account``) while costing nothing to compare or hash.
+"""The parsing of caller-supplied variable strings into Numscript values, and the rules for
+account names, assets and colors. The value types themselves (with their names and string
+forms) live in the leaf module `valuetypes`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from .errors import (
     BadPortionParsing,
@@ -31,51 +20,37 @@ from .errors import (
     NumberOutOfRange,
 )
 from .limits import MAX_AMOUNT, MAX_LITERAL_DIGITS
+from .valuetypes import (
+    TYPE_ACCOUNT,
+    TYPE_ASSET,
+    TYPE_MONETARY,
+    TYPE_NUMBER,
+    TYPE_PORTION,
+    TYPE_STRING,
+    Account,
+    Asset,
+    Monetary,
+    String,
+    Value,
+)
 
 if TYPE_CHECKING:
-    from .ast import Span
+    from .span import Span
 
 
-class Account(str):
-    """An account address, stored without the leading ``@``."""
-
-    __slots__ = ()
-
-
-class Asset(str):
-    """An asset name such as ``USD/2`` or ``COIN``."""
-
-    __slots__ = ()
-
-
-class String(str):
-    """A Numscript string value."""
-
-    __slots__ = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Monetary:
-    asset: Asset
-    amount: int
-
-    def __str__(self) -> str:
-        return f"{self.asset} {self.amount}"
-
-
-Value: TypeAlias = Monetary | Fraction | int | Account | Asset | String
-
-TYPE_ACCOUNT = "account"
-TYPE_ASSET = "asset"
-TYPE_MONETARY = "monetary"
-TYPE_NUMBER = "number"
-TYPE_PORTION = "portion"
-TYPE_STRING = "string"
-ALL_TYPES = (TYPE_ACCOUNT, TYPE_ASSET, TYPE_MONETARY, TYPE_NUMBER, TYPE_PORTION, TYPE_STRING)
-
-WORLD = Account("world")
-ONE = Fraction(1)
-ZERO = Fraction(0)
+__all__ = [
+    "is_valid_account",
+    "is_valid_asset",
+    "is_valid_color",
+    "parse_account",
+    "parse_asset",
+    "parse_monetary",
+    "parse_number",
+    "parse_portion",
+    "parse_typed",
+    "scaled_asset",
+    "split_asset",
+]
 
 _ACCOUNT_RE = re.compile(r"[a-zA-Z0-9_-]+(?::[a-zA-Z0-9_-]+)*")
 # The ledger's asset rule (checked on caller input and on every emitted posting).
@@ -84,50 +59,6 @@ _COLOR_RE = re.compile(r"[A-Z]*")
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _PERCENT_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))?%")
 _FRACTION_RE = re.compile(r"([0-9]+)[ \t\n\f\r]?/[ \t\n\f\r]?([0-9]+)")
-
-
-def type_name(value: Value) -> str:
-    """The Numscript type name of a runtime value."""
-    t = type(value)
-    if t is Monetary:
-        return TYPE_MONETARY
-    if t is int:
-        return TYPE_NUMBER
-    if t is Fraction:
-        return TYPE_PORTION
-    if t is Account:
-        return TYPE_ACCOUNT
-    if t is Asset:
-        return TYPE_ASSET
-    return TYPE_STRING
-
-
-def value_to_string(value: Value) -> str:
-    """The string form used for metadata (notes §8): ``USD/2 7``, ``3/25``, ``42``, ``acc``.
-
-    Portions always print as ``a/b`` (Go's ``big.Rat.String()``), even ``1/1``.
-    """
-    t = type(value)
-    if t is Fraction:
-        assert isinstance(value, Fraction)
-        return f"{value.numerator}/{value.denominator}"
-    return str(value)
-
-
-def value_repr(value: Value) -> str:
-    """How a value is shown inside an error message."""
-    t = type(value)
-    if t is Monetary:
-        return f"[{value}]"
-    if t is Account:
-        return f"@{value}"
-    if t is String:
-        return f'"{value}"'
-    return value_to_string(value)
-
-
-def describe_value(value: Value) -> str:
-    return f"{type_name(value)} {value_repr(value)}"
 
 
 @lru_cache(maxsize=8192)

@@ -13,11 +13,11 @@ once as a `FlowBook`; it runs them in one of two modes:
   may drop runs; the postings are stored with one bulk ledger call. Hundreds of flows per
   round trip (payout scheduling and driving).
 
-The overdraft rule is the same in both modes: the template's own `allowing ... overdraft`
-clauses, applied by the interpreter to balances locked under the ledger's lock order; no
-other account may go below zero. In batch mode the bulk write checks the postings once more,
-with the overdraft each run declares for the sources it does not lock (`FlowBatch.overdraft`,
-which must match the template's clauses, as the flow's spec file shows).
+The overdraft rule is the same in both modes, and it is the template's own: its `allowing
+unbounded overdraft` / `allowing overdraft up to [A n]` clauses, applied by the interpreter to
+balances locked under the ledger's lock order; no other account may go below zero. In batch
+mode the bulk write checks the postings once more with those same clauses, read from the
+template itself (`FlowBook.overdraft`) for each run's variables: there is no second list.
 
 A reference already in the ledger is not run again (single mode: the replay rules of
 `transaction_post`; batch mode: marked `already_posted`).
@@ -37,6 +37,20 @@ from ledger import lock_objects
 from ledger.domain import PostingInput, TxInput
 from ledger.models import Transaction
 from ledger.numscript import NumscriptError, Program, parse, run
+from ledger.numscript.ast import (
+    AccountLit,
+    Expr,
+    MonetaryLit,
+    NumberLit,
+    SendStmt,
+    Source,
+    SrcAllotment,
+    SrcCapped,
+    SrcInorder,
+    SrcOneof,
+    SrcOverdraft,
+    VarRef,
+)
 from ledger.services.posting import transaction_post, transactions_post_bulk
 from ledger.services.scripts import ledger_asset, script_error
 from ledger.services.storing import PostResult
@@ -73,6 +87,26 @@ class FlowBook:
     def program(self, name: str) -> Program:
         return self._programs[self._known(name)]
 
+    def overdraft(self, name: str, vars: Mapping[str, str]) -> dict[str, int | None]:
+        """What template `name` lets each source overdraw, by its own `allowing ... overdraft`
+        clauses, for these variables: {address: bound} (None: unbounded). `world` is always
+        unbounded and not listed. Raises ValueError for a clause whose account or bound is
+        not known before running (read from metadata, computed): such a template can only
+        run in single mode."""
+        found: dict[str, int | None] = {}
+        for clause in self._overdraft_clauses[self._known(name)]:
+            address = _static_account(clause.address, vars)
+            if address == "world":
+                continue
+            bound = None if clause.bound is None else _static_amount(clause.bound, vars)
+            if address in found and (found[address] is None or bound is None):
+                found[address] = None
+            elif address in found:
+                found[address] = max(found[address] or 0, bound or 0)
+            else:
+                found[address] = bound
+        return found
+
     def _known(self, name: str) -> str:
         if name not in self.names:
             raise KeyError(f"unknown {self.label} flow {name!r}")
@@ -85,6 +119,55 @@ class FlowBook:
     @cached_property
     def _programs(self) -> dict[str, Program]:
         return {name: parse(source) for name, source in self._scripts.items()}
+
+    @cached_property
+    def _overdraft_clauses(self) -> dict[str, list[SrcOverdraft]]:
+        return {
+            name: [
+                clause
+                for statement in program.statements
+                if isinstance(statement, SendStmt)
+                for clause in _clauses(statement.source)
+            ]
+            for name, program in self._programs.items()
+        }
+
+
+def _clauses(source: Source) -> list[SrcOverdraft]:
+    """The overdraft clauses of a source tree, in the order written."""
+    if isinstance(source, SrcOverdraft):
+        return [source]
+    if isinstance(source, SrcInorder | SrcOneof):
+        return [c for s in source.sources for c in _clauses(s)]
+    if isinstance(source, SrcCapped):
+        return _clauses(source.source)
+    if isinstance(source, SrcAllotment):
+        return [c for item in source.items for c in _clauses(item.source)]
+    return []
+
+
+def _var(name: str, vars: Mapping[str, str]) -> str:
+    if name not in vars:
+        raise ValueError(f"${name} is not a variable given to the flow")
+    return vars[name]
+
+
+def _static_account(expr: Expr, vars: Mapping[str, str]) -> str:
+    if isinstance(expr, AccountLit):
+        if expr.value is not None:
+            return str(expr.value)
+        return ":".join(p if isinstance(p, str) else _var(p.name, vars) for p in expr.parts)
+    if isinstance(expr, VarRef):
+        return _var(expr.name, vars)
+    raise ValueError(f"the overdraft clause at {expr.span} names an account known only when run")
+
+
+def _static_amount(expr: Expr, vars: Mapping[str, str]) -> int:
+    if isinstance(expr, MonetaryLit) and isinstance(expr.amount, NumberLit):
+        return expr.amount.value
+    if isinstance(expr, VarRef):
+        return int(_var(expr.name, vars).split(" ")[-1])
+    raise ValueError(f"the overdraft bound at {expr.span} is known only when run")
 
 
 # --- single-transaction mode ---------------------------------------------------------------
@@ -130,6 +213,8 @@ class PreparedFlow:
     metadata: dict[str, Any]
     already_posted: bool = False  # the reference exists: nothing to post
     transaction_id: int | None = None
+    # What the template's clauses let each source overdraw, for the bulk write's check.
+    overdraft: dict[str, int | None] = field(default_factory=dict)
 
     def amount_to(self, destination: str) -> int:
         return sum(p.amount for p in self.postings if p.destination == destination)
@@ -138,13 +223,12 @@ class PreparedFlow:
 @dataclass(frozen=True)
 class FlowBatch:
     """How a book's templates run in batch mode, per template name:
-    `locked(vars)`: the (account, asset) balances it reads, locked before it runs;
-    `overdraft`: the sources it lets overdraw without locking them (its `allowing unbounded
-    overdraft` clauses), for the bulk write's check; `flow`: the `flow` metadata value."""
+    `locked(vars)`: the (account, asset) balances it reads, locked before it runs (the
+    sources its clauses let overdraw without bound need not be); `flow`: the `flow` metadata
+    value. What each may overdraw is the template's own clauses (`FlowBook.overdraft`)."""
 
     book: FlowBook
     locked: Mapping[str, Callable[[Mapping[str, str]], Iterable[tuple[str, str]]]]
-    overdraft: Mapping[str, Mapping[str, int | None]] = field(default_factory=dict)
     flow: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -213,7 +297,9 @@ def flows_prepare(batch: FlowBatch, runs: Sequence[FlowRun]) -> list[PreparedFlo
         ]
         store.apply(postings)
         metadata.update(result.tx_meta)
-        prepared.append(PreparedFlow(r, postings, metadata))
+        prepared.append(
+            PreparedFlow(r, postings, metadata, overdraft=batch.book.overdraft(r.name, r.vars))
+        )
     return prepared
 
 
@@ -228,7 +314,7 @@ def flows_post(batch: FlowBatch, prepared: Sequence[PreparedFlow]) -> list[Prepa
                     postings=p.postings,
                     reference=p.run.reference,
                     metadata=p.metadata,
-                    overdraft=dict(batch.overdraft.get(p.run.name, {})),
+                    overdraft=p.overdraft,
                 )
                 for p in todo
             ],

@@ -72,6 +72,10 @@ class Refund(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     succeeded_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    # Who is calling Stripe for it right now (`common.leases`): the sweeper leaves a refund
+    # alone while a live lease says its own request (or an earlier sweep) is still at it.
+    lease_token = models.CharField(max_length=32, blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = [

@@ -13,13 +13,17 @@
 4. `refunds_sweep` (Celery beat): a refund left `pending` without its `re_` id (the call's
    answer was lost, or the process died between 1 and 2) is submitted again with the SAME
    key; past the time Stripe remembers keys it is flagged for staff, never sent again.
+   A submission holds a lease on its refund (`common.leases`) while it calls Stripe, so the
+   sweeper and a second submission leave it alone until the call is over or its lease
+   expired.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -27,6 +31,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from common.leases import LeaseColumns, Sweeper, lease_claim
 from ledger.models import Transaction
 from ledger.retry import retry_on_conflict
 from ledger.services import transaction_revert
@@ -221,6 +226,22 @@ def refund_submit(*, refund_id: int) -> Refund:
         raise NotFound(f"Refund {refund_id} does not exist.")
     if refund.status != Status.PENDING or refund.stripe_refund_id:
         return refund
+    lease = lease_claim(
+        Refund.objects.filter(pk=refund.pk, status=Status.PENDING, stripe_refund_id=""),
+        seconds=float(conf.get("REFUNDS_SWEEP_GRACE")),
+        only=(),
+    )
+    if not lease.rows:
+        return refund  # submitted right now by another worker (or just decided)
+    try:
+        _submit(refund)
+    finally:
+        lease.release()
+    refund.refresh_from_db()
+    return refund
+
+
+def _submit(refund: Refund) -> None:
     try:
         stripe_refund = get_gateway().refund_create(
             charge_id=refund.order.charge_id,
@@ -246,8 +267,6 @@ def refund_submit(*, refund_id: int) -> Refund:
                 locked.status = Status.SUBMITTED
                 fields.append("status")
             locked.save(update_fields=fields)
-    refund.refresh_from_db()
-    return refund
 
 
 def refund_issue(**kwargs: Any) -> Refund:
@@ -404,7 +423,38 @@ def refund_preview(
     )
 
 
-def refunds_sweep(*, now: Any = None) -> int:
+def _refunds_due(now: datetime | None, limit: int) -> list[int]:
+    """Refunds left `pending` with no `re_` id for longer than REFUNDS_SWEEP_GRACE (their own
+    request is over), that Stripe still remembers the key of, and nobody holds a lease on."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_GRACE")))
+    max_age = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_MAX_AGE")))
+    return list(
+        Refund.objects.filter(
+            LeaseColumns().free(now),
+            status=Status.PENDING,
+            stripe_refund_id="",
+            created_at__lt=now - grace,
+            created_at__gte=now - max_age,
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def _resubmit(refund_ids: Sequence[int]) -> None:
+    for refund_id in refund_ids:
+        try:
+            refund_submit(refund_id=refund_id)
+        except PaymentProviderError as exc:
+            # Retryable: still pending, the next pass tries again; a refusal marked it failed.
+            logger.warning("refund %s: resubmitting: %s", refund_id, exc.code)
+
+
+SWEEPER = Sweeper(name="refunds", due=_refunds_due, requeue=_resubmit, batch=lambda: 500)
+
+
+def refunds_sweep(*, now: datetime | None = None) -> int:
     """Re-drive refunds left `pending` with no `re_` id for longer than REFUNDS_SWEEP_GRACE
     (their own request is over): `refund_submit` again, same key `refund:<id>` and the same
     parameters, so Stripe replays the refund if it made it. One pending for longer than
@@ -413,33 +463,21 @@ def refunds_sweep(*, now: Any = None) -> int:
     `refund.created` webhook, if Stripe made it, still resolves it by `metadata.refund_id`.
     Returns how many refunds were submitted again."""
     now = now or timezone.now()
-    grace = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_GRACE")))
     max_age = timedelta(seconds=float(conf.get("REFUNDS_SWEEP_MAX_AGE")))
-    stuck = Refund.objects.filter(
-        status=Status.PENDING, stripe_refund_id="", created_at__lt=now - grace
+    forgotten = Refund.objects.filter(
+        status=Status.PENDING, stripe_refund_id="", created_at__lt=now - max_age
     ).order_by("id")
-    submitted = 0
-    for refund in stuck.select_related("order"):
-        if refund.created_at < now - max_age:
-            anomaly_record(
-                kind="refund_stuck_pending",
-                stripe_object=refund.idempotency_key,
-                order=refund.order,
-                message=f"Refund {refund.pk} of order {refund.order_id} ({refund.amount} "
-                f"{refund.asset}) is pending since {refund.created_at:%Y-%m-%d %H:%M} and "
-                "Stripe no longer remembers its idempotency key: look it up at Stripe "
-                "(metadata.refund_id) before doing anything.",
-            )
-            continue
-        try:
-            refund_submit(refund_id=refund.pk)
-        except PaymentProviderError as exc:
-            # Retryable: still pending, the next pass tries again; a refusal marked it failed.
-            logger.warning("refund %s: resubmitting: %s", refund.pk, exc.code)
-        submitted += 1
-    if submitted:
-        logger.info("refunds sweep re-drove %d pending refund(s)", submitted)
-    return submitted
+    for refund in forgotten.select_related("order"):
+        anomaly_record(
+            kind="refund_stuck_pending",
+            stripe_object=refund.idempotency_key,
+            order=refund.order,
+            message=f"Refund {refund.pk} of order {refund.order_id} ({refund.amount} "
+            f"{refund.asset}) is pending since {refund.created_at:%Y-%m-%d %H:%M} and "
+            "Stripe no longer remembers its idempotency key: look it up at Stripe "
+            "(metadata.refund_id) before doing anything.",
+        )
+    return SWEEPER(now=now)
 
 
 @retry_on_conflict

@@ -11,7 +11,8 @@
 
 They run in the batch mode of the ledger's flow runner (`ledger.services.flows`: lock what
 every run reads in one query, interpret each against the locked balances, store all postings
-with one bulk call); this module only says, per template, what it locks and lets overdraw.
+with one bulk call); this module only says, per template, what it locks (what each lets
+overdraw is its own `allowing ... overdraft` clauses, read by the runner).
 """
 
 from __future__ import annotations
@@ -51,8 +52,6 @@ BATCH = FlowBatch(
         "return": lambda v: [(v["payout"], _asset_of(v["amount"]))],
         "return_reversed": lambda v: [],
     },
-    # return_reversed.num: `@stripe:balance allowing unbounded overdraft`
-    overdraft={"return_reversed": {"stripe:balance": None}},
     flow={
         "reserve": "payout-reserve",
         "settle": "payout-settle",

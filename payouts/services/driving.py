@@ -2,10 +2,12 @@
 
 A driver (a Celery task, the sweeper's task, a command) calls `payouts_drive(ids=...)`:
 
-1. **claim** (CAS): one UPDATE sets `lease_token`/`lease_until` (database time) on the ids
-   that are not terminal and whose lease is free or expired. Only claimed payouts are driven;
-   a second worker on the same ids claims nothing (W7, docs/payouts-failure-modes.md). Every later write is fenced: it locks
-   the rows `WHERE lease_token = <ours>`, so a worker whose lease was taken over writes nothing.
+1. **claim** (`common.leases`): one short transaction locks the ids that are not terminal
+   and whose lease is free or expired, and sets `lease_token`/`lease_until` (database time)
+   on them. Only claimed payouts are driven;
+   a second worker on the same ids (a redelivered message, the sweeper and a task at once)
+   claims nothing. Every later write is fenced: it locks the rows `WHERE lease_token =
+   <ours>`, so a worker whose lease was taken over writes nothing.
 2. **submit** (reserved): payees held or with a negative balance are cancelled (reserved ->
    returned, the money covers what they owe); the others go to `submitting` with their key
    `transfer:<id>`, COMMIT; then one Stripe call each (no transaction open); then one
@@ -23,8 +25,6 @@ lease expires and the state's threshold passes, and the steps above continue fro
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -33,11 +33,11 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Q
-from django.db.models.functions import Now
+from django.db.models import F, Q
 from django.utils import timezone
 
 from common.backoff import backoff_delay
+from common.leases import Lease, Sweeper, lease_claim
 from config.celery import task_send
 from ledger.retry import retry_on_conflict
 from payouts import conf, lock_objects, selectors
@@ -74,59 +74,27 @@ class DriveResult:
         }
 
 
-class Lease:
-    """A driver's claim on some payouts; renewed while it works through slow Stripe calls."""
-
-    def __init__(self, token: str, ids: list[UUID], seconds: float) -> None:
-        self.token = token
-        self.ids = ids
-        self.seconds = seconds
-        self.renewed_at = time.monotonic()
-        self.states: dict[Any, str] = {}  # as claimed
-
-    def keep_alive(self) -> None:
-        """Push the lease out again once a third of it is used (one UPDATE, rarely)."""
-        if time.monotonic() - self.renewed_at < self.seconds / 3:
-            return
-        Payout.objects.filter(pk__in=self.ids, lease_token=self.token).update(
-            lease_until=_db_now_plus(self.seconds)
-        )
-        self.renewed_at = time.monotonic()
-
-
-def _db_now_plus(seconds: float) -> ExpressionWrapper:
-    return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
-
-
-def payouts_claim(*, ids: Iterable[UUID | str], seconds: float | None = None) -> Lease:
-    """Claim the non-terminal payouts among `ids` whose lease is free or expired."""
-    wanted = list(ids)
-    seconds = float(seconds if seconds is not None else conf.get("PAYOUTS_LEASE_SECONDS"))
-    token = uuid.uuid4().hex
-    Payout.objects.filter(pk__in=wanted).exclude(state__in=_TERMINAL).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=Now())
-    ).update(lease_token=token, lease_until=_db_now_plus(seconds))
-    claimed = dict(
-        Payout.objects.filter(pk__in=wanted, lease_token=token).values_list("id", "state")
+def payouts_claim(*, ids: Iterable[UUID | str], seconds: float | None = None) -> Lease[Payout]:
+    """Claim the non-terminal payouts among `ids` whose lease is free or expired (database
+    time); the lease's rows carry their state as claimed."""
+    return lease_claim(
+        Payout.objects.filter(pk__in=list(ids)).exclude(state__in=_TERMINAL),
+        seconds=float(seconds if seconds is not None else conf.get("PAYOUTS_LEASE_SECONDS")),
+        only=("state",),
     )
-    lease = Lease(token, list(claimed), seconds)
-    lease.states = claimed
-    return lease
 
 
-def payouts_release(lease: Lease, *, unresolved: Sequence[Any] = ()) -> None:
+def payouts_release(lease: Lease[Payout], *, unresolved: Sequence[Any] = ()) -> None:
     """Clear our lease; unresolved payouts get a retry time that backs off with attempts."""
     if unresolved:
         now = timezone.now()
-        rows = list(Payout.objects.filter(pk__in=list(unresolved), lease_token=lease.token))
+        rows = list(lease.held(unresolved))
         for row in rows:
             row.next_attempt_at = now + timedelta(seconds=retry_delay(row.attempts))
         rows_update(Payout, rows, ["next_attempt_at"])
     # Terminal payouts keep their (expired, meaningless) lease: nothing claims a terminal
     # payout, and skipping the write saves one row version per payout.
-    Payout.objects.filter(pk__in=lease.ids, lease_token=lease.token).exclude(
-        state__in=_TERMINAL
-    ).update(lease_token="", lease_until=None)
+    lease.release(exclude=Q(state__in=_TERMINAL))
 
 
 def retry_delay(attempts: int) -> float:
@@ -265,7 +233,7 @@ def stripe_calls(fn: Any, payouts: Sequence[Payout], lease: Lease) -> list[Outco
     if concurrency <= 1:
         outcomes = []
         for payout in payouts:
-            lease.keep_alive()
+            lease.heartbeat()
             outcomes.append(fn(payout))
         return outcomes
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="payouts-stripe") as pool:
@@ -273,7 +241,7 @@ def stripe_calls(fn: Any, payouts: Sequence[Payout], lease: Lease) -> list[Outco
         pending = set(futures)
         while pending:
             _done, pending = wait(pending, timeout=lease.seconds / 6)
-            lease.keep_alive()
+            lease.heartbeat()
         return [future.result() for future in futures]
 
 
@@ -377,7 +345,7 @@ def payouts_drive(*, ids: Iterable[UUID | str], actor: str = "driver") -> DriveR
     unresolved: list[Any] = []
     try:
         ids_ = lease.ids
-        initial = set(lease.states.values())
+        initial = {p.state for p in lease.rows}
         outcomes: list[Outcome] = []
         # First resolve what an earlier run left in submitting, then send what is new; a
         # step runs only when some payout may need it (each is idempotent either way).
@@ -418,7 +386,7 @@ def payout_drive(*, payout_id: UUID | str, actor: str = "driver") -> Payout:
 
 def payouts_enqueue(ids: Sequence[UUID | str]) -> int:
     """Send driving tasks for `ids` in batches. Never raises: if the broker is down the rows
-    are still the truth and the sweeper re-drives them (W1, docs/payouts-failure-modes.md)."""
+    are still the truth and the sweeper re-drives them."""
     size = max(1, int(conf.get("PAYOUTS_DRIVE_BATCH")))
     sent = 0
     for start in range(0, len(ids), size):
@@ -436,11 +404,15 @@ def payouts_enqueue(ids: Sequence[UUID | str]) -> int:
     return sent
 
 
+SWEEPER = Sweeper(
+    name="payouts",
+    due=lambda now, limit: selectors.payouts_due(now=now, limit=limit),
+    requeue=payouts_enqueue,
+    batch=lambda: int(conf.get("PAYOUTS_SWEEP_LIMIT")),
+)
+
+
 def payouts_sweep(*, limit: int | None = None) -> int:
     """Re-drive what is stuck: no live lease and past its state's threshold (or its retry
     time). Returns how many payouts were handed to driving tasks."""
-    due = selectors.payouts_due(limit=limit)
-    if due:
-        logger.info("payouts sweep: re-driving %d payout(s)", len(due))
-        payouts_enqueue(due)
-    return len(due)
+    return SWEEPER(limit=limit)

@@ -61,8 +61,9 @@ def _adopt(payout: Payout, transfer: dict[str, Any], *, actor: str) -> str | Non
 
 
 def transfer_created_apply(transfer: dict[str, Any], *, actor: str) -> str:
-    """transfer.created: record the transfer of a payout we were not sure about (W3-W5, docs/payouts-failure-modes.md), and
-    settle it. Returns a note ("" when nothing applied)."""
+    """transfer.created: record the transfer of a payout we were not sure about (its worker
+    died during or after the Stripe call, or the answer was lost), and settle it. Returns a
+    note ("" when nothing applied)."""
     found = selectors.payout_by_transfer(transfer=transfer)
     if found is None:
         return "not a payout transfer"

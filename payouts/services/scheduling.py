@@ -6,7 +6,8 @@ again under that lock, the reserve flow runs against the payees' locked ledger b
 the amount is decided under lock and a negative balance sends nothing), payouts below the
 minimum are dropped, and the payout rows (pending -> reserved, with their audit rows), the
 sequence numbers and the ledger transactions commit together. The driving tasks are sent
-after the commit; if that message is lost, the sweeper finds the reserved rows (W1, docs/payouts-failure-modes.md).
+after the commit; if that message is lost (broker down, process killed after the commit),
+the sweeper finds the reserved rows.
 """
 
 from __future__ import annotations

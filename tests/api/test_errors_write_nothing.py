@@ -9,8 +9,6 @@ import re
 from typing import Any
 
 import pytest
-from django.apps import apps
-from django.db import connection
 from rest_framework.test import APIClient
 
 from ledger.services import transaction_post
@@ -21,12 +19,11 @@ from tests.marketplace.factories import CampaignFactory, RestaurantFactory, Ride
 from tests.marketplace.fakes import FakeGateway, fake_gateway
 from tests.marketplace.flows import pay, placed_order
 from tests.payouts.helpers import key, make_payee
+from tests.snapshots import db_snapshot
 
 __all__ = ["fake_gateway"]
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-
-APPS = ("ledger", "marketplace", "payouts", "reconciliation", "audit", "invoicing", "knox")
 
 HOSTILE_VALUES: list[Any] = ["\x00", "ÙK", 2**63, -(2**63) - 1, -1, 0, "", [], {}, None, True]
 HOSTILE_BODIES: list[Any] = ["not an object", [], {"\x00": 1}, {"amount": 10**30}]
@@ -35,29 +32,6 @@ HOSTILE_BODIES: list[Any] = ["not an object", [], {"\x00": 1}, {"amount": 10**30
 @pytest.fixture(autouse=True)
 def _guards(stripe_atomic_violations: list[str], celery_eager: None, settings: Any) -> None:
     settings.LEDGER_SEAL_ON_COMMIT = False
-
-
-def snapshot() -> tuple[Any, ...]:
-    """Every table's row count and the ledger's sums per asset, in one query."""
-    tables = sorted(
-        m._meta.db_table
-        for m in apps.get_models()
-        if m._meta.app_label in APPS and m._meta.managed and not m._meta.proxy
-    )
-    counts = ", ".join(f'(SELECT count(*) FROM "{t}")' for t in tables)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {counts}")
-        row = cursor.fetchone()
-        cursor.execute(
-            "SELECT asset, sum(amount), count(*) FROM ledger_posting GROUP BY asset ORDER BY asset"
-        )
-        sums = cursor.fetchall()
-        cursor.execute(
-            "SELECT asset, sum(input), sum(output) FROM ledger_balance GROUP BY asset "
-            "ORDER BY asset"
-        )
-        balances = cursor.fetchall()
-    return (dict(zip(tables, row, strict=True)), sums, balances)
 
 
 def _schema(client: APIClient) -> dict[str, Any]:
@@ -131,7 +105,7 @@ def test_erroring_write_requests_write_nothing(fake_gateway: FakeGateway) -> Non
             url = path.replace("{id}", str(campaign.pk))
         for body in _bodies(schema, op):
             # when
-            before = snapshot()
+            before = db_snapshot()
             response = getattr(client, method)(url, body, format="json")
             # then
             assert response.status_code < 500 or response.status_code in (502, 503), (
@@ -148,6 +122,6 @@ def test_erroring_write_requests_write_nothing(fake_gateway: FakeGateway) -> Non
             )
             if response.status_code >= 400:
                 refused += 1
-                assert snapshot() == before, (method, path, body, response.status_code)
+                assert db_snapshot() == before, (method, path, body, response.status_code)
 
     assert refused > 500

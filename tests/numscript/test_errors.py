@@ -1,4 +1,5 @@
-"""Error cases the spec format cannot express (modelled on the Go unit tests, notes §6).
+"""Error cases the spec format cannot express (modelled on the error cases of upstream Go's
+interpreter_test.go, which stayed there when its success cases moved to spec files).
 
 Each test asserts the error type, its position (line, column) and its payload; a few also
 assert the full compiler-style rendering."""

@@ -10,7 +10,8 @@ from ledger.numscript import NumscriptError, ParseError, parse
 from ledger.numscript import flags as ff
 from ledger.numscript.ast import Infix, MonetaryLit, Prefix, SendStmt
 from ledger.numscript.interpreter import find_scaling_solution
-from ledger.numscript.values import parse_portion, value_to_string
+from ledger.numscript.values import parse_portion
+from ledger.numscript.valuetypes import value_to_string
 
 from .helpers import postings, run_script
 
@@ -110,7 +111,8 @@ def test_save_resets_a_negative_balance_to_zero() -> None:
 
 
 def test_oneof_rollback_also_drops_scaling_postings_of_the_failed_branch() -> None:
-    # deliberate divergence from upstream, which keeps those postings (notes §8)
+    # deliberate divergence from upstream, whose oneof rollback restores the queue and the
+    # balances but keeps the postings a failed branch's scaling conversions emitted
     source = """
     send [EUR/2 500] (
       source = oneof { @acc with scaling through @swap  @world }

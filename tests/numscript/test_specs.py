@@ -1,4 +1,5 @@
-"""The spec runner's rules (notes §2): merging, focus/skip, every assertion, file errors."""
+"""The spec runner's rules (upstream's `.num.specs.json` format): merging, focus/skip, every
+assertion, file errors."""
 
 from __future__ import annotations
 

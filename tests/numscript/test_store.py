@@ -82,7 +82,8 @@ def test_balance_origin_is_loaded_before_and_not_queried_again() -> None:
 
 def test_mid_script_balance_sees_credits_made_before_it_is_loaded() -> None:
     # @d is only a destination, then read by balance(): its store balance (10) must be added
-    # to what the script already credited (3). Upstream Go would answer 3 (notes §8).
+    # to what the script already credited (3). Upstream Go would answer 3 (it preloads
+    # source balances only, so a destination's row starts at 0 and the store is never asked).
     source = """
     send [COIN 3] ( source = @world destination = @d )
     send balance(@d, COIN) ( source = @world destination = @e )

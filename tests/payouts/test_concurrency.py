@@ -72,7 +72,7 @@ def test_four_schedulers_and_then_two_drivers(emulator: EmulatorServer) -> None:
     run_concurrently(4, lambda i: payouts_schedule(payee_ids=ids, chunk_size=3, drive=False))
     assert Payout.objects.count() == 12
     payout_ids = list(Payout.objects.values_list("id", flat=True))
-    # when: two drivers get the same batch (a redelivered message, W7)
+    # when: two drivers get the same batch (a redelivered message)
     results = run_concurrently(2, lambda i: payouts_drive(ids=payout_ids, actor=f"driver-{i}"))
     # then: every payout claimed by exactly one of them, and paid once
     assert not [r for r in results if isinstance(r, BaseException)], results

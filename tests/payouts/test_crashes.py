@@ -1,6 +1,7 @@
-"""A worker killed between the parts of each step (W1-W7 of docs/payouts-failure-modes.md), simulated
-by raising `Crash` (a BaseException: nothing catches it, the lease is not released, the open
-transaction rolls back). After the lease expires the sweeper's drive resumes from the state
+"""A worker killed between the parts of each step (message lost after the commit, killed
+before, during or after the Stripe call, lease taken over), simulated by raising `Crash` (a
+BaseException: nothing catches it, the lease is not released, the open transaction rolls
+back). After the lease expires the sweeper's drive resumes from the state
 left behind; every payout ends paid (or returned), with exactly one transfer at Stripe and a
 ledger that adds up."""
 
@@ -110,7 +111,7 @@ def test_w2_killed_after_the_key_was_stored_before_the_request(
     assert payout.lease_token  # the dead worker's lease is still there
     assert emulator.transfer_counts() == {}
     monkeypatch.undo()
-    # when: another worker tries at once, the live lease keeps it out (W6/W7)
+    # when: another worker tries at once, the live lease keeps it out
     result = payouts_drive(ids=[payout.pk], actor="other")
     assert result.claimed == 0
     # and once the lease expired, the sweeper's drive looks up (nothing), then the same key

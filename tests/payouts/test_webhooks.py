@@ -83,7 +83,7 @@ def submitted_payout(
 def submitting_payout(
     emulator: EmulatorServer, monkeypatch: Any, amount: int = 5_000
 ) -> tuple[Any, Payout, str]:
-    """A payout whose worker died after Stripe created the transfer (W3/W4)."""
+    """A payout whose worker died after Stripe created the transfer, before recording it."""
     payee = make_payee("restaurant", balance=amount)
     with monkeypatch.context() as m:
         m.setattr(driving, "_record", lambda *a, **k: (_ for _ in ()).throw(Crash()))

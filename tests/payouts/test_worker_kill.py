@@ -4,7 +4,7 @@ payout by the sweeper once the dead worker's lease expired, finishes it. The pay
 with exactly one transfer at the emulator.
 
 The emulator is slowed with its timeout chaos (the POST sleeps, then creates the transfer), so
-the kill lands in the middle of the Stripe call (W3); the second worker may look the transfer
+the kill lands in the middle of the Stripe call; the second worker may look the transfer
 up while that first request is still in flight (409 "key in use" -> unknown -> retry), or after
 it completed (found, adopted): both paths must end with one transfer."""
 
