@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -39,8 +39,85 @@ from ledger.models import Account, AccountMetadataChange, Posting, Transaction
 
 
 def balance_get(*, address: str, asset: str, at: datetime | None = None) -> int:
-    """The balance of (address, asset), now or at instant `at` (inclusive). 0 if unknown."""
-    return volumes_get(address=address, asset=asset, end=at, end_inclusive=True).balance
+    """The balance of (address, asset), now or at instant `at` (inclusive). 0 if unknown.
+
+    At `at`: the latest balance checkpoint at or before it, plus the postings after the
+    checkpoint up to `at`, plus the postings of transactions the checkpoint does not cover
+    that are dated at or before it (ledger/services/checkpoints.py); the plain sum of every
+    posting up to `at` when no checkpoint precedes it. One statement, so one snapshot."""
+    at = validate_timestamp(at)
+    if at is None:
+        return volumes_get(address=address, asset=asset).balance
+    validate_address(address)
+    validate_asset(asset)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH a AS (SELECT id FROM ledger_account WHERE address = %s), {_RUN_CTE} "
+            "SELECT "
+            "(SELECT coalesce(sum(c.balance), 0) FROM ledger_checkpoint c, r, a"
+            " WHERE c.run_id = r.id AND c.account_id = a.id AND c.asset = %s)"
+            " + (SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
+            "  WHERE p.destination_id = a.id AND p.asset = %s"
+            f"  AND p.timestamp > {_RUN_AT} AND p.timestamp <= %s)"
+            " - (SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
+            "  WHERE p.source_id = a.id AND p.asset = %s"
+            f"  AND p.timestamp > {_RUN_AT} AND p.timestamp <= %s)"
+            " + (SELECT coalesce(sum(CASE WHEN q.destination_id = a.id THEN q.amount ELSE 0 END)"
+            "   - sum(CASE WHEN q.source_id = a.id THEN q.amount ELSE 0 END), 0)"
+            "  FROM late q, a WHERE q.asset = %s AND (q.source_id = a.id OR q.destination_id = a.id))",
+            [address, *_run_params(at), asset, asset, _FLOOR, at, asset, _FLOOR, at, asset],
+        )
+        return int(cursor.fetchone()[0])
+
+
+# The latest checkpoint run at or before `at` (r: none if there is none) and the postings it
+# does not cover that are dated at or before it (late: a range of the primary key, the writes
+# since the last run; MATERIALIZED keeps it one). With no run, the range starts at _FLOOR and
+# nothing is late: the plain sum.
+_FLOOR = datetime(1, 1, 2, tzinfo=UTC)
+_RUN_CTE = (
+    "r AS (SELECT id, at, covers_tx_id FROM ledger_checkpointrun WHERE at <= %s"
+    " ORDER BY at DESC LIMIT 1), "
+    "late AS MATERIALIZED (SELECT source_id, destination_id, asset, amount FROM ledger_posting"
+    " WHERE transaction_id > coalesce((SELECT covers_tx_id FROM r), %s)"
+    " AND timestamp <= coalesce((SELECT at FROM r), %s))"
+)
+_RUN_AT = "coalesce((SELECT at FROM r), %s)"
+
+
+def _run_params(at: datetime) -> list[Any]:
+    return [at, MAX_AMOUNT, _FLOOR]
+
+
+def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple[str, str], int]:
+    """(address, asset) -> balance at `at` of the accounts matching `pattern`, from the latest
+    checkpoint run at or before `at` (see balance_get); zero balances are left out."""
+    where, params = _pattern_where(pattern, asset)
+    range_sql = (
+        "SELECT p.{side}_id AS account_id, p.asset, {sign}p.amount AS amount "
+        "FROM ledger_transaction t JOIN ledger_posting p ON p.transaction_id = t.id "
+        f"WHERE t.timestamp > {_RUN_AT} AND t.timestamp <= %s"
+    )
+    sql = (
+        f"WITH {_RUN_CTE}, x AS ("
+        " SELECT c.account_id, c.asset, c.balance AS amount FROM ledger_checkpoint c, r"
+        " WHERE c.run_id = r.id"
+        " UNION ALL "
+        + range_sql.format(side="destination", sign="")
+        + " UNION ALL "
+        + range_sql.format(side="source", sign="-")
+        + " UNION ALL SELECT destination_id, asset, amount FROM late"
+        " UNION ALL SELECT source_id, asset, -amount FROM late) "
+        "SELECT a.address, x.asset, sum(x.amount) FROM x JOIN ledger_account a"
+        " ON a.id = x.account_id WHERE " + " AND ".join(where) + " GROUP BY a.address, x.asset"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*_run_params(at), _FLOOR, at, _FLOOR, at, *params])
+        return {
+            (address, row_asset): int(balance)
+            for address, row_asset, balance in cursor.fetchall()
+            if balance
+        }
 
 
 def volumes_get(
@@ -105,17 +182,7 @@ def _volumes_by_account(
     *, pattern: str, asset: str | None = None, at: datetime | None = None
 ) -> dict[tuple[str, str], Volumes]:
     """(address, asset) -> volumes over the accounts matching `pattern`."""
-    regex = pattern_regex(pattern)
-    prefix = pattern_prefix(pattern)
-    where = ["a.address ~ %s" if connection.vendor == "postgresql" else "a.address REGEXP %s"]
-    params: list[Any] = [regex]
-    if prefix:
-        # a literal prefix lets the address (varchar_pattern_ops) index narrow the scan
-        where.append("a.address LIKE %s ESCAPE '\\'")
-        params.append(_like_escape(prefix) + ("%" if prefix.endswith(":") else ""))
-    if asset is not None:
-        where.append("x.asset = %s")
-        params.append(validate_asset(asset))
+    where, params = _pattern_where(pattern, asset)
     at = validate_timestamp(at)
     if at is None:
         sql = (
@@ -146,6 +213,22 @@ def _volumes_by_account(
     return result
 
 
+def _pattern_where(pattern: str, asset: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE conditions on `a.address` (the pattern) and `x.asset`."""
+    regex = pattern_regex(pattern)
+    prefix = pattern_prefix(pattern)
+    where = ["a.address ~ %s" if connection.vendor == "postgresql" else "a.address REGEXP %s"]
+    params: list[Any] = [regex]
+    if prefix:
+        # a literal prefix lets the address (varchar_pattern_ops) index narrow the scan
+        where.append("a.address LIKE %s ESCAPE '\\'")
+        params.append(_like_escape(prefix) + ("%" if prefix.endswith(":") else ""))
+    if asset is not None:
+        where.append("x.asset = %s")
+        params.append(validate_asset(asset))
+    return where, params
+
+
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -163,15 +246,24 @@ def balances_get(
     *, pattern: str = "**", asset: str | None = None, at: datetime | None = None
 ) -> Balances:
     """Balances of every account matching `pattern` (`*` one segment, `**` one or more; the
-    default `**` is every account), per account and aggregated per asset, now or at `at`."""
+    default `**` is every account), per account and aggregated per asset, now or at `at`.
+    Now: every (account, asset) the ledger has seen, zero balances included. At `at`: from the
+    balance checkpoints (see balance_get), and only the non-zero balances."""
     validate_pattern(pattern)
+    at = validate_timestamp(at)
     accounts: dict[str, dict[str, int]] = defaultdict(dict)
     totals: dict[str, int] = defaultdict(int)
-    for (address, row_asset), vols in sorted(
-        _volumes_by_account(pattern=pattern, asset=asset, at=at).items()
-    ):
-        accounts[address][row_asset] = vols.balance
-        totals[row_asset] += vols.balance
+    balances = (
+        {
+            key: vols.balance
+            for key, vols in _volumes_by_account(pattern=pattern, asset=asset).items()
+        }
+        if at is None
+        else _balances_at(pattern=pattern, asset=asset, at=at)
+    )
+    for (address, row_asset), balance in sorted(balances.items()):
+        accounts[address][row_asset] = balance
+        totals[row_asset] += balance
     return Balances(pattern=pattern, accounts=dict(accounts), totals=dict(sorted(totals.items())))
 
 
@@ -406,8 +498,13 @@ def balance_sheet_get(*, at: datetime | None = None) -> BalanceSheet:
     pattern matches are listed as "unclassified" and counted on the right-hand side."""
     chart = Chart.from_setting(conf.get("LEDGER_CHART_OF_ACCOUNTS"))
     sheets: dict[str, AssetSheet] = {}
-    for (address, asset), vols in sorted(_volumes_by_account(pattern="**", at=at).items()):
-        balance = vols.balance
+    at = validate_timestamp(at)
+    balances = (
+        {key: vols.balance for key, vols in _volumes_by_account(pattern="**").items()}
+        if at is None
+        else _balances_at(pattern="**", asset=None, at=at)  # from the checkpoints
+    )
+    for (address, asset), balance in sorted(balances.items()):
         if balance == 0:
             continue
         kind = chart.classify(address) or "unclassified"
