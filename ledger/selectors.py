@@ -41,83 +41,156 @@ from ledger.models import Account, AccountMetadataChange, Posting, Transaction
 def balance_get(*, address: str, asset: str, at: datetime | None = None) -> int:
     """The balance of (address, asset), now or at instant `at` (inclusive). 0 if unknown.
 
-    At `at`: the latest balance checkpoint at or before it, plus the postings after the
-    checkpoint up to `at`, plus the postings of transactions the checkpoint does not cover
-    that are dated at or before it (ledger/services/checkpoints.py); the plain sum of every
-    posting up to `at` when no checkpoint precedes it. One statement, so one snapshot."""
+    At `at`: from the balance checkpoint run nearest to `at` (ledger/services/checkpoints.py):
+    its row, plus (or minus, for a run after `at`) the postings between the run and `at`,
+    plus the postings of transactions the run does not cover that are dated at or before the
+    run; the plain sum of every posting up to `at` when there is no run."""
     at = validate_timestamp(at)
     if at is None:
         return volumes_get(address=address, asset=asset).balance
     validate_address(address)
     validate_asset(asset)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH a AS (SELECT id FROM ledger_account WHERE address = %s), {_RUN_CTE} "
-            "SELECT "
-            "(SELECT coalesce(sum(c.balance), 0) FROM ledger_checkpoint c, r, a"
-            " WHERE c.run_id = r.id AND c.account_id = a.id AND c.asset = %s)"
-            " + (SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
-            "  WHERE p.destination_id = a.id AND p.asset = %s"
-            f"  AND p.timestamp > {_RUN_AT} AND p.timestamp <= %s)"
-            " - (SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
-            "  WHERE p.source_id = a.id AND p.asset = %s"
-            f"  AND p.timestamp > {_RUN_AT} AND p.timestamp <= %s)"
-            " + (SELECT coalesce(sum(CASE WHEN q.destination_id = a.id THEN q.amount ELSE 0 END)"
-            "   - sum(CASE WHEN q.source_id = a.id THEN q.amount ELSE 0 END), 0)"
-            "  FROM late q, a WHERE q.asset = %s AND (q.source_id = a.id OR q.destination_id = a.id))",
-            [address, *_run_params(at), asset, asset, _FLOOR, at, asset, _FLOOR, at, asset],
-        )
-        return int(cursor.fetchone()[0])
+        for _ in range(_RUN_ATTEMPTS):
+            run = _run_nearest(cursor, at)
+            if run is None:
+                return volumes_get(address=address, asset=asset, end=at, end_inclusive=True).balance
+            lo, hi, sign = (run.at, at, 1) if run.at <= at else (at, run.at, -1)
+            cursor.execute(
+                "WITH a AS (SELECT id FROM ledger_account WHERE address = %s), "
+                f"{_LATE_CTE} SELECT "
+                "(SELECT count(*) FROM ledger_checkpointrun WHERE id = %s), "
+                "(SELECT coalesce(sum(c.balance), 0) FROM ledger_checkpoint c, a"
+                " WHERE c.run_id = %s AND c.account_id = a.id AND c.asset = %s)"
+                " + (SELECT coalesce(sum(CASE WHEN q.destination_id = a.id THEN q.amount ELSE 0 END)"
+                "   - sum(CASE WHEN q.source_id = a.id THEN q.amount ELSE 0 END), 0)"
+                "  FROM late q, a WHERE q.asset = %s"
+                "  AND (q.source_id = a.id OR q.destination_id = a.id)), "
+                "(SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
+                " WHERE p.destination_id = a.id AND p.asset = %s"
+                " AND p.timestamp > %s AND p.timestamp <= %s)"
+                " - (SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
+                " WHERE p.source_id = a.id AND p.asset = %s"
+                " AND p.timestamp > %s AND p.timestamp <= %s)",
+                [
+                    address,
+                    *_late_params(run),
+                    run.id,
+                    run.id,
+                    asset,
+                    asset,
+                    asset,
+                    lo,
+                    hi,
+                    asset,
+                    lo,
+                    hi,
+                ],
+            )
+            exists, at_run, between = cursor.fetchone()
+            if exists:
+                return int(at_run) + sign * int(between)
+        # pruned under us every time (only runs older than LEDGER_CHECKPOINT_KEEP_HOURS are)
+        return volumes_get(address=address, asset=asset, end=at, end_inclusive=True).balance
 
 
-# The latest checkpoint run at or before `at` (r: none if there is none) and the postings it
-# does not cover that are dated at or before it (late: a range of the primary key, the writes
-# since the last run; MATERIALIZED keeps it one). With no run, the range starts at _FLOOR and
-# nothing is late: the plain sum.
-_FLOOR = datetime(1, 1, 2, tzinfo=UTC)
-_RUN_CTE = (
-    "r AS (SELECT id, at, covers_tx_id FROM ledger_checkpointrun WHERE at <= %s"
-    " ORDER BY at DESC LIMIT 1), "
+@dataclass(frozen=True, slots=True)
+class _Run:
+    id: int
+    at: datetime
+    covers_tx_id: int
+
+
+_RUN_ATTEMPTS = 3
+
+
+def _run_nearest(cursor: Any, at: datetime) -> _Run | None:
+    """The checkpoint run nearest to `at` (before or after it), or None if there is none."""
+    cursor.execute(
+        "SELECT * FROM (SELECT id, at, covers_tx_id FROM ledger_checkpointrun WHERE at <= %s"
+        " ORDER BY at DESC LIMIT 1) b UNION ALL "
+        "SELECT * FROM (SELECT id, at, covers_tx_id FROM ledger_checkpointrun WHERE at > %s"
+        " ORDER BY at LIMIT 1) n",
+        [at, at],
+    )
+    runs = [_Run(int(i), _aware(t), int(w)) for i, t, w in cursor.fetchall()]
+    if not runs:
+        return None
+    return min(runs, key=lambda r: abs((r.at - at).total_seconds()))
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, str):  # SQLite without converters
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# The postings the run does not cover and that are dated at or before it. The run's W only
+# rises, and is read again in this statement (the rows are folded together with it, so they
+# agree); the W read before is a literal lower bound that lets the planner take the primary
+# key's range (the writes since the run's last fold).
+_LATE_CTE = (
     "late AS MATERIALIZED (SELECT source_id, destination_id, asset, amount FROM ledger_posting"
-    " WHERE transaction_id > coalesce((SELECT covers_tx_id FROM r), %s)"
-    " AND timestamp <= coalesce((SELECT at FROM r), %s))"
+    " WHERE transaction_id > %s"
+    " AND transaction_id > (SELECT covers_tx_id FROM ledger_checkpointrun WHERE id = %s)"
+    " AND timestamp <= %s)"
 )
-_RUN_AT = "coalesce((SELECT at FROM r), %s)"
 
 
-def _run_params(at: datetime) -> list[Any]:
-    return [at, MAX_AMOUNT, _FLOOR]
+def _late_params(run: _Run) -> list[Any]:
+    return [run.covers_tx_id, run.id, run.at]
 
 
 def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple[str, str], int]:
-    """(address, asset) -> balance at `at` of the accounts matching `pattern`, from the latest
-    checkpoint run at or before `at` (see balance_get); zero balances are left out."""
+    """(address, asset) -> balance at `at` of the accounts matching `pattern`, from the
+    checkpoint run nearest to `at` (see balance_get); zero balances are left out."""
     where, params = _pattern_where(pattern, asset)
-    range_sql = (
-        "SELECT p.{side}_id AS account_id, p.asset, {sign}p.amount AS amount "
-        "FROM ledger_transaction t JOIN ledger_posting p ON p.transaction_id = t.id "
-        f"WHERE t.timestamp > {_RUN_AT} AND t.timestamp <= %s"
-    )
-    sql = (
-        f"WITH {_RUN_CTE}, x AS ("
-        " SELECT c.account_id, c.asset, c.balance AS amount FROM ledger_checkpoint c, r"
-        " WHERE c.run_id = r.id"
-        " UNION ALL "
-        + range_sql.format(side="destination", sign="")
-        + " UNION ALL "
-        + range_sql.format(side="source", sign="-")
-        + " UNION ALL SELECT destination_id, asset, amount FROM late"
-        " UNION ALL SELECT source_id, asset, -amount FROM late) "
-        "SELECT a.address, x.asset, sum(x.amount) FROM x JOIN ledger_account a"
-        " ON a.id = x.account_id WHERE " + " AND ".join(where) + " GROUP BY a.address, x.asset"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*_run_params(at), _FLOOR, at, _FLOOR, at, *params])
-        return {
-            (address, row_asset): int(balance)
-            for address, row_asset, balance in cursor.fetchall()
-            if balance
-        }
+        for _ in range(_RUN_ATTEMPTS):
+            run = _run_nearest(cursor, at)
+            if run is None:
+                break
+            lo, hi, sign = (run.at, at, "") if run.at <= at else (at, run.at, "-")
+            # the range through the transactions' timestamp index (a posting's timestamp is
+            # its transaction's)
+            range_sql = (
+                "SELECT p.{side}_id AS account_id, p.asset, {sign}p.amount AS amount "
+                "FROM ledger_transaction t JOIN ledger_posting p ON p.transaction_id = t.id "
+                "WHERE t.timestamp > %s AND t.timestamp <= %s"
+            )
+            cursor.execute(
+                f"WITH {_LATE_CTE}, x AS ("
+                " SELECT account_id, asset, balance AS amount FROM ledger_checkpoint"
+                " WHERE run_id = %s"
+                " UNION ALL SELECT destination_id, asset, amount FROM late"
+                " UNION ALL SELECT source_id, asset, -amount FROM late"
+                " UNION ALL "
+                + range_sql.format(side="destination", sign=sign)
+                + " UNION ALL "
+                + range_sql.format(side="source", sign="" if sign else "-")
+                # summed per account id first: the addresses are read (and matched) only
+                # for the non-zero balances
+                + "), y AS (SELECT account_id, asset, sum(amount) AS balance FROM x"
+                " GROUP BY account_id, asset HAVING sum(amount) <> 0)"
+                " SELECT a.address, x.asset, x.balance,"
+                " (SELECT count(*) FROM ledger_checkpointrun WHERE id = %s)"
+                " FROM y x JOIN ledger_account a ON a.id = x.account_id WHERE "
+                + " AND ".join(where),
+                [*_late_params(run), run.id, lo, hi, lo, hi, run.id, *params],
+            )
+            rows = cursor.fetchall()
+            if rows and not rows[0][3]:
+                continue  # pruned under us
+            if not rows:
+                cursor.execute("SELECT count(*) FROM ledger_checkpointrun WHERE id = %s", [run.id])
+                if not cursor.fetchone()[0]:
+                    continue
+            return {(address, row_asset): int(bal) for address, row_asset, bal, _ in rows if bal}
+    return {
+        key: vols.balance
+        for key, vols in _volumes_by_account(pattern=pattern, asset=asset, at=at).items()
+        if vols.balance
+    }
 
 
 def volumes_get(
@@ -219,6 +292,8 @@ def _pattern_where(pattern: str, asset: str | None) -> tuple[list[str], list[Any
     prefix = pattern_prefix(pattern)
     where = ["a.address ~ %s" if connection.vendor == "postgresql" else "a.address REGEXP %s"]
     params: list[Any] = [regex]
+    if pattern == "**":  # every address (a CHECK constraint): no regex over every account
+        where, params = ["1 = 1"], []
     if prefix:
         # a literal prefix lets the address (varchar_pattern_ops) index narrow the scan
         where.append("a.address LIKE %s ESCAPE '\\'")
