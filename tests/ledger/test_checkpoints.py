@@ -318,3 +318,28 @@ def test_task_runs_a_checkpoint():
     run_id = ledger_checkpoint()
     assert run_id is not None
     assert Checkpoint.objects.filter(run_id=run_id).count() == 2
+
+
+def test_checkpoints_leave_the_chain_and_the_ledger_untouched():
+    # given: sealed transactions
+    from ledger.services import chain_verify, transactions_seal
+    from tests.ledger.helpers import table_counts
+
+    transaction_post(postings=[p("world", "a", 10)], timestamp=hour(1))
+    transaction_post(postings=[p("a", "b", 4)], timestamp=hour(2))
+    transactions_seal()
+    before = table_counts()
+
+    # when: runs are written, folded into, rebuilt
+    checkpoints_run(at=hour(1), prune=False)
+    transaction_post(postings=[p("world", "b", 1)], timestamp=hour(0))
+    transactions_seal()
+    checkpoints_run(at=hour(3), prune=False)
+    checkpoints_rebuild()
+
+    # then: the chain verifies and only the one new transaction changed the ledger's tables
+    report = chain_verify()
+    assert report.ok
+    after = table_counts()
+    assert after["ledger_transaction"] == before["ledger_transaction"] + 1
+    assert after["ledger_posting"] == before["ledger_posting"] + 1
