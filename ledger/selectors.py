@@ -2,8 +2,10 @@
 the balance sheet. Reads take no locks.
 
 A current balance is the sum of at most LEDGER_BALANCE_SHARDS rows, whatever the history
-length. A balance at a past instant and volumes over a period are sums over the postings,
-through the (account, asset, timestamp) indexes; `at` is inclusive, a period is [start, end).
+length. A balance at a past instant (one account, a pattern, the balance sheet) is the nearest
+balance checkpoint plus bounded ranges of postings (ledger/services/checkpoints.py); volumes
+over a period are sums over the postings, through the (account, asset, timestamp) indexes.
+`at` is inclusive, a period is [start, end).
 """
 
 from __future__ import annotations
