@@ -13,6 +13,10 @@ Workload: an order's split, one transaction of 4 postings: `stripe:balance` -> `
   history is generated once per database with set-based SQL (INSERT ... SELECT over
   generate_series, 10 postings per transaction, balance rows and sealer queue filled the same
   way, so the ledger stays consistent) and reused by later runs.
+- balance_asof_p50_ms / _p99_ms: `balance_get(at=...)` of the same account at a random
+  instant of its history, from the balance checkpoints (runs every 15 minutes over the
+  history, as the beat task leaves them: `checkpoints_run`, reused by later runs);
+  balance_asof_plain_p50_ms is the plain sum of the postings up to the instant, for reference.
 - raw_sql_tx_per_s: the least SQL that records the same transaction: one prepared statement,
   autocommit, inserting the transaction row and its 4 postings into bare tables (primary keys
   only, no accounts, no balances, no checks, no indexes for reads). serial_vs_raw is our ratio.
@@ -206,6 +210,64 @@ def _balance_reads(rounds: int) -> tuple[float, float]:
     return p50, p99
 
 
+def history_checkpoints() -> int:
+    """Checkpoint runs every 15 minutes (aligned, so later runs reuse them) over the history
+    account's span, as the beat task would have written them. Returns how many exist there."""
+    from datetime import timedelta
+
+    from ledger.services.checkpoints import checkpoints_run
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(p.timestamp), max(p.timestamp) FROM ledger_posting p "
+            "JOIN ledger_account a ON a.id = p.destination_id WHERE a.address = %s",
+            [HISTORY_ACCOUNT],
+        )
+        first, last = cursor.fetchone()
+    at = first.replace(minute=first.minute - first.minute % 15, second=0, microsecond=0)
+    count = 0
+    while at <= last + timedelta(minutes=15):
+        checkpoints_run(at=at, prune=False)
+        at += timedelta(minutes=15)
+        count += 1
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE ledger_checkpointrun, ledger_checkpoint")
+    return count
+
+
+def asof_reads(rounds: int) -> tuple[float, float, float]:
+    """p50 and p99 of balance_get(at=...) at instants spread over the history, and the p50
+    of the plain sum (volumes_get up to the instant) on a tenth as many."""
+    from ledger.selectors import volumes_get
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(p.timestamp), max(p.timestamp) FROM ledger_posting p "
+            "JOIN ledger_account a ON a.id = p.destination_id WHERE a.address = %s",
+            [HISTORY_ACCOUNT],
+        )
+        first, last = cursor.fetchone()
+    span = last - first
+    instants = [first + span * (((i * 7919) % 10007) / 10007) for i in range(rounds)]
+    for at in instants[:50]:
+        balance_get(address=HISTORY_ACCOUNT, asset=ASSET, at=at)
+    samples = []
+    for at in instants:
+        started = time.perf_counter()
+        balance_get(address=HISTORY_ACCOUNT, asset=ASSET, at=at)
+        samples.append(time.perf_counter() - started)
+    plain = []
+    for at in instants[: max(10, rounds // 10)]:
+        started = time.perf_counter()
+        volumes_get(address=HISTORY_ACCOUNT, asset=ASSET, end=at, end_inclusive=True)
+        plain.append(time.perf_counter() - started)
+    return (
+        statistics.median(samples) * 1000,
+        sorted(samples)[int(len(samples) * 0.99) - 1] * 1000,
+        statistics.median(plain) * 1000,
+    )
+
+
 RAW_DDL = [
     "CREATE TABLE IF NOT EXISTS ledger_bench_raw_tx (id bigserial PRIMARY KEY, "
     "timestamp timestamptz NOT NULL, metadata jsonb NOT NULL)",
@@ -358,6 +420,13 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
     p50, p99 = _balance_reads(sizes.reads)
     figures["balance_read_p50_ms"] = round(p50, 3)
     figures["balance_read_p99_ms"] = round(p99, 3)
+    started = time.perf_counter()
+    figures["checkpoint_runs"] = history_checkpoints()
+    figures["checkpoint_setup_s"] = round(time.perf_counter() - started, 1)
+    asof_p50, asof_p99, plain_p50 = asof_reads(sizes.reads)
+    figures["balance_asof_p50_ms"] = round(asof_p50, 3)
+    figures["balance_asof_p99_ms"] = round(asof_p99, 3)
+    figures["balance_asof_plain_p50_ms"] = round(plain_p50, 3)
     # the sealer (after commit, single, in order) must outrun the writers
     from ledger.services import transactions_seal
 

@@ -230,6 +230,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # The sealer also runs after commits (debounced); beat is the backstop.
     "ledger-seal": {"task": "ledger.seal", "schedule": float(knobs["LEDGER_SEAL_INTERVAL"])},
     "ledger-verify": {"task": "ledger.verify", "schedule": 24 * 3600.0},
+    # Balance checkpoints: past balances and the balance sheet as of a date read a bounded range.
+    "ledger-checkpoint": {
+        "task": "ledger.checkpoint",
+        "schedule": float(knobs["LEDGER_CHECKPOINT_INTERVAL"]),
+    },
     "marketplace-orders-expire": {"task": "marketplace.orders_expire", "schedule": 300.0},
     "marketplace-refunds-sweep": {"task": "marketplace.refunds_sweep", "schedule": 60.0},
     # Asynchronous capture: payments whose balance transaction came after their events.

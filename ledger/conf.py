@@ -8,6 +8,10 @@ LEDGER_SEAL_ON_COMMIT     schedule the sealer task after commits (True)
 LEDGER_SEAL_DEBOUNCE      at most one scheduling per process per this many seconds (2.0)
 LEDGER_SEAL_INTERVAL      Celery beat period of the sealer, seconds (5.0)
 LEDGER_CHART_OF_ACCOUNTS  [(pattern, type), ...], first match wins (config/settings.py)
+LEDGER_CHECKPOINT_INTERVAL   Celery beat period of the balance checkpoints, seconds (900): a
+                             past balance reads at most this long a range of postings
+LEDGER_CHECKPOINT_KEEP_HOURS checkpoint runs older than this are thinned to the last one of
+                             each UTC day (48)
 
 Numscript limits (ledger/numscript/limits.py); a script beyond one is refused with a
 Numscript error (API: 400 script_error, nothing written):
@@ -36,6 +40,8 @@ KNOBS: dict[str, Knob] = {
     "LEDGER_SEAL_ON_COMMIT": Knob(True, "bool", "schedule the sealer after commits"),
     "LEDGER_SEAL_DEBOUNCE": Knob(2.0, "float", "seconds between schedulings per process"),
     "LEDGER_SEAL_INTERVAL": Knob(5.0, "float", "Celery beat period of the sealer, seconds"),
+    "LEDGER_CHECKPOINT_INTERVAL": Knob(900.0, "float", "beat period of balance checkpoints, s"),
+    "LEDGER_CHECKPOINT_KEEP_HOURS": Knob(48.0, "float", "older checkpoints: one per UTC day"),
     "NUMSCRIPT_MAX_SCRIPT_BYTES": Knob(64 * 1024, "int", "UTF-8 size of a script, bytes"),
     "NUMSCRIPT_MAX_DEPTH": Knob(50, "int", "nesting of expressions, sources, destinations"),
     "NUMSCRIPT_MAX_STATEMENTS": Knob(1_000, "int", "statements in a script"),

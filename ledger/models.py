@@ -6,6 +6,9 @@ their address never changes (triggers too); only their metadata is updated, and 
 recorded in `AccountMetadataChange`. `Balance` rows are the one mutable cache: per (account,
 asset, shard) input and output volumes, updated in the same database transaction as the
 postings; an account's balance is the sum over its (at most LEDGER_BALANCE_SHARDS) shard rows.
+`CheckpointRun` and `Checkpoint` are derived data (past balances at chosen instants, written by
+a periodic task and rebuildable from the postings at any time: `manage.py ledger checkpoints
+rebuild`); they are not part of the hash chain and nothing else depends on them.
 
 Foreign keys from postings and balances to accounts are NOT database constraints on purpose:
 every posting on a hot account would take a FOR KEY SHARE lock on that one account row, and
@@ -216,3 +219,38 @@ class Unsealed(models.Model):
 
     def __str__(self) -> str:
         return f"unsealed {self.transaction_id}"
+
+
+class CheckpointRun(models.Model):
+    """Balances at the instant `at`: one `Checkpoint` row per (account, asset) whose balance
+    at `at` was not zero (an account with no row had 0). Derived data (ledger/services/checkpoints.py).
+
+    A run counts the postings with `timestamp <= at` of the transactions with
+    `id <= covers_tx_id`; every run covers the same id (the task raises them together, in one
+    database transaction, folding in the postings between), so a reader adds the postings of
+    later transactions back-dated to `at` or before, and those after `at`."""
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(unique=True)
+    covers_tx_id = models.BigIntegerField()  # every transaction id <= this is counted
+    created_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return f"checkpoint run {self.id} at {self.at.isoformat()}"
+
+
+class Checkpoint(models.Model):
+    """The balance (input - output) of one (account, asset) at its run's instant."""
+
+    pk = models.CompositePrimaryKey("run_id", "account_id", "asset")
+    run = models.ForeignKey(
+        CheckpointRun, on_delete=models.CASCADE, related_name="+", db_index=False
+    )  # the primary key (run, account, asset) serves lookups by run
+    account = models.ForeignKey(
+        Account, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    asset = models.CharField(max_length=MAX_ASSET_LENGTH)
+    balance = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.run_id} {self.account_id} {self.asset}"

@@ -2,8 +2,10 @@
 the balance sheet. Reads take no locks.
 
 A current balance is the sum of at most LEDGER_BALANCE_SHARDS rows, whatever the history
-length. A balance at a past instant and volumes over a period are sums over the postings,
-through the (account, asset, timestamp) indexes; `at` is inclusive, a period is [start, end).
+length. A balance at a past instant (one account, a pattern, the balance sheet) is the nearest
+balance checkpoint plus bounded ranges of postings (ledger/services/checkpoints.py); volumes
+over a period are sums over the postings, through the (account, asset, timestamp) indexes.
+`at` is inclusive, a period is [start, end).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -39,8 +41,158 @@ from ledger.models import Account, AccountMetadataChange, Posting, Transaction
 
 
 def balance_get(*, address: str, asset: str, at: datetime | None = None) -> int:
-    """The balance of (address, asset), now or at instant `at` (inclusive). 0 if unknown."""
-    return volumes_get(address=address, asset=asset, end=at, end_inclusive=True).balance
+    """The balance of (address, asset), now or at instant `at` (inclusive). 0 if unknown.
+
+    At `at`: from the balance checkpoint run nearest to `at` (ledger/services/checkpoints.py):
+    its row, plus (or minus, for a run after `at`) the postings between the run and `at`,
+    plus the postings of transactions the run does not cover that are dated at or before the
+    run; the plain sum of every posting up to `at` when there is no run."""
+    at = validate_timestamp(at)
+    if at is None:
+        return volumes_get(address=address, asset=asset).balance
+    validate_address(address)
+    validate_asset(asset)
+    with connection.cursor() as cursor:
+        for _ in range(_RUN_ATTEMPTS):
+            run = _run_nearest(cursor, at)
+            if run is None:
+                return volumes_get(address=address, asset=asset, end=at, end_inclusive=True).balance
+            lo, hi, sign = (run.at, at, 1) if run.at <= at else (at, run.at, -1)
+            cursor.execute(
+                "WITH a AS (SELECT id FROM ledger_account WHERE address = %s), "
+                f"{_LATE_CTE} SELECT "
+                "(SELECT count(*) FROM ledger_checkpointrun WHERE id = %s), "
+                "(SELECT coalesce(sum(c.balance), 0) FROM ledger_checkpoint c, a"
+                " WHERE c.run_id = %s AND c.account_id = a.id AND c.asset = %s)"
+                " + (SELECT coalesce(sum(CASE WHEN q.destination_id = a.id THEN q.amount ELSE 0 END)"
+                "   - sum(CASE WHEN q.source_id = a.id THEN q.amount ELSE 0 END), 0)"
+                "  FROM late q, a WHERE q.asset = %s"
+                "  AND (q.source_id = a.id OR q.destination_id = a.id)), "
+                "(SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
+                " WHERE p.destination_id = a.id AND p.asset = %s"
+                " AND p.timestamp > %s AND p.timestamp <= %s)"
+                " - (SELECT coalesce(sum(p.amount), 0) FROM ledger_posting p, a"
+                " WHERE p.source_id = a.id AND p.asset = %s"
+                " AND p.timestamp > %s AND p.timestamp <= %s)",
+                [
+                    address,
+                    *_late_params(run),
+                    run.id,
+                    run.id,
+                    asset,
+                    asset,
+                    asset,
+                    lo,
+                    hi,
+                    asset,
+                    lo,
+                    hi,
+                ],
+            )
+            exists, at_run, between = cursor.fetchone()
+            if exists:
+                return int(at_run) + sign * int(between)
+        # pruned under us every time (only runs older than LEDGER_CHECKPOINT_KEEP_HOURS are)
+        return volumes_get(address=address, asset=asset, end=at, end_inclusive=True).balance
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    id: int
+    at: datetime
+    covers_tx_id: int
+
+
+_RUN_ATTEMPTS = 3
+
+
+def _run_nearest(cursor: Any, at: datetime) -> _Run | None:
+    """The checkpoint run nearest to `at` (before or after it), or None if there is none."""
+    cursor.execute(
+        "SELECT * FROM (SELECT id, at, covers_tx_id FROM ledger_checkpointrun WHERE at <= %s"
+        " ORDER BY at DESC LIMIT 1) b UNION ALL "
+        "SELECT * FROM (SELECT id, at, covers_tx_id FROM ledger_checkpointrun WHERE at > %s"
+        " ORDER BY at LIMIT 1) n",
+        [at, at],
+    )
+    runs = [_Run(int(i), _aware(t), int(w)) for i, t, w in cursor.fetchall()]
+    if not runs:
+        return None
+    return min(runs, key=lambda r: abs((r.at - at).total_seconds()))
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, str):  # SQLite without converters
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# The postings the run does not cover and that are dated at or before it. The run's W only
+# rises, and is read again in this statement (the rows are folded together with it, so they
+# agree); the W read before is a literal lower bound that lets the planner take the primary
+# key's range (the writes since the run's last fold).
+_LATE_CTE = (
+    "late AS MATERIALIZED (SELECT source_id, destination_id, asset, amount FROM ledger_posting"
+    " WHERE transaction_id > %s"
+    " AND transaction_id > (SELECT covers_tx_id FROM ledger_checkpointrun WHERE id = %s)"
+    " AND timestamp <= %s)"
+)
+
+
+def _late_params(run: _Run) -> list[Any]:
+    return [run.covers_tx_id, run.id, run.at]
+
+
+def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple[str, str], int]:
+    """(address, asset) -> balance at `at` of the accounts matching `pattern`, from the
+    checkpoint run nearest to `at` (see balance_get); zero balances are left out."""
+    where, params = _pattern_where(pattern, asset)
+    with connection.cursor() as cursor:
+        for _ in range(_RUN_ATTEMPTS):
+            run = _run_nearest(cursor, at)
+            if run is None:
+                break
+            lo, hi, sign = (run.at, at, "") if run.at <= at else (at, run.at, "-")
+            # the range through the transactions' timestamp index (a posting's timestamp is
+            # its transaction's)
+            range_sql = (
+                "SELECT p.{side}_id AS account_id, p.asset, {sign}p.amount AS amount "
+                "FROM ledger_transaction t JOIN ledger_posting p ON p.transaction_id = t.id "
+                "WHERE t.timestamp > %s AND t.timestamp <= %s"
+            )
+            cursor.execute(
+                f"WITH {_LATE_CTE}, x AS ("
+                " SELECT account_id, asset, balance AS amount FROM ledger_checkpoint"
+                " WHERE run_id = %s"
+                " UNION ALL SELECT destination_id, asset, amount FROM late"
+                " UNION ALL SELECT source_id, asset, -amount FROM late"
+                " UNION ALL "
+                + range_sql.format(side="destination", sign=sign)
+                + " UNION ALL "
+                + range_sql.format(side="source", sign="" if sign else "-")
+                # summed per account id first: the addresses are read (and matched) only
+                # for the non-zero balances
+                + "), y AS (SELECT account_id, asset, sum(amount) AS balance FROM x"
+                " GROUP BY account_id, asset HAVING sum(amount) <> 0)"
+                " SELECT a.address, x.asset, x.balance,"
+                " (SELECT count(*) FROM ledger_checkpointrun WHERE id = %s)"
+                " FROM y x JOIN ledger_account a ON a.id = x.account_id WHERE "
+                + " AND ".join(where),
+                [*_late_params(run), run.id, lo, hi, lo, hi, run.id, *params],
+            )
+            rows = cursor.fetchall()
+            if rows and not rows[0][3]:
+                continue  # pruned under us
+            if not rows:
+                cursor.execute("SELECT count(*) FROM ledger_checkpointrun WHERE id = %s", [run.id])
+                if not cursor.fetchone()[0]:
+                    continue
+            return {(address, row_asset): int(bal) for address, row_asset, bal, _ in rows if bal}
+    return {
+        key: vols.balance
+        for key, vols in _volumes_by_account(pattern=pattern, asset=asset, at=at).items()
+        if vols.balance
+    }
 
 
 def volumes_get(
@@ -105,17 +257,7 @@ def _volumes_by_account(
     *, pattern: str, asset: str | None = None, at: datetime | None = None
 ) -> dict[tuple[str, str], Volumes]:
     """(address, asset) -> volumes over the accounts matching `pattern`."""
-    regex = pattern_regex(pattern)
-    prefix = pattern_prefix(pattern)
-    where = ["a.address ~ %s" if connection.vendor == "postgresql" else "a.address REGEXP %s"]
-    params: list[Any] = [regex]
-    if prefix:
-        # a literal prefix lets the address (varchar_pattern_ops) index narrow the scan
-        where.append("a.address LIKE %s ESCAPE '\\'")
-        params.append(_like_escape(prefix) + ("%" if prefix.endswith(":") else ""))
-    if asset is not None:
-        where.append("x.asset = %s")
-        params.append(validate_asset(asset))
+    where, params = _pattern_where(pattern, asset)
     at = validate_timestamp(at)
     if at is None:
         sql = (
@@ -146,6 +288,24 @@ def _volumes_by_account(
     return result
 
 
+def _pattern_where(pattern: str, asset: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE conditions on `a.address` (the pattern) and `x.asset`."""
+    regex = pattern_regex(pattern)
+    prefix = pattern_prefix(pattern)
+    where = ["a.address ~ %s" if connection.vendor == "postgresql" else "a.address REGEXP %s"]
+    params: list[Any] = [regex]
+    if pattern == "**":  # every address (a CHECK constraint): no regex over every account
+        where, params = ["1 = 1"], []
+    if prefix:
+        # a literal prefix lets the address (varchar_pattern_ops) index narrow the scan
+        where.append("a.address LIKE %s ESCAPE '\\'")
+        params.append(_like_escape(prefix) + ("%" if prefix.endswith(":") else ""))
+    if asset is not None:
+        where.append("x.asset = %s")
+        params.append(validate_asset(asset))
+    return where, params
+
+
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -163,15 +323,24 @@ def balances_get(
     *, pattern: str = "**", asset: str | None = None, at: datetime | None = None
 ) -> Balances:
     """Balances of every account matching `pattern` (`*` one segment, `**` one or more; the
-    default `**` is every account), per account and aggregated per asset, now or at `at`."""
+    default `**` is every account), per account and aggregated per asset, now or at `at`.
+    Now: every (account, asset) the ledger has seen, zero balances included. At `at`: from the
+    balance checkpoints (see balance_get), and only the non-zero balances."""
     validate_pattern(pattern)
+    at = validate_timestamp(at)
     accounts: dict[str, dict[str, int]] = defaultdict(dict)
     totals: dict[str, int] = defaultdict(int)
-    for (address, row_asset), vols in sorted(
-        _volumes_by_account(pattern=pattern, asset=asset, at=at).items()
-    ):
-        accounts[address][row_asset] = vols.balance
-        totals[row_asset] += vols.balance
+    balances = (
+        {
+            key: vols.balance
+            for key, vols in _volumes_by_account(pattern=pattern, asset=asset).items()
+        }
+        if at is None
+        else _balances_at(pattern=pattern, asset=asset, at=at)
+    )
+    for (address, row_asset), balance in sorted(balances.items()):
+        accounts[address][row_asset] = balance
+        totals[row_asset] += balance
     return Balances(pattern=pattern, accounts=dict(accounts), totals=dict(sorted(totals.items())))
 
 
@@ -406,8 +575,13 @@ def balance_sheet_get(*, at: datetime | None = None) -> BalanceSheet:
     pattern matches are listed as "unclassified" and counted on the right-hand side."""
     chart = Chart.from_setting(conf.get("LEDGER_CHART_OF_ACCOUNTS"))
     sheets: dict[str, AssetSheet] = {}
-    for (address, asset), vols in sorted(_volumes_by_account(pattern="**", at=at).items()):
-        balance = vols.balance
+    at = validate_timestamp(at)
+    balances = (
+        {key: vols.balance for key, vols in _volumes_by_account(pattern="**").items()}
+        if at is None
+        else _balances_at(pattern="**", asset=None, at=at)  # from the checkpoints
+    )
+    for (address, asset), balance in sorted(balances.items()):
         if balance == 0:
             continue
         kind = chart.classify(address) or "unclassified"

@@ -7,6 +7,10 @@ never given). On the ledger's append-only tables it has SELECT and INSERT only, 
 or DELETE is refused by PostgreSQL's privileges before any trigger runs; the triggers stay as
 a second wall (against the owner and superusers).
 
+The balance checkpoints (`ledger_checkpointrun`, `ledger_checkpoint`) are derived data: the
+app role inserts, updates and deletes them (the default row privileges), and is a member of
+`pg_read_all_stats` so that the checkpoint task sees every session's open transaction.
+
 `roles_apply()` converges: run it any number of times, after every migration (new tables get
 their grants), and whatever extra privilege someone granted by hand is revoked.
 """
@@ -165,6 +169,10 @@ def _roles_and_ownership(
     )
     cursor.execute(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(ident(schema), ident(app)))
     cursor.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(app)))
+    # The balance checkpoint task waits for every transaction open when it read the last
+    # transaction id (ledger/services/checkpoints.py): it must see other roles' sessions in
+    # pg_stat_activity (read-only statistics; nothing else follows from it).
+    cursor.execute(sql.SQL("GRANT pg_read_all_stats TO {}").format(ident(app)))
 
     # Everything the migrations created (perhaps as a superuser) belongs to the owner.
     reassigned = 0

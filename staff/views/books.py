@@ -5,11 +5,14 @@ statement for a period, what is owed to whom; each also as CSV (`?format=csv`). 
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
 
 from ledger import conf as ledger_conf
 from ledger.domain import DEBIT_NORMAL, Chart, format_amount
@@ -111,8 +114,36 @@ class BooksView(StaffView):
         return render(
             request,
             "staff/books.html",
-            {"sheet": sheet, "at": at, "at_text": request.GET.get("at", "")},
+            {
+                "sheet": sheet,
+                "tables": [(s, _sheet_rows(s)) for s in sheet.assets],
+                "at": at,
+                "at_text": request.GET.get("at", ""),
+            },
         )
+
+
+def _sheet_rows(sheet: AssetSheet) -> list[SafeString]:
+    """One table row per line (type, account link, amount, debit, credit), escaped and built
+    here: a sheet has a line per payee (thousands), and a URL reversal, three filters and a
+    dozen variable lookups per line in the template cost ten times the query."""
+    url = reverse("staff:ledger-account", args=["ADDRESS"])  # addresses need no quoting
+    unit = sheet.asset.split("/")[0]
+
+    def money(amount: int) -> str:
+        return f"{unit} {format_amount(sheet.asset, amount)}" if amount else ""
+
+    # html.escape, not format_html: the same escaping at a fifth of the cost per call
+    return [
+        mark_safe(  # noqa: S308 (every value escaped)
+            f"<tr><td>{escape(line.type)}</td><td><a href="
+            f'"{escape(url.replace("ADDRESS", line.address))}"><code>{escape(line.address)}'
+            f'</code></a></td><td class="num">{escape(f"{unit} {format_amount(sheet.asset, line.amount)}")}</td>'
+            f'<td class="num">{escape(money(line.debit))}</td>'
+            f'<td class="num">{escape(money(line.credit))}</td></tr>'
+        )
+        for line in sheet.lines
+    ]
 
 
 INCOME_TYPES = ("revenue", "expense")

@@ -126,6 +126,38 @@ def test_the_app_role_reads_and_appends(roles):
         conn.rollback()
 
 
+def test_the_app_role_maintains_the_balance_checkpoints(roles):
+    # given: connected as the app role (the Celery worker running ledger.checkpoint)
+    _owner, app, password = roles
+    with (
+        psycopg.connect(**_params(user=app, password=password, autocommit=False)) as conn,
+        conn.cursor() as cur,
+    ):
+        # then: it reads the id sequence and every role's open transactions (the watermark)
+        cur.execute(
+            "SELECT coalesce(pg_sequence_last_value("
+            "pg_get_serial_sequence('ledger_transaction', 'id')::regclass), 0)"
+        )
+        assert cur.fetchone()[0] >= 0
+        cur.execute("SELECT pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')")
+        assert cur.fetchone()[0] is True
+        # and writes, folds into, rebuilds and prunes the derived rows (rolled back)
+        cur.execute(
+            "INSERT INTO ledger_checkpointrun (at, covers_tx_id) VALUES (now(), 0) RETURNING id"
+        )
+        run_id = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO ledger_checkpoint (run_id, account_id, asset, balance) "
+            "VALUES (%s, 1, 'USD/2', 5) ON CONFLICT (run_id, account_id, asset) "
+            "DO UPDATE SET balance = ledger_checkpoint.balance + excluded.balance",
+            [run_id],
+        )
+        cur.execute("UPDATE ledger_checkpointrun SET covers_tx_id = 1")
+        cur.execute("DELETE FROM ledger_checkpoint WHERE run_id = %s", [run_id])
+        cur.execute("DELETE FROM ledger_checkpointrun WHERE id = %s", [run_id])
+        conn.rollback()
+
+
 def test_the_owner_role_owns_the_tables(roles):
     owner, _app, _password = roles
     with connection.cursor() as cursor:

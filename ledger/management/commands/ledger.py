@@ -4,6 +4,12 @@
     manage.py ledger seal
     manage.py ledger balance-sheet [--at ISO-8601] [--asset ASSET]
     manage.py ledger balances [PATTERN] [--asset ASSET] [--at ISO-8601]
+    manage.py ledger checkpoints run [--at ISO-8601]
+    manage.py ledger checkpoints rebuild
+
+`checkpoints run` writes a balance checkpoint run now (what the beat task does); `checkpoints
+rebuild` recomputes every run from the postings at the same instants (checkpoints are derived
+data: dropping or rebuilding them changes no balance, no posting and no seal).
 
 `verify` seals nothing: it recomputes the hash chain, names the first broken link, reports
 transactions unsealed for too long, and checks that balances equal their postings and sum to
@@ -24,6 +30,7 @@ from ledger.domain import format_amount
 from ledger.errors import LedgerError
 from ledger.selectors import SECTIONS, balance_sheet_get, balances_get
 from ledger.services import chain_verify, transactions_seal
+from ledger.services.checkpoints import checkpoints_rebuild, checkpoints_run
 
 SECTION_TITLES = {
     "asset": "Assets",
@@ -68,6 +75,9 @@ class Command(BaseCommand):
         balances.add_argument("pattern", nargs="?", default="**")
         balances.add_argument("--asset")
         balances.add_argument("--at")
+        checkpoints = sub.add_parser("checkpoints", help="balance checkpoints (derived data)")
+        checkpoints.add_argument("action", choices=["run", "rebuild"])
+        checkpoints.add_argument("--at", help="ISO-8601 instant of the run (default: now)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.console = Console(file=self.stdout, width=120, soft_wrap=True)  # type: ignore[arg-type]
@@ -77,9 +87,24 @@ class Command(BaseCommand):
                 "seal": self._seal,
                 "balance-sheet": self._balance_sheet,
                 "balances": self._balances,
+                "checkpoints": self._checkpoints,
             }[options["subcommand"]](options)
         except LedgerError as exc:
             raise CommandError(f"{exc.code}: {exc.message}", returncode=2) from exc
+
+    def _checkpoints(self, options: dict[str, Any]) -> None:
+        if options["action"] == "rebuild":
+            try:
+                runs = checkpoints_rebuild()
+            except TimeoutError as exc:
+                raise CommandError(f"not rebuilt: {exc}", returncode=1) from exc
+            self.stdout.write(f"rebuilt {runs} checkpoint run(s)")
+            return
+        result = checkpoints_run(at=_parse_at(options.get("at")))
+        self.stdout.write(
+            f"checkpoint run {result.run_id} at {result.at.isoformat()}: {result.rows} row(s), "
+            f"{result.folded} posting(s) folded, {result.pruned} run(s) pruned"
+        )
 
     def _seal(self, options: dict[str, Any]) -> None:
         sealed = transactions_seal()
