@@ -7,6 +7,8 @@
   stale, the caller runs the script again under locks). It claims the writer's balance shard
   for the transaction: the first free slot of LEDGER_BALANCE_SHARDS, by a transaction-level
   advisory try-lock, starting at `pg_backend_pid() % shards`.
+- `ledger_script_read(...)`: what a Numscript run reads before that call, unlocked, in one
+  round trip (the reference, account metadata, balances).
 - Append-only triggers (SQLSTATE LD002) on transactions, postings, seals and metadata history;
   accounts can be neither deleted nor renamed; balances can be neither deleted nor truncated.
 - A GIN (jsonb_path_ops) index on transaction metadata for `metadata @> {...}` filters.
@@ -249,6 +251,42 @@ END
 $fn$;
 """
 
+SCRIPT_READ_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION ledger_script_read(
+    p_ref text,          -- the request's reference, or null
+    p_meta text[],       -- addresses whose metadata the script reads
+    p_addrs text[],      -- per balance: address
+    p_assets text[],     -- per balance: ledger asset
+    OUT o_tx bigint,     -- the transaction holding p_ref, if any
+    OUT o_meta text[],   -- per p_meta: the account's metadata (JSON text), null: no account
+    OUT o_bal numeric[]  -- per balance: the sum of its shard rows (0: none)
+) LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+-- What a Numscript run reads before its write, without locks: `ledger_post` checks every
+-- balance read here again under its row locks (p_key_expect). Index probes, one per value.
+DECLARE
+    v_meta text;
+    v_bal numeric;
+    i int;
+BEGIN
+    IF p_ref IS NOT NULL THEN
+        SELECT t.id INTO o_tx FROM ledger_transaction t WHERE t.reference = p_ref;
+    END IF;
+    FOR i IN 1..coalesce(array_length(p_meta, 1), 0) LOOP
+        SELECT a.metadata::text INTO v_meta FROM ledger_account a WHERE a.address = p_meta[i];
+        o_meta[i] := v_meta;
+    END LOOP;
+    FOR i IN 1..coalesce(array_length(p_addrs, 1), 0) LOOP
+        SELECT sum(b.input - b.output) INTO v_bal FROM ledger_balance b
+        WHERE b.account_id = (SELECT a.id FROM ledger_account a WHERE a.address = p_addrs[i])
+          AND b.asset = p_assets[i];
+        o_bal[i] := coalesce(v_bal, 0);
+    END LOOP;
+END
+$fn$;
+"""
+
 APPEND_ONLY_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -316,6 +354,7 @@ def install_statements() -> list[str]:
     return [
         *(f"DROP FUNCTION IF EXISTS {signature}" for signature in OLD_SIGNATURES),
         POST_FUNCTION,
+        SCRIPT_READ_FUNCTION,
         APPEND_ONLY_FUNCTION,
         *_trigger_statements(),
         *INDEXES,
@@ -341,3 +380,4 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
         cursor.execute("DROP FUNCTION IF EXISTS ledger_refuse_change() CASCADE")
         cursor.execute("DROP INDEX IF EXISTS ledger_transaction_metadata_gin")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_post CASCADE")
+        cursor.execute("DROP FUNCTION IF EXISTS ledger_script_read CASCADE")

@@ -49,41 +49,30 @@ class Snapshot:
     balances: dict[tuple[str, str], int] = field(default_factory=dict)  # (address, ledger asset)
 
 
-# One statement: the reference, the planned accounts' metadata, the planned balances (sum of
-# the shard rows; NULL: no row). Index probes by scalar subquery, as in ledger_post.
-_SNAPSHOT_SQL = (
-    "SELECT 0, k.o, (SELECT a.metadata::text FROM ledger_account a WHERE a.address = k.a), "
-    "NULL::numeric FROM unnest(%s::text[]) WITH ORDINALITY AS k(a, o) "
-    "UNION ALL "
-    "SELECT 1, k.o, NULL::text, (SELECT sum(b.input - b.output) FROM ledger_balance b "
-    "WHERE b.account_id = (SELECT a.id FROM ledger_account a WHERE a.address = k.a) "
-    "AND b.asset = k.s) FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(a, s, o) "
-    "UNION ALL "
-    "SELECT 2, t.id, NULL::text, NULL::numeric FROM ledger_transaction t "
-    "WHERE t.reference = %s"
+_READ_SQL = (
+    "SELECT o_tx, o_meta, o_bal FROM ledger_script_read(%s::text, %s::text[], %s::text[], "
+    "%s::text[])"
 )
 
 
 def _read(
     accounts: Sequence[str], keys: Sequence[tuple[str, str]], reference: str | None
 ) -> Snapshot:
-    snapshot = Snapshot()
-    rows = execute_fetchall(
-        _SNAPSHOT_SQL,
+    """One call of `ledger_script_read` (ledger/pgsql.py)."""
+    [(existing_id, metadata, balances)] = execute_fetchall(
+        _READ_SQL,
         [
+            reference,
             text_array(accounts),
             text_array([address for address, _asset in keys]),
             text_array([asset for _address, asset in keys]),
-            reference,
         ],
     )
-    for kind, n, meta, balance in rows:
-        if kind == 0:
-            snapshot.metadata[accounts[n - 1]] = None if meta is None else json.loads(meta)
-        elif kind == 1:
-            snapshot.balances[keys[n - 1]] = 0 if balance is None else int(balance)
-        else:
-            snapshot.existing_id = n
+    snapshot = Snapshot(existing_id=existing_id)
+    for address, meta in zip(accounts, metadata or (), strict=False):
+        snapshot.metadata[address] = None if meta is None else json.loads(meta)
+    for key, balance in zip(keys, balances or (), strict=False):
+        snapshot.balances[key] = int(balance)
     return snapshot
 
 
