@@ -101,6 +101,7 @@ class SnapshotStore:
         self.snapshot = snapshot
         self.read: dict[tuple[str, str], int] = {}
         self.metadata_asked: list[str] = []
+        self.missed = False  # asked for something the snapshot did not hold
         self.seconds = 0.0  # time spent in the database, for the benchmark's interpreter share
 
     def get_balances(
@@ -117,6 +118,7 @@ class SnapshotStore:
                 if key not in balances:
                     missing.append(key)
         if missing:
+            self.missed = True
             started = time.perf_counter()
             balances.update(_read([], missing, None).balances)
             self.seconds += time.perf_counter() - started
@@ -132,6 +134,7 @@ class SnapshotStore:
         metadata = self.snapshot.metadata
         missing = [a for a in accounts if a not in metadata]
         if missing:
+            self.missed = True
             started = time.perf_counter()
             metadata.update(_read(missing, [], None).metadata)
             self.seconds += time.perf_counter() - started
@@ -205,7 +208,10 @@ def _resolve_asset(ref: Ref, vars: Mapping[str, str]) -> str | None:
 
 
 def learn_reads(program: Program, vars: Mapping[str, str], store: SnapshotStore) -> None:
-    """Remember what this run asked for, in terms of its vars, for the template's next run."""
+    """Remember what this run asked for, in terms of its vars, for the template's next run
+    (nothing to learn when the snapshot held all of it)."""
+    if not store.missed and (store.read or store.metadata_asked):
+        return
     by_value: dict[str, str] = {}
     by_asset: dict[str, str] = {}
     for name, value in vars.items():
