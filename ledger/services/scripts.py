@@ -283,14 +283,13 @@ def _validated(*, program: Program, source: str, vars: Mapping[str, str], **kw: 
 # --- the steps of a run --------------------------------------------------------------------
 
 
-def _replay_existing(run_: _Run, existing: Transaction | None = None) -> ScriptOutcome | None:
+def _replay_existing(run_: _Run) -> ScriptOutcome | None:
     """The reference is already used: the original (a replay) or ReferenceConflict."""
     if run_.reference is None:
         return None
+    existing = Transaction.objects.filter(reference=run_.reference).first()
     if existing is None:
-        existing = Transaction.objects.filter(reference=run_.reference).first()
-        if existing is None:
-            return None
+        return None
     item = writer.PreparedTx(
         [], run_.reference, run_.metadata, run_.timestamp, {}, run_.fingerprint
     )
