@@ -7,7 +7,9 @@ Workload: an order's split, one transaction of 4 postings: `stripe:balance` -> `
 
 - serial_tx_per_s: one writer, `transaction_post`, autocommit (each transaction durable).
 - contention_tx_per_s / contention_errors: 4 writer threads (own connections), same workload,
-  all through the two hot accounts.
+  all through the two hot accounts. contention_lock_waits: how often a writer's backend was
+  seen waiting for a lock (pg_stat_activity sampled every 2 ms during the run, by wait event;
+  `contention_lock_samples` polls): a row-lock wait is `Lock:transactionid` or `Lock:tuple`.
 - bulk_postings_per_s: `transactions_post_bulk(atomic=True)` in batches of 500 transactions.
 - balance_read_p50_ms: `balance_get` of an account with balance_read_postings postings. That
   history is generated once per database with set-based SQL (INSERT ... SELECT over
@@ -90,15 +92,69 @@ def _setup_accounts() -> None:
     transactions_post_bulk(items=items)
 
 
-def _contention(run: str, writers: int, per_writer: int) -> tuple[float, int]:
+class LockWaits:
+    """Samples pg_stat_activity from its own connection while writers run: how many times a
+    writer backend was seen waiting on a heavyweight lock, by wait event."""
+
+    def __init__(self, period: float = 0.002) -> None:
+        self.period = period
+        self.pids: list[int] = []
+        self.samples = 0
+        self.waits: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll)
+
+    def start(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._thread.start()
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        return dict(sorted(self.waits.items()))
+
+    def _poll(self) -> None:
+        try:
+            with connection.cursor() as cursor:
+                while not self._stop.is_set():
+                    cursor.execute(
+                        "SELECT wait_event FROM pg_stat_activity "
+                        "WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
+                        [self.pids],
+                    )
+                    self.samples += 1
+                    for (event,) in cursor.fetchall():
+                        self.waits[event] = self.waits.get(event, 0) + 1
+                    time.sleep(self.period)
+        finally:
+            connections.close_all()
+
+
+def row_lock_waits(waits: dict[str, int]) -> int:
+    return waits.get("transactionid", 0) + waits.get("tuple", 0)
+
+
+def run_writers(
+    writers: int, per_writer: int, post: Any, warm: int = 50
+) -> tuple[float, int, dict[str, int], int]:
+    """`writers` threads (own connections) each calling post(writer, i) for i < per_writer
+    (after `warm` warm-up calls): (tx/s, errors, lock waits by event, polls)."""
     errors = [0] * writers
+    pids = [0] * writers
     barrier = threading.Barrier(writers + 1)
 
     def work(w: int) -> None:
         try:
-            _post_orders(f"{run}w{w}", 0, 50)  # warm up
+            connection.ensure_connection()
+            pids[w] = connection.connection.info.backend_pid  # type: ignore[union-attr]
+            for i in range(warm):
+                post(w, per_writer + i)
             barrier.wait()
-            errors[w] = _post_orders(f"{run}c{w}", 0, per_writer)
+            for i in range(per_writer):
+                try:
+                    post(w, i)
+                except Exception:
+                    errors[w] += 1
         finally:
             connections.close_all()
 
@@ -106,11 +162,21 @@ def _contention(run: str, writers: int, per_writer: int) -> tuple[float, int]:
     for t in threads:
         t.start()
     barrier.wait()
+    sampler = LockWaits()
+    sampler.start(pids)
     started = time.perf_counter()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started
-    return writers * per_writer / seconds, sum(errors)
+    waits = sampler.stop()
+    return writers * per_writer / seconds, sum(errors), waits, sampler.samples
+
+
+def _contention(run: str, writers: int, per_writer: int) -> tuple[float, int, dict[str, int], int]:
+    def post(w: int, i: int) -> None:
+        transaction_post(postings=split_postings(f"orders:{run}c{w}-{i}", i), overdraft=HOT)
+
+    return run_writers(writers, per_writer, post)
 
 
 def _bulk(run: str, batches: int, batch_size: int) -> float:
@@ -363,6 +429,15 @@ class _Meter:
             self.backend_cpu += after - backend
 
 
+def _per_tx_us(meter: _Meter, n: int) -> dict[str, int | None]:
+    backend = meter.backend_cpu
+    return {
+        "wall": round(meter.wall / n * 1e6),
+        "client_cpu": round(meter.client_cpu / n * 1e6),
+        "db_cpu": None if backend is None else round(backend / n * 1e6),
+    }
+
+
 def _serial_and_raw(run: str, count: int) -> tuple[_Meter, _Meter, int]:
     """Our serial rate and the raw-SQL ceiling, measured in alternating rounds so that a noisy
     machine slows both alike."""
@@ -410,9 +485,12 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
         "client_cpu": round(raw.client_cpu / n * 1e6),
         "db_cpu": None if raw.backend_cpu is None else round(raw.backend_cpu / n * 1e6),
     }
-    rate, errors = _contention(run + "c", 4, sizes.per_writer)
+    rate, errors, waits, polls = _contention(run + "c", 4, sizes.per_writer)
     figures["contention_tx_per_s"] = round(rate)
     figures["contention_errors"] = errors
+    figures["contention_row_lock_waits"] = row_lock_waits(waits)
+    figures["contention_lock_waits"] = waits
+    figures["contention_lock_samples"] = polls
     figures["bulk_postings_per_s"] = round(_bulk(run + "b", sizes.bulk_batches, BULK_BATCH))
     started = time.perf_counter()
     figures["balance_read_postings"] = ensure_history(sizes.history)
@@ -443,22 +521,63 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
     return figures
 
 
+ORDER_SCRIPT = """\
+vars {
+  account $order
+  account $rider
+  account $restaurant
+}
+send [USD/2 5000] (
+  source = @stripe:balance allowing unbounded overdraft
+  destination = $order
+)
+send [USD/2 500] ( source = $order destination = $rider )
+send [USD/2 3750] ( source = $order destination = $restaurant )
+send [USD/2 *] ( source = $order destination = @platform:fees )
+"""
+
+
+def _order_vars(order: str, i: int) -> dict[str, str]:
+    """ORDER_SCRIPT's vars for order i: the same postings as split_postings(order, i)."""
+    return {
+        "order": order,
+        "rider": f"riders:{(i * 7) % RIDERS:04d}",
+        "restaurant": f"restaurants:{i % RESTAURANTS:04d}",
+    }
+
+
 @benchmark("numscript")
 def bench_numscript(quick: bool) -> dict[str, Any]:
-    """The interpreter alone (ledger.numscript.bench) and the split script posted through
-    `transaction_post(script=...)`: interpreter_share = interpreter time / full post time."""
+    """The interpreter alone (ledger.numscript.bench), then scripts posted through
+    `transaction_post(script=...)` against the same postings posted plain, in alternating
+    rounds on the same database (a noisy machine slows both alike):
+
+    - script_tx_per_s / plain_tx_per_s / script_vs_plain: the marketplace split
+      (SPLIT_SCRIPT: the delivery fee to the rider, the restaurant's `commission` metadata to
+      platform:fees, the rest to the restaurant, from a funded order account), and the same
+      three postings posted plain, the order account funds-checked in both;
+    - order_script_tx_per_s / order_plain_tx_per_s / order_script_vs_plain: `bench ledger`'s
+      workload (ORDER_SCRIPT: stripe:balance, unbounded, to a new order account, then split
+      from it) against split_postings;
+    - script_contention_tx_per_s / _errors / _row_lock_waits: ORDER_SCRIPT from 4 writers
+      through the hot accounts (stripe:balance, platform:fees), order accounts checked;
+    - script_post_p50_ms, interpreter_p50_ms, store_p50_ms (database time of the script's
+      reads), interpreter_share: of the split script's posts."""
+    from ledger.numscript import StaticStore, parse, run
     from ledger.numscript.bench import SPLIT_SCRIPT, SPLIT_VARS, bench_interpreter
     from ledger.services import account_metadata_set
     from ledger.services.scripts import script_post
 
     figures: dict[str, Any] = dict(bench_interpreter(quick))
-    run = uuid.uuid4().hex[:8]
+    tag = uuid.uuid4().hex[:8]
     count = 200 if quick else 2000
+    per_round = count // ROUNDS
     amount = int(SPLIT_VARS["delivery_fee"].split()[1]) * 10
     restaurants = [f"restaurants:{i:04d}" for i in range(20)]
+    _setup_accounts()
     for restaurant in restaurants:
         account_metadata_set(address=restaurant, metadata={"commission": "15%"})
-    orders = [f"orders:{run}-ns-{i}" for i in range(count + 50)]
+    orders = [f"orders:{tag}-ns-{i}" for i in range(2 * count + 100)]
     for start in range(0, len(orders), 500):
         transactions_post_bulk(
             items=[
@@ -466,16 +585,52 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
                 for o in orders[start : start + 500]
             ]
         )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) ledger_balance, ledger_account, ledger_unsealed")
 
-    def post(i: int, timings: dict[str, float] | None) -> None:
+    def split_vars(i: int) -> dict[str, str]:
+        return {
+            **SPLIT_VARS,
+            "order": orders[i],
+            "restaurant": restaurants[i % len(restaurants)],
+            "rider": f"riders:{i % RIDERS:04d}",
+        }
+
+    # the plain twin of the split script: the interpreter's postings for a funded order
+    template = run(
+        parse(SPLIT_SCRIPT),
+        vars=split_vars(0),
+        store=StaticStore(
+            balances={orders[0]: {ASSET: amount}},
+            metadata={restaurants[0]: {"commission": "15%"}},
+        ),
+    ).postings
+
+    def split_plain(i: int) -> None:
+        v = split_vars(i)
+        names = {orders[0]: v["order"], "riders:0000": v["rider"], restaurants[0]: v["restaurant"]}
+        transaction_post(
+            postings=[
+                PostingInput(
+                    names.get(p.source, p.source),
+                    names.get(p.destination, p.destination),
+                    p.asset,
+                    p.amount,
+                )
+                for p in template
+            ]
+        )
+
+    totals: list[float] = []
+    interpreter: list[float] = []
+    store: list[float] = []
+
+    def split_script(i: int, timed: bool = True) -> None:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
         script_post(
             script=SPLIT_SCRIPT,
-            vars={
-                **SPLIT_VARS,
-                "order": orders[i],
-                "restaurant": restaurants[i % len(restaurants)],
-                "rider": f"riders:{i % RIDERS:04d}",
-            },
+            vars=split_vars(i),
             reference=None,
             metadata=None,
             timestamp=None,
@@ -483,21 +638,70 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
             dry_run=False,
             timings=timings,
         )
+        if timed:
+            totals.append(time.perf_counter() - t0)
+            interpreter.append(timings["interpreter"])
+            store.append(timings["store"])
 
-    for i in range(count, count + 50):
-        post(i, None)  # warm up
-    totals, interpreter, store = [], [], []
-    started = time.perf_counter()
-    for i in range(count):
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        post(i, timings)
-        totals.append(time.perf_counter() - t0)
-        interpreter.append(timings["interpreter"])
-        store.append(timings["store"])
-    figures["script_tx_per_s"] = round(count / (time.perf_counter() - started))
+    def order_plain(i: int) -> None:
+        transaction_post(postings=split_postings(f"orders:{tag}-op-{i}", i), overdraft=HOT)
+
+    def order_script(i: int) -> None:
+        transaction_post(script=ORDER_SCRIPT, vars=_order_vars(f"orders:{tag}-os-{i}", i))
+
+    # warm up: prepared statements, the parse cache, the templates' read plans
+    for i in range(2 * count, 2 * count + 50):
+        split_script(i, timed=False)
+        split_plain(i + 50)
+        order_script(count + i)
+        order_plain(count + i)
+    meters = {
+        name: _Meter() for name in ("split_script", "split_plain", "order_script", "order_plain")
+    }
+
+    def each(fn: Any, indexes: range) -> Any:
+        def go() -> None:
+            for i in indexes:
+                fn(i)
+
+        return go
+
+    for r in range(ROUNDS):
+        first = r * per_round
+        script_range = range(first, first + per_round)
+        plain_range = range(count + first, count + first + per_round)
+        meters["split_script"].measure(each(split_script, script_range))
+        meters["split_plain"].measure(each(split_plain, plain_range))
+        meters["order_script"].measure(each(order_script, script_range))
+        meters["order_plain"].measure(each(order_plain, script_range))
+    n = per_round * ROUNDS
+    rate = {name: n / meter.wall for name, meter in meters.items()}
+    figures["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    figures["script_tx_per_s"] = round(rate["split_script"])
+    figures["plain_tx_per_s"] = round(rate["split_plain"])
+    figures["script_vs_plain"] = round(rate["split_script"] / rate["split_plain"], 2)
+    figures["order_script_tx_per_s"] = round(rate["order_script"])
+    figures["order_plain_tx_per_s"] = round(rate["order_plain"])
+    figures["order_script_vs_plain"] = round(rate["order_script"] / rate["order_plain"], 2)
+    # where a split script's time goes (µs): this process's CPU, the backend's, the rest waits
+    figures["script_us_per_tx"] = {
+        name: _per_tx_us(meters[name], n) for name in ("split_script", "split_plain")
+    }
     figures["script_post_p50_ms"] = round(statistics.median(totals) * 1000, 3)
     figures["interpreter_p50_ms"] = round(statistics.median(interpreter) * 1000, 3)
     figures["store_p50_ms"] = round(statistics.median(store) * 1000, 3)
     figures["interpreter_share"] = round(sum(interpreter) / sum(totals), 3)
+
+    per_writer = 250 if quick else 1500
+
+    def contended(w: int, i: int) -> None:
+        transaction_post(script=ORDER_SCRIPT, vars=_order_vars(f"orders:{tag}-sc{w}-{i}", i))
+
+    rate4, errors, waits, polls = run_writers(4, per_writer, contended)
+    figures["script_contention_tx_per_s"] = round(rate4)
+    figures["script_contention_errors"] = errors
+    figures["script_contention_row_lock_waits"] = row_lock_waits(waits)
+    figures["script_contention_lock_waits"] = waits
+    figures["script_contention_lock_samples"] = polls
+    figures["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return figures

@@ -103,6 +103,9 @@ class BalanceKey:
     # for the error message: the largest debit excess and the bound at that point
     needed: int = 0
     bound: int = 0
+    # a Numscript run read this balance before the write: it must still be exactly this
+    # under the write's row locks (else the read is stale and the script runs again)
+    expect: int | None = None
 
 
 @dataclass(slots=True)

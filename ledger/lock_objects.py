@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import DataError, connection
+from django.db import connection
 
 from ledger.domain import MAX_AMOUNT
 from ledger.models import Account, Balance
@@ -74,28 +74,22 @@ def balance_shards_lock(*, account_id: int, asset: str) -> list[tuple[int, int, 
         return list(cursor.fetchall())
 
 
-def balance_shard_add(*, account_id: int, asset: str, shard: int, input: int, output: int) -> None:
-    """Add volumes to one shard row, creating it if missing (takes that row's lock)."""
+def balance_shard_add(*, account_id: int, asset: str, shard: int, input: int, output: int) -> bool:
+    """Add volumes to one shard row, creating it if missing (takes that row's lock). False,
+    and nothing written, when a volume would pass the bigint range (the caller reports it
+    after its funds checks: see ledger.writer)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO ledger_balance (account_id, asset, shard, input, output) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (account_id, asset, shard) DO UPDATE SET "
             "input = ledger_balance.input + excluded.input, "
-            "output = ledger_balance.output + excluded.output RETURNING input, output",
+            "output = ledger_balance.output + excluded.output "
+            f"WHERE ledger_balance.input <= {MAX_AMOUNT} - excluded.input "
+            f"AND ledger_balance.output <= {MAX_AMOUNT} - excluded.output RETURNING input, output",
             [account_id, asset, shard, input, output],
         )
-        _check_range(cursor.fetchone())
-
-
-def _check_range(row: tuple[object, ...] | None) -> None:
-    """SQLite turns an overflowing integer into a float instead of failing: fail like
-    PostgreSQL does (numeric_value_out_of_range), so the service reports InvalidAmount."""
-    if row is not None and any(not isinstance(v, int) or v > MAX_AMOUNT for v in row):
-        raise DataError("volume out of range") from _OutOfRange()
-
-
-class _OutOfRange(Exception):
-    sqlstate = "22003"
+        row = cursor.fetchone()
+    return row is not None and all(isinstance(v, int) and v <= MAX_AMOUNT for v in row)
 
 
 def balance_shard_create(*, account_id: int, asset: str, input: int, output: int) -> bool:

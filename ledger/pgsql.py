@@ -1,8 +1,14 @@
 """PostgreSQL-only objects of the ledger, installed by migrations (`install`), no-ops elsewhere.
 
 - `ledger_post(...)`: the write path in one statement (one round trip). It stores a plan that
-  `ledger.domain.plan_postings` computed; the only rule it evaluates itself is
-  `locked balance >= required` (raising SQLSTATE LD001 otherwise).
+  `ledger.domain.plan_postings` computed; the only rules it evaluates itself are
+  `locked balance >= required` (raising SQLSTATE LD001 otherwise) and, for the balances a
+  Numscript run read before the call, `locked balance = expected` (SQLSTATE LD003: the read is
+  stale, the caller runs the script again under locks). It claims the writer's balance shard
+  for the transaction: the first free slot of LEDGER_BALANCE_SHARDS, by a transaction-level
+  advisory try-lock, starting at `pg_backend_pid() % shards`.
+- `ledger_script_read(...)`: what a Numscript run reads before that call, unlocked, in one
+  round trip (the reference, account metadata, balances).
 - Append-only triggers (SQLSTATE LD002) on transactions, postings, seals and metadata history;
   accounts can be neither deleted nor renamed; balances can be neither deleted nor truncated.
 - A GIN (jsonb_path_ops) index on transaction metadata for `metadata @> {...}` filters.
@@ -15,6 +21,9 @@ from typing import Any
 
 INSUFFICIENT_FUNDS_SQLSTATE = "LD001"
 APPEND_ONLY_SQLSTATE = "LD002"
+STALE_READ_SQLSTATE = "LD003"
+# pg_try_advisory_xact_lock(SHARD_SLOT_LOCK_SPACE, slot): the writer-shard slots ("LS")
+SHARD_SLOT_LOCK_SPACE = 0x4C53
 SEQUENCE_NAME = "ledger_transaction_id_seq"
 
 POST_FUNCTION = r"""
@@ -37,7 +46,8 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_key_out bigint[],
     p_key_req numeric[],        -- minimal locked balance, or null: not checked (numeric: a
                                 -- bound plus a large credit can pass the bigint range)
-    p_shard int                 -- shard row that unchecked keys are written to
+    p_key_expect numeric[],     -- exact locked balance a script read before the call, or null
+    p_shards int                -- LEDGER_BALANCE_SHARDS: the writer's shard is claimed below
 ) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
                  o_replayed boolean, o_hash text)
 LANGUAGE plpgsql
@@ -59,6 +69,9 @@ DECLARE
     v_min_shard int;
     v_id bigint;
     v_setting text;
+    v_shard int := 0;
+    v_rows int;
+    v_overflow boolean := false;
     i int;
     j int;
 BEGIN
@@ -108,24 +121,53 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- 3. Balances, in (address, asset) order: the global lock order.
+    -- 3. The writer's shard, for the keys written without reading (only if there are any):
+    --    the first slot, from this backend's own, that no other open transaction holds. A
+    --    transaction-level try-lock: it never waits, is released at commit or rollback (nothing
+    --    outlives the transaction: PgBouncer's transaction pooling is fine), and two writers
+    --    in flight never add to the same hot shard row. With more writers than slots, the
+    --    backend's own slot is shared (a row-lock wait, as before).
+    IF p_shards > 1 AND array_position(p_key_req, NULL) IS NOT NULL THEN
+        v_shard := pg_backend_pid() % p_shards;
+        FOR k IN 0..p_shards - 1 LOOP  -- 19539: SHARD_SLOT_LOCK_SPACE
+            IF pg_try_advisory_xact_lock(19539, (v_shard + k) % p_shards) THEN
+                v_shard := (v_shard + k) % p_shards;
+                EXIT;
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- 4. Balances, in (address, asset) order: the global lock order. A volume that would
+    --    pass the bigint range is not written and reported after every key is checked: an
+    --    insufficient-funds error anywhere in the transaction is the answer before it (and the
+    --    portable path's answer too, whichever shard row holds the volumes).
     i := 1;
     WHILE i <= v_k LOOP
         -- A run of consecutive keys that need no lock-and-read is one multi-row upsert,
         -- processed in key order: unchecked keys (added to this writer's shard without
         -- reading), and keys of accounts created by this call (balance 0, nobody else's rows).
         -- (A new account whose check fails at 0 ends the run, and fails below in key order.)
+        -- A checked key of a new account starts its shard 0, as the lock-and-read path does.
         j := i - 1;
         WHILE j < v_k AND (p_key_req[j + 1] IS NULL
-                           OR (v_new[p_key_acc[j + 1]] AND p_key_req[j + 1] <= 0)) LOOP
+                           OR (v_new[p_key_acc[j + 1]] AND p_key_req[j + 1] <= 0
+                               AND coalesce(p_key_expect[j + 1], 0) = 0)) LOOP
             j := j + 1;
         END LOOP;
         IF j >= i THEN
             INSERT INTO ledger_balance AS b (account_id, asset, shard, input, output)
-            SELECT v_acc[p_key_acc[g]], p_key_asset[g], p_shard, p_key_in[g], p_key_out[g]
+            SELECT v_acc[p_key_acc[g]], p_key_asset[g],
+                   CASE WHEN p_key_req[g] IS NULL THEN v_shard ELSE 0 END,
+                   p_key_in[g], p_key_out[g]
             FROM generate_series(i, j) AS g ORDER BY g
             ON CONFLICT (account_id, asset, shard) DO UPDATE
-            SET input = b.input + EXCLUDED.input, output = b.output + EXCLUDED.output;
+            SET input = b.input + EXCLUDED.input, output = b.output + EXCLUDED.output
+            WHERE b.input <= 9223372036854775807 - EXCLUDED.input
+              AND b.output <= 9223372036854775807 - EXCLUDED.output;
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+            IF v_rows <= j - i THEN
+                v_overflow := true;
+            END IF;
             i := j + 1;
             CONTINUE;
         END IF;
@@ -135,17 +177,28 @@ BEGIN
             FROM (SELECT bb.input, bb.output, bb.shard FROM ledger_balance bb
                   WHERE bb.account_id = v_acc[p_key_acc[i]] AND bb.asset = p_key_asset[i]
                   ORDER BY bb.shard FOR UPDATE) s;
+            IF v_bal <> p_key_expect[i] THEN
+                RAISE EXCEPTION USING ERRCODE = 'LD003', MESSAGE = 'stale balance read',
+                    DETAIL = i::text || '|' || v_bal::text;
+            END IF;
             IF v_bal < p_key_req[i] THEN
                 RAISE EXCEPTION USING ERRCODE = 'LD001', MESSAGE = 'insufficient funds',
                     DETAIL = i::text || '|' || v_bal::text;
             END IF;
             IF v_min_shard IS NOT NULL THEN
                 -- the change lands in a locked row, never in a row a concurrent checker
-                -- that locked the others could not see
-                UPDATE ledger_balance
-                SET input = input + p_key_in[i], output = output + p_key_out[i]
-                WHERE account_id = v_acc[p_key_acc[i]] AND asset = p_key_asset[i]
-                  AND shard = v_min_shard;
+                -- that locked the others could not see (a key only read changes nothing)
+                IF p_key_in[i] <> 0 OR p_key_out[i] <> 0 THEN
+                    UPDATE ledger_balance
+                    SET input = input + p_key_in[i], output = output + p_key_out[i]
+                    WHERE account_id = v_acc[p_key_acc[i]] AND asset = p_key_asset[i]
+                      AND shard = v_min_shard
+                      AND input <= 9223372036854775807 - p_key_in[i]
+                      AND output <= 9223372036854775807 - p_key_out[i];
+                    IF NOT FOUND THEN
+                        v_overflow := true;
+                    END IF;
+                END IF;
                 EXIT;
             END IF;
             -- no row yet (balance 0, checked above): create it; if another writer created
@@ -158,7 +211,11 @@ BEGIN
         i := i + 1;
     END LOOP;
 
-    -- 4. Transactions (ids in ordinal order), the sealer's queue and the postings: one
+    IF v_overflow THEN
+        RAISE EXCEPTION USING ERRCODE = '22003', MESSAGE = 'ledger: volume out of bigint range';
+    END IF;
+
+    -- 5. Transactions (ids in ordinal order), the sealer's queue and the postings: one
     --    statement.
     IF v_n = 1 THEN
         v_ids := ARRAY[nextval('ledger_transaction_id_seq'::regclass)];
@@ -189,6 +246,42 @@ BEGIN
         o_replayed := false;
         o_hash := p_hashes[i];
         RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+"""
+
+SCRIPT_READ_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION ledger_script_read(
+    p_ref text,          -- the request's reference, or null
+    p_meta text[],       -- addresses whose metadata the script reads
+    p_addrs text[],      -- per balance: address
+    p_assets text[],     -- per balance: ledger asset
+    OUT o_tx bigint,     -- the transaction holding p_ref, if any
+    OUT o_meta text[],   -- per p_meta: the account's metadata (JSON text), null: no account
+    OUT o_bal numeric[]  -- per balance: the sum of its shard rows (0: none)
+) LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+-- What a Numscript run reads before its write, without locks: `ledger_post` checks every
+-- balance read here again under its row locks (p_key_expect). Index probes, one per value.
+DECLARE
+    v_meta text;
+    v_bal numeric;
+    i int;
+BEGIN
+    IF p_ref IS NOT NULL THEN
+        SELECT t.id INTO o_tx FROM ledger_transaction t WHERE t.reference = p_ref;
+    END IF;
+    FOR i IN 1..coalesce(array_length(p_meta, 1), 0) LOOP
+        SELECT a.metadata::text INTO v_meta FROM ledger_account a WHERE a.address = p_meta[i];
+        o_meta[i] := v_meta;
+    END LOOP;
+    FOR i IN 1..coalesce(array_length(p_addrs, 1), 0) LOOP
+        SELECT sum(b.input - b.output) INTO v_bal FROM ledger_balance b
+        WHERE b.account_id = (SELECT a.id FROM ledger_account a WHERE a.address = p_addrs[i])
+          AND b.asset = p_assets[i];
+        o_bal[i] := coalesce(v_bal, 0);
     END LOOP;
 END
 $fn$;
@@ -252,6 +345,8 @@ INDEXES = [
 OLD_SIGNATURES = [
     "ledger_post(text[], timestamptz[], jsonb, text[], bigint[], text[], int[], int[], int[], "
     "int[], text[], bigint[], int[], text[], bigint[], bigint[], bigint[], int)",
+    "ledger_post(text[], timestamptz[], jsonb, text[], bigint[], text[], int[], int[], int[], "
+    "int[], text[], bigint[], int[], text[], bigint[], bigint[], numeric[], int)",
 ]
 
 
@@ -259,6 +354,7 @@ def install_statements() -> list[str]:
     return [
         *(f"DROP FUNCTION IF EXISTS {signature}" for signature in OLD_SIGNATURES),
         POST_FUNCTION,
+        SCRIPT_READ_FUNCTION,
         APPEND_ONLY_FUNCTION,
         *_trigger_statements(),
         *INDEXES,
@@ -284,3 +380,4 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
         cursor.execute("DROP FUNCTION IF EXISTS ledger_refuse_change() CASCADE")
         cursor.execute("DROP INDEX IF EXISTS ledger_transaction_metadata_gin")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_post CASCADE")
+        cursor.execute("DROP FUNCTION IF EXISTS ledger_script_read CASCADE")

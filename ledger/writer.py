@@ -7,11 +7,16 @@ Both paths take the same inputs: validated transactions and the `Plan` that
 
 1. if any reference is already used: write nothing, return the stored transactions;
 2. create missing accounts (address order);
-3. for each balance key in (address, asset) order, the global lock order: a checked key locks
-   all its shard rows, compares their sum with `required` (InsufficientFunds otherwise) and adds
-   its volumes to its lowest shard; an unchecked key adds its volumes to the writer's shard row
-   without reading it;
-4. insert the transactions, their sealer-queue rows and their postings.
+3. claim the writer's shard (if a key is unchecked): the first slot of LEDGER_BALANCE_SHARDS,
+   from the backend's own, that no other open transaction holds (a transaction-level
+   advisory try-lock, released at commit: two writers in flight never share a shard row);
+4. for each balance key in (address, asset) order, the global lock order: a checked key locks
+   all its shard rows, compares their sum with `expect` if set (StaleRead otherwise), then with
+   `required` (InsufficientFunds otherwise) and adds its volumes to its lowest shard; an
+   unchecked key adds its volumes to the writer's shard row without reading it. A volume that
+   would pass the bigint range is not written; after every key is checked, it fails the write
+   (DataError 22003, which the services report as InvalidAmount);
+5. insert the transactions, their sealer-queue rows and their postings.
 """
 
 from __future__ import annotations
@@ -23,14 +28,18 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, connections
 from django.utils import timezone
 
-from ledger import lock_objects
+from ledger import conf, lock_objects
 from ledger.domain import BalanceKey, Plan, PostingInput
 from ledger.errors import InsufficientFunds
 from ledger.models import Posting, Transaction, Unsealed
-from ledger.pgsql import INSUFFICIENT_FUNDS_SQLSTATE
+from ledger.pgsql import (
+    INSUFFICIENT_FUNDS_SQLSTATE,
+    SHARD_SLOT_LOCK_SPACE,
+    STALE_READ_SQLSTATE,
+)
 
 
 @dataclass(slots=True)
@@ -58,6 +67,28 @@ class Written:
     stored_hash: str | None
 
 
+class StaleRead(Exception):
+    """A balance a Numscript run read before the write is no longer what it read, under the
+    write's row locks: nothing was written; the script must run again (internal, never
+    reaches a caller of the services)."""
+
+    def __init__(self, key: BalanceKey, balance: int) -> None:
+        super().__init__(f"{key.address} {key.asset}: read {key.expect}, now {balance}")
+        self.key = key
+        self.balance = balance
+
+
+class VolumeOutOfRange(Exception):
+    sqlstate = "22003"  # numeric_value_out_of_range, as PostgreSQL reports it
+
+
+def balance_shards() -> int:
+    """LEDGER_BALANCE_SHARDS on PostgreSQL; 1 elsewhere (SQLite serializes writers)."""
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        return 1
+    return max(1, int(conf.get("LEDGER_BALANCE_SHARDS")))
+
+
 def insufficient_funds(key: BalanceKey, balance: int) -> InsufficientFunds:
     return InsufficientFunds(
         account=key.address,
@@ -72,7 +103,7 @@ _POST_SQL = (
     "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash FROM ledger_post("
     "%s::text[], %s::timestamptz[], %s::jsonb, %s::text[], %s::bigint[], %s::text[], "
     "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::bigint[], "
-    "%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::numeric[], %s::int)"
+    "%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[], %s::int)"
 )
 
 
@@ -80,7 +111,7 @@ def _int_array(values: Iterable[int | None]) -> str:
     return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
 
-def _text_array(values: Iterable[str | None]) -> str:
+def text_array(values: Iterable[str | None]) -> str:
     return (
         "{"
         + ",".join(
@@ -93,7 +124,7 @@ def _text_array(values: Iterable[str | None]) -> str:
     )
 
 
-def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any]:
+def post_params(items: Sequence[PreparedTx], plan: Plan, shards: int) -> list[Any]:
     """The arguments of ledger_post(...), arrays as PostgreSQL array literals: psycopg's
     generic list adaptation (type detection per element) cost more than the rest of the Python
     side of a posting; addresses and assets are plain ASCII, references are escaped."""
@@ -116,12 +147,12 @@ def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any
     keys = plan.keys
     single = len(items) == 1
     return [
-        _text_array([item.reference for item in items]),
-        _text_array([None if t is None else t.isoformat() for t in (i.timestamp for i in items)]),
+        text_array([item.reference for item in items]),
+        text_array([None if t is None else t.isoformat() for t in (i.timestamp for i in items)]),
         "[" + _json(items[0].metadata) + "]"
         if single
         else json.dumps([item.metadata for item in items], separators=(",", ":")),
-        _text_array([item.fingerprint for item in items]),
+        text_array([item.fingerprint for item in items]),
         _int_array([item.reverts for item in items]),
         '{"' + '","'.join(plan.addresses) + '"}',  # validated: [a-zA-Z0-9_:-] only
         "{" + ",".join(p_tx) + "}",
@@ -135,7 +166,8 @@ def post_params(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Any
         "{" + ",".join([str(k.input) for k in keys]) + "}",
         "{" + ",".join([str(k.output) for k in keys]) + "}",
         _int_array([k.required for k in keys]),
-        shard,
+        _int_array([k.expect for k in keys]),
+        shards,
     ]
 
 
@@ -143,9 +175,10 @@ def _json(value: Any) -> str:
     return "{}" if not value else json.dumps(value, separators=(",", ":"))
 
 
-def write_postgres(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Written]:
-    """One statement. Raises InsufficientFunds; lets IntegrityError (a reference or a revert
-    raced by a concurrent writer) and deadlock errors through to the service.
+def write_postgres(items: Sequence[PreparedTx], plan: Plan) -> list[Written]:
+    """One statement. Raises InsufficientFunds, StaleRead; lets IntegrityError (a reference or
+    a revert raced by a concurrent writer), DataError 22003 (a volume out of range) and
+    deadlock errors through to the service.
 
     It bypasses Django's client-side-binding cursor for a psycopg cursor with server-side
     binding and a prepared statement (parsed and planned once per connection); errors are still
@@ -157,22 +190,45 @@ def write_postgres(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[
             cursor = psycopg.Cursor(db.connection)
             try:
                 cursor.execute(
-                    _POST_SQL, post_params(items, plan, shard), prepare=True, binary=True
+                    _POST_SQL, post_params(items, plan, balance_shards()), prepare=True, binary=True
                 )
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
     except DatabaseError as exc:
         cause = exc.__cause__
-        if getattr(cause, "sqlstate", None) == INSUFFICIENT_FUNDS_SQLSTATE:
+        sqlstate = getattr(cause, "sqlstate", None)
+        if sqlstate in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
             detail = cause.diag.message_detail or "1|0"  # type: ignore[union-attr]
             key_number, _, balance = detail.partition("|")
-            raise insufficient_funds(plan.keys[int(key_number) - 1], int(balance)) from None
+            key = plan.keys[int(key_number) - 1]
+            if sqlstate == STALE_READ_SQLSTATE:
+                raise StaleRead(key, int(balance)) from None
+            raise insufficient_funds(key, int(balance)) from None
         raise
     return [Written(*row) for row in rows]
 
 
-def write_portable(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[Written]:
+def _claim_shard(plan: Plan) -> int:
+    """Step 3 of `ledger_post`, from Python (portable path)."""
+    shards = balance_shards()
+    if shards <= 1 or all(key.required is not None for key in plan.keys):
+        return 0
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    own = db.connection.info.backend_pid % shards  # type: ignore[union-attr]
+    with db.cursor() as cursor:
+        for k in range(shards):
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(%s, %s)",
+                [SHARD_SLOT_LOCK_SPACE, (own + k) % shards],
+            )
+            if cursor.fetchone()[0]:
+                return (own + k) % shards
+    return own
+
+
+def write_portable(items: Sequence[PreparedTx], plan: Plan) -> list[Written]:
     """The same steps as `ledger_post`, one statement at a time (must run inside atomic)."""
     references = [item.reference for item in items]
     wanted = {ref: ordinal for ordinal, ref in enumerate(references, 1) if ref is not None}
@@ -188,11 +244,13 @@ def write_portable(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[
 
     now = timezone.now()
     account_ids = lock_objects.accounts_get_or_create(addresses=plan.addresses, now=now)
+    shard = _claim_shard(plan)
 
+    overflow = False
     for key in plan.keys:
         account_id = account_ids[key.address]
         if key.required is None:
-            lock_objects.balance_shard_add(
+            overflow |= not lock_objects.balance_shard_add(
                 account_id=account_id,
                 asset=key.asset,
                 shard=shard,
@@ -203,21 +261,26 @@ def write_portable(items: Sequence[PreparedTx], plan: Plan, shard: int) -> list[
         while True:
             rows = lock_objects.balance_shards_lock(account_id=account_id, asset=key.asset)
             balance = sum(i - o for _shard, i, o in rows)
+            if key.expect is not None and balance != key.expect:
+                raise StaleRead(key, balance)
             if balance < key.required:
                 raise insufficient_funds(key, balance)
             if rows:
-                lock_objects.balance_shard_add(
-                    account_id=account_id,
-                    asset=key.asset,
-                    shard=rows[0][0],
-                    input=key.input,
-                    output=key.output,
-                )
+                if key.input or key.output:
+                    overflow |= not lock_objects.balance_shard_add(
+                        account_id=account_id,
+                        asset=key.asset,
+                        shard=rows[0][0],
+                        input=key.input,
+                        output=key.output,
+                    )
                 break
             if lock_objects.balance_shard_create(
                 account_id=account_id, asset=key.asset, input=key.input, output=key.output
             ):
                 break
+    if overflow:
+        raise DataError("ledger: volume out of bigint range") from VolumeOutOfRange()
 
     transactions = Transaction.objects.bulk_create(
         [

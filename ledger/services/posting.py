@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from django.db import (
-    DataError,
     IntegrityError,
     connection,
     transaction,
@@ -31,7 +30,6 @@ from ledger.domain import (
 from ledger.errors import (
     AlreadyReverted,
     InsufficientFunds,
-    InvalidAmount,
     InvalidTransaction,
     LedgerError,
     ReferenceConflict,
@@ -47,7 +45,7 @@ from ledger.services.storing import (
     transaction_from,
     transaction_postings,
     use_fast_path,
-    writer_shard,
+    volumes_in_range,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,22 +112,14 @@ def _write(items: Sequence[writer.PreparedTx], *, check: bool = True) -> list[wr
     that statement); otherwise the portable path or the function runs in a (durable, or nested
     savepoint) atomic block."""
     plan = plan_postings([(item.postings, item.overdraft) for item in items], check=check)
-    shard = writer_shard()
-    try:
+    with volumes_in_range():
         if use_fast_path():
             if connection.in_atomic_block:
                 with transaction.atomic():
-                    return writer.write_postgres(items, plan, shard)
-            return writer.write_postgres(items, plan, shard)
+                    return writer.write_postgres(items, plan)
+            return writer.write_postgres(items, plan)
         with transaction.atomic(durable=not connection.in_atomic_block):
-            return writer.write_portable(items, plan, shard)
-    except DataError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) == "22003":  # numeric_value_out_of_range
-            raise InvalidAmount(
-                "The transaction would take an account's volumes beyond the maximum storable "
-                f"amount {MAX_AMOUNT}."
-            ) from None
-        raise
+            return writer.write_portable(items, plan)
 
 
 @retry_on_conflict

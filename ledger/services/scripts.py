@@ -1,7 +1,18 @@
-"""Posting from a Numscript script: the interpreter (ledger.numscript, pure Python) runs inside
-the database transaction against `LedgerStore`, which answers with balances read under row
-locks, then the resulting postings are stored like any others (unchecked: the interpreter has
-already applied the script's own overdraft rules to the locked balances).
+"""Posting from a Numscript script: the interpreter (ledger.numscript, pure Python) runs
+against a store of balances and account metadata, and the postings it produces are stored like
+any others, in one database transaction.
+
+Two ways, with the same answers (the tests run both):
+
+- **Read, then write with the reads checked** (the PostgreSQL fast path): one unlocked read of
+  what the template's previous run asked for (`script_reads`), the interpreter, then one
+  `ledger_post` call that locks every balance the interpreter read, in the global lock order,
+  and writes only if each is exactly what it read; two round trips in autocommit, no BEGIN or
+  COMMIT. A moved balance (a concurrent write) writes nothing and the script runs again:
+- **Under locks, as it asks** (the portable path, dry runs, and the retry above): the
+  interpreter reads balances through `LedgerStore`, locked as it asks for them and held until
+  commit, then the postings are stored (unchecked: the interpreter has already applied the
+  script's overdraft rules to the locked balances).
 
 Colors: a Numscript colored balance (asset "USD/2", color "RED") is the ledger asset
 "USD_RED/2" (base, "_", color, then the scale); the uncolored color "" is the plain asset. So a
@@ -12,17 +23,18 @@ should use an underscore.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from ledger import conf, lock_objects, writer
+from ledger import lock_objects, writer
 from ledger.domain import (
-    MAX_AMOUNT,
+    BalanceKey,
+    Plan,
     PostingInput,
     plan_postings,
     request_fingerprint,
@@ -34,7 +46,6 @@ from ledger.domain import (
 )
 from ledger.errors import (
     InsufficientFunds,
-    InvalidAmount,
     InvalidTransaction,
     LedgerError,
     ScriptError,
@@ -50,19 +61,26 @@ from ledger.numscript import (
 )
 from ledger.retry import retry_on_conflict
 from ledger.services.metadata import account_metadata_set
+from ledger.services.script_reads import (
+    ALL_SCALES,
+    NeedsLocks,
+    SnapshotStore,
+    learn_reads,
+    ledger_asset,
+    snapshot_read,
+)
 from ledger.services.sealing import seal_soon
-from ledger.services.storing import PostResult, replay, transaction_from, writer_shard
+from ledger.services.storing import (
+    PostResult,
+    replay,
+    transaction_from,
+    use_fast_path,
+    volumes_in_range,
+)
 
-ALL_SCALES = "/*"
+__all__ = ["LedgerStore", "ScriptOutcome", "ledger_asset", "script_error", "script_execute"]
+
 ALWAYS_PASSES = -(2**63)  # the smallest bigint: a `required` no balance can be below
-
-
-def ledger_asset(asset: str, color: str) -> str:
-    """Numscript (asset, color) -> ledger asset: ("USD/2", "RED") -> "USD_RED/2"."""
-    if not color:
-        return asset
-    base, slash, scale = asset.partition("/")
-    return f"{base}_{color}{slash}{scale}"
 
 
 class LedgerStore:
@@ -166,7 +184,7 @@ def script_post(
     if not isinstance(script, str) or not script.strip():
         raise InvalidTransaction("The script is empty.")
     try:
-        program = parse(script)
+        program = parse(script)  # cached per script text (ledger.numscript.parser.PARSE_CACHE)
     except NumscriptError as exc:
         raise script_error(exc) from None
     return script_execute(
@@ -183,6 +201,22 @@ def script_post(
     ).post
 
 
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """One script request, validated: what every step below needs."""
+
+    program: Program
+    vars: Mapping[str, str]
+    reference: str | None
+    metadata: dict[str, Any]
+    timestamp: datetime | None
+    fingerprint: str | None
+    feature_flags: Collection[str]
+    actor: str
+    timings: dict[str, float] | None
+    raise_script_errors: bool
+
+
 def script_execute(
     *,
     program: Program,
@@ -197,136 +231,268 @@ def script_execute(
     timings: dict[str, float] | None = None,
     raise_script_errors: bool = False,
 ) -> ScriptOutcome:
-    """Run a parsed program inside one database transaction: the interpreter reads balances
-    through LedgerStore (rows locked until commit), then its postings and metadata are stored.
-    `raise_script_errors` lets the interpreter's NumscriptError through (for the CLI, which
-    renders it against the source) instead of mapping it to a LedgerError."""
+    """Run a parsed program and store its postings and metadata as one ledger transaction.
+
+    On the PostgreSQL fast path (not a dry run): one unlocked read of what the script needs
+    (the reference, account metadata and balances, as the template's previous run asked), the
+    interpreter, then one `ledger_post` call that locks the balances the interpreter read, in
+    the global order, and writes only if each is still exactly what was read; if one is not
+    (a concurrent write), the script runs again under locks (`_run_locked`), as it does on the
+    portable path and for dry runs. `raise_script_errors` lets the interpreter's NumscriptError
+    through (for the CLI, which renders it against the source) instead of mapping it to a
+    LedgerError."""
+    run_ = _validated(
+        program=program,
+        source=source,
+        vars=vars,
+        reference=reference,
+        metadata=metadata,
+        timestamp=timestamp,
+        feature_flags=feature_flags,
+        actor=actor,
+        timings=timings,
+        raise_script_errors=raise_script_errors,
+    )
+    if dry_run or not use_fast_path():
+        return _run_locked(run_, dry_run=dry_run)
+    return _run_optimistic(run_)
+
+
+def _validated(*, program: Program, source: str, vars: Mapping[str, str], **kw: Any) -> _Run:
     if not isinstance(vars, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in vars.items()
     ):
         raise InvalidTransaction("Script vars must map names to strings.")
-    ref = validate_reference(reference)
-    meta = validate_metadata(metadata)
-    ts = validate_timestamp(timestamp)
-    fingerprint = (
-        request_fingerprint(postings=None, metadata=meta, script=source, vars=vars)
-        if ref is not None
-        else None
+    ref = validate_reference(kw.pop("reference"))
+    meta = validate_metadata(kw.pop("metadata"))
+    return _Run(
+        program=program,
+        vars=vars,
+        reference=ref,
+        metadata=meta,
+        timestamp=validate_timestamp(kw.pop("timestamp")),
+        fingerprint=(
+            request_fingerprint(postings=None, metadata=meta, script=source, vars=vars)
+            if ref is not None
+            else None
+        ),
+        **kw,
     )
 
-    def replay_existing() -> ScriptOutcome | None:
-        existing = Transaction.objects.filter(reference=ref).first() if ref else None
-        if existing is None:
-            return None
-        item = writer.PreparedTx([], ref, meta, ts, {}, fingerprint)
-        written = writer.Written(
-            1,
-            existing.pk,
-            existing.timestamp,
-            existing.inserted_at,
-            True,
-            existing.idempotency_hash,
-        )
-        return ScriptOutcome(post=replay(item, written), execution=None)
 
-    replayed = replay_existing()
-    if replayed is not None:
-        return replayed
+# --- the steps of a run --------------------------------------------------------------------
 
-    @retry_on_conflict
-    def attempt() -> ScriptOutcome:
-        with transaction.atomic(durable=not connection.in_atomic_block):
-            store = LedgerStore()
-            started = time.perf_counter()
-            try:
-                result = run(program, vars=vars, store=store, feature_flags=feature_flags)
-            except NumscriptError as exc:
-                if raise_script_errors:
-                    raise
-                raise script_error(exc) from None
-            if timings is not None:
-                timings["interpreter"] = time.perf_counter() - started - store.seconds
-                timings["store"] = store.seconds
-            postings = [
-                PostingInput(p.source, p.destination, ledger_asset(p.asset, p.color), p.amount)
-                for p in result.postings
-                if p.amount > 0
-            ]
-            if not postings:
-                raise InvalidTransaction("The script produced no postings.")
-            postings = validate_postings(postings)
-            tx_meta = dict(meta)
-            for key, value in result.tx_meta.items():
-                if key in tx_meta and tx_meta[key] != value:
-                    raise ScriptError(
-                        f"Metadata {key!r} is set both by the request and by the script, "
-                        "with different values.",
-                        extra={"key": key},
-                    )
-                tx_meta[key] = value
-            item = writer.PreparedTx(postings, ref, tx_meta, ts, {}, fingerprint)
-            if dry_run:
-                now = timezone.now()
-                tx = Transaction(
-                    id=None,
-                    reference=ref,
-                    timestamp=ts or now,
-                    inserted_at=now,  # else the field's db_default, which cannot be serialized
-                    metadata=tx_meta,
-                    idempotency_hash=None,
-                )
-                transaction.set_rollback(True)
-                post = PostResult(
-                    transaction=tx,
-                    replayed=False,
-                    postings=tuple(postings),
-                    account_meta=result.account_meta,
-                    dry_run=True,
-                )
-                return ScriptOutcome(post=post, execution=result)
-            plan = plan_postings([(postings, {})], check=False)
-            for balance_key in plan.keys:
-                if (balance_key.address, balance_key.asset) in store.locked:
-                    # The interpreter checked these funds against the locked rows: the change
-                    # must land in those rows (a "checked" key, whose check always passes),
-                    # not in a new shard row that a concurrent locker's snapshot cannot see.
-                    balance_key.required = ALWAYS_PASSES
-            try:
-                if connection.vendor == "postgresql" and _fast():
-                    written = writer.write_postgres([item], plan, writer_shard())[0]
-                else:
-                    written = writer.write_portable([item], plan, writer_shard())[0]
-            except DataError as exc:
-                if getattr(exc.__cause__, "sqlstate", None) != "22003":  # numeric out of range
-                    raise
-                raise InvalidAmount(
-                    "The transaction would take an account's volumes beyond the maximum "
-                    f"storable amount {MAX_AMOUNT}."
-                ) from None
-            if written.replayed:
-                return ScriptOutcome(post=replay(item, written), execution=None)
-            for address, values in sorted(result.account_meta.items()):
-                account_metadata_set(
-                    address=address, metadata=values, actor=actor, transaction_id=written.id
-                )
-            seal_soon()
-            post = PostResult(
-                transaction=transaction_from(item, written),
-                replayed=False,
-                postings=tuple(postings),
-                account_meta=result.account_meta,
-            )
-            return ScriptOutcome(post=post, execution=result)
 
+def _replay_existing(run_: _Run) -> ScriptOutcome | None:
+    """The reference is already used: the original (a replay) or ReferenceConflict."""
+    if run_.reference is None:
+        return None
+    existing = Transaction.objects.filter(reference=run_.reference).first()
+    if existing is None:
+        return None
+    item = writer.PreparedTx(
+        [], run_.reference, run_.metadata, run_.timestamp, {}, run_.fingerprint
+    )
+    written = writer.Written(
+        1, existing.pk, existing.timestamp, existing.inserted_at, True, existing.idempotency_hash
+    )
+    return ScriptOutcome(post=replay(item, written), execution=None)
+
+
+def _interpret(
+    run_: _Run, store: LedgerStore | SnapshotStore, read_seconds: float = 0.0
+) -> ExecutionResult:
+    started = time.perf_counter()
     try:
-        return attempt()
+        result = run(run_.program, vars=run_.vars, store=store, feature_flags=run_.feature_flags)
+    except NumscriptError as exc:
+        if run_.raise_script_errors:
+            raise
+        raise script_error(exc) from None
+    if run_.timings is not None:
+        run_.timings["interpreter"] = time.perf_counter() - started - store.seconds
+        run_.timings["store"] = store.seconds + read_seconds  # the database's share
+    return result
+
+
+def _prepared(run_: _Run, result: ExecutionResult) -> writer.PreparedTx:
+    """The interpreter's postings and metadata as a transaction to store."""
+    postings = [
+        PostingInput(p.source, p.destination, ledger_asset(p.asset, p.color), p.amount)
+        for p in result.postings
+        if p.amount > 0
+    ]
+    if not postings:
+        raise InvalidTransaction("The script produced no postings.")
+    postings = validate_postings(postings)
+    tx_meta = dict(run_.metadata)
+    for key, value in result.tx_meta.items():
+        if key in tx_meta and tx_meta[key] != value:
+            raise ScriptError(
+                f"Metadata {key!r} is set both by the request and by the script, "
+                "with different values.",
+                extra={"key": key},
+            )
+        tx_meta[key] = value
+    return writer.PreparedTx(
+        postings, run_.reference, tx_meta, run_.timestamp, {}, run_.fingerprint
+    )
+
+
+def _dry_run_outcome(run_: _Run, item: writer.PreparedTx, result: ExecutionResult) -> ScriptOutcome:
+    now = timezone.now()
+    tx = Transaction(
+        id=None,
+        reference=item.reference,
+        timestamp=item.timestamp or now,
+        inserted_at=now,  # else the field's db_default, which cannot be serialized
+        metadata=item.metadata,
+        idempotency_hash=None,
+    )
+    post = PostResult(
+        transaction=tx,
+        replayed=False,
+        postings=tuple(item.postings),
+        account_meta=result.account_meta,
+        dry_run=True,
+    )
+    return ScriptOutcome(post=post, execution=result)
+
+
+def _finish(
+    run_: _Run, item: writer.PreparedTx, written: writer.Written, result: ExecutionResult
+) -> ScriptOutcome:
+    """After the write, in its database transaction: the script's account metadata."""
+    if written.replayed:
+        return ScriptOutcome(post=replay(item, written), execution=None)
+    for address, values in sorted(result.account_meta.items()):
+        account_metadata_set(
+            address=address, metadata=values, actor=run_.actor, transaction_id=written.id
+        )
+    return ScriptOutcome(
+        post=PostResult(
+            transaction=transaction_from(item, written),
+            replayed=False,
+            postings=tuple(item.postings),
+            account_meta=result.account_meta,
+        ),
+        execution=result,
+    )
+
+
+def _replaying_races(fn: Callable[[], ScriptOutcome], run_: _Run) -> ScriptOutcome:
+    """A concurrent writer posted the same reference first (IntegrityError): replay it."""
+    try:
+        return fn()
     except IntegrityError:
-        # a concurrent writer posted the same reference first: replay it (or conflict)
-        replayed = replay_existing()
+        replayed = _replay_existing(run_)
         if replayed is None:
             raise
         return replayed
 
 
-def _fast() -> bool:
-    return conf.get("LEDGER_WRITE_PATH") == "postgres"
+# --- under locks (portable path, dry runs, and a stale optimistic read) ----------------------
+
+
+def _run_locked(run_: _Run, *, dry_run: bool = False) -> ScriptOutcome:
+    """The interpreter reads balances through LedgerStore, locked as it asks (held until
+    commit), then its postings are stored (unchecked: the interpreter already applied the
+    script's overdraft rules to the locked balances)."""
+    replayed = _replay_existing(run_)
+    if replayed is not None:
+        return replayed
+    return _replaying_races(lambda: _attempt_locked(run_, dry_run=dry_run), run_)
+
+
+@retry_on_conflict
+def _attempt_locked(run_: _Run, *, dry_run: bool) -> ScriptOutcome:
+    with transaction.atomic(durable=not connection.in_atomic_block):
+        store = LedgerStore()
+        result = _interpret(run_, store)
+        item = _prepared(run_, result)
+        if dry_run:
+            transaction.set_rollback(True)
+            return _dry_run_outcome(run_, item, result)
+        plan = plan_postings([(item.postings, {})], check=False)
+        for key in plan.keys:
+            if (key.address, key.asset) in store.locked:
+                # The interpreter checked these funds against the locked rows: the change
+                # must land in those rows (a "checked" key, whose check always passes),
+                # not in a new shard row that a concurrent locker's snapshot cannot see.
+                key.required = ALWAYS_PASSES
+        with volumes_in_range():
+            if use_fast_path():
+                written = writer.write_postgres([item], plan)[0]
+            else:
+                written = writer.write_portable([item], plan)[0]
+        outcome = _finish(run_, item, written, result)
+    if not outcome.post.replayed:
+        seal_soon()
+    return outcome
+
+
+# --- optimistic (PostgreSQL fast path) -------------------------------------------------------
+
+
+def _run_optimistic(run_: _Run) -> ScriptOutcome:
+    started = time.perf_counter()
+    snapshot = snapshot_read(run_.program, run_.vars, run_.reference)
+    if snapshot.existing_id is not None:
+        replayed = _replay_existing(run_)
+        if replayed is not None:
+            return replayed
+    store = SnapshotStore(snapshot)
+    try:
+        result = _interpret(run_, store, read_seconds=time.perf_counter() - started)
+    except NeedsLocks:
+        return _run_locked(run_)
+    finally:
+        learn_reads(run_.program, run_.vars, store)
+    item = _prepared(run_, result)
+    plan = _plan_with_reads(item, store.read)
+    try:
+        return _replaying_races(lambda: _write_checked(run_, item, plan, result), run_)
+    except writer.StaleRead:
+        return _run_locked(run_)
+
+
+def _plan_with_reads(item: writer.PreparedTx, reads: Mapping[tuple[str, str], int]) -> Plan:
+    """The postings' plan, unchecked (the interpreter applied the script's overdraft rules),
+    plus every balance the interpreter read, expected unchanged under the write's locks: a key
+    that only was read (its account has no posting) changes nothing but is locked and
+    compared all the same, since the postings depend on it."""
+    plan = plan_postings([(item.postings, {})], check=False)
+    by_key = {(key.address, key.asset): key for key in plan.keys}
+    extra = False
+    for (address, asset), balance in reads.items():
+        key = by_key.get((address, asset))
+        if key is None:
+            key = by_key[(address, asset)] = BalanceKey(address, asset)
+            extra = True
+        key.required = key.expect = balance
+    if extra:
+        addresses = sorted({address for address, _asset in by_key})
+        plan = Plan(
+            addresses=addresses,
+            keys=[by_key[k] for k in sorted(by_key)],
+            address_index={a: i for i, a in enumerate(addresses)},
+        )
+    return plan
+
+
+@retry_on_conflict
+def _write_checked(
+    run_: _Run, item: writer.PreparedTx, plan: Plan, result: ExecutionResult
+) -> ScriptOutcome:
+    """One `ledger_post` call: in autocommit when this is the outermost service and the script
+    sets no account metadata (the statement is the transaction), else in a (nested) atomic
+    block with the metadata writes after it."""
+    with volumes_in_range():
+        if not connection.in_atomic_block and not result.account_meta:
+            outcome = _finish(run_, item, writer.write_postgres([item], plan)[0], result)
+        else:
+            with transaction.atomic(durable=not connection.in_atomic_block):
+                outcome = _finish(run_, item, writer.write_postgres([item], plan)[0], result)
+    if not outcome.post.replayed:
+        seal_soon()
+    return outcome

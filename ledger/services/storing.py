@@ -1,7 +1,6 @@
 """Storing prepared transactions' results: the layer under both front ends (`posting` for
-postings, `scripts` for Numscript). What a post returns (`PostResult`), the writer shard of
-this connection, which write path runs, and the answer to a reference that already exists
-(a replay, or a ReferenceConflict).
+postings, `scripts` for Numscript). What a post returns (`PostResult`), which write path
+runs, and the answer to a reference that already exists (a replay, or a ReferenceConflict).
 
 Dependencies point one way: `ledger.domain` (validate, prepare) -> `storing` and `writer`
 (write, replay) -> `scripts` -> `posting` (the public front end, which hands scripts over).
@@ -9,14 +8,16 @@ Dependencies point one way: `ledger.domain` (validate, prepare) -> `storing` and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DataError, connection
 from django.db.models.base import ModelState
 
 from ledger import conf, writer
-from ledger.domain import PostingInput
-from ledger.errors import ReferenceConflict
+from ledger.domain import MAX_AMOUNT, PostingInput
+from ledger.errors import InvalidAmount, ReferenceConflict
 from ledger.models import Posting, Transaction
 
 
@@ -33,15 +34,19 @@ class PostResult:
     dry_run: bool = False
 
 
-def writer_shard() -> int:
-    """The balance shard this connection writes unchecked volumes to: stable per connection,
-    different across concurrent connections (PostgreSQL backend pids are consecutive)."""
-    shards = conf.get("LEDGER_BALANCE_SHARDS")
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.vendor != "postgresql" or shards <= 1:
-        return 0
-    db.ensure_connection()
-    return db.connection.info.backend_pid % shards  # type: ignore[union-attr]
+@contextmanager
+def volumes_in_range() -> Iterator[None]:
+    """Report a volume past the bigint range (DataError 22003 from either write path) as
+    InvalidAmount."""
+    try:
+        yield
+    except DataError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "22003":  # numeric_value_out_of_range
+            raise
+        raise InvalidAmount(
+            "The transaction would take an account's volumes beyond the maximum storable "
+            f"amount {MAX_AMOUNT}."
+        ) from None
 
 
 def use_fast_path() -> bool:

@@ -1,0 +1,247 @@
+"""What a Numscript run reads before its write, on the PostgreSQL fast path: one unlocked
+read per run (`snapshot_read`), a store that answers the interpreter from it
+(`SnapshotStore`), and the per-template read plan that says what to read (`learn_reads`).
+
+Nothing here is trusted for correctness: the snapshot is unlocked, and the read plan is a
+guess learned from the template's previous run. Every balance the interpreter is answered
+is recorded (`SnapshotStore.read`) and the write (`ledger_post`) checks each one, under the
+row locks it takes in the global order, against the locked balance: if one moved, nothing is
+written and the script runs again under locks (`ledger.services.scripts`). A read the plan did
+not foresee is fetched when the interpreter asks (one more round trip, same snapshot rules).
+Account metadata is read without locks, as the locked path reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ledger.domain import validate_address, validate_asset
+from ledger.errors import LedgerError
+from ledger.lock_objects import execute_fetchall
+from ledger.numscript import Program
+from ledger.writer import text_array
+
+ALL_SCALES = "/*"
+
+
+def ledger_asset(asset: str, color: str) -> str:
+    """Numscript (asset, color) -> ledger asset: ("USD/2", "RED") -> "USD_RED/2"."""
+    if not color:
+        return asset
+    base, slash, scale = asset.partition("/")
+    return f"{base}_{color}{slash}{scale}"
+
+
+class NeedsLocks(Exception):
+    """The run asked for something a snapshot cannot vouch for (every scale of an asset: the
+    set of rows itself could change): run it under locks instead."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    existing_id: int | None = None  # the transaction already holding the reference
+    metadata: dict[str, dict[str, str] | None] = field(default_factory=dict)  # None: no account
+    balances: dict[tuple[str, str], int] = field(default_factory=dict)  # (address, ledger asset)
+
+
+_READ_SQL = (
+    "SELECT o_tx, o_meta, o_bal FROM ledger_script_read(%s::text, %s::text[], %s::text[], "
+    "%s::text[])"
+)
+
+
+def _read(
+    accounts: Sequence[str], keys: Sequence[tuple[str, str]], reference: str | None
+) -> Snapshot:
+    """One call of `ledger_script_read` (ledger/pgsql.py)."""
+    [(existing_id, metadata, balances)] = execute_fetchall(
+        _READ_SQL,
+        [
+            reference,
+            text_array(accounts),
+            text_array([address for address, _asset in keys]),
+            text_array([asset for _address, asset in keys]),
+        ],
+    )
+    snapshot = Snapshot(existing_id=existing_id)
+    for address, meta in zip(accounts, metadata or (), strict=False):
+        snapshot.metadata[address] = None if meta is None else json.loads(meta)
+    for key, balance in zip(keys, balances or (), strict=False):
+        snapshot.balances[key] = int(balance)
+    return snapshot
+
+
+def snapshot_read(program: Program, vars: Mapping[str, str], reference: str | None) -> Snapshot:
+    """One round trip: the reference's transaction, and the metadata and balances that this
+    template's previous run asked for, resolved against these vars."""
+    plan = _PLANS.get(program.source)
+    accounts: list[str] = []
+    keys: list[tuple[str, str]] = []
+    if plan is not None:
+        accounts = [a for a in (_resolve(ref, vars) for ref in plan.metadata) if a]
+        for account_ref, asset_ref in plan.balances:
+            address, asset = _resolve(account_ref, vars), _resolve_asset(asset_ref, vars)
+            if address and asset:
+                keys.append((address, asset))
+    if not accounts and not keys and reference is None:
+        return Snapshot()
+    return _read(accounts, keys, reference)
+
+
+class SnapshotStore:
+    """The interpreter's store over a snapshot: misses are read (unlocked) when asked; every
+    balance answered is recorded in `read`, for the write to check under its locks."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.read: dict[tuple[str, str], int] = {}
+        self.metadata_asked: list[str] = []
+        self.missed = False  # asked for something the snapshot did not hold
+        self.seconds = 0.0  # time spent in the database, for the benchmark's interpreter share
+
+    def get_balances(
+        self, query: Mapping[str, Collection[tuple[str, str]]]
+    ) -> dict[str, dict[tuple[str, str], int]]:
+        balances = self.snapshot.balances
+        missing: list[tuple[str, str]] = []
+        for account, wanted in query.items():
+            validate_address(account)
+            for asset, color in wanted:
+                if asset.endswith(ALL_SCALES):
+                    raise NeedsLocks
+                key = (account, ledger_asset(asset, color))
+                if key not in balances:
+                    missing.append(key)
+        if missing:
+            self.missed = True
+            started = time.perf_counter()
+            balances.update(_read([], missing, None).balances)
+            self.seconds += time.perf_counter() - started
+        answer: dict[str, dict[tuple[str, str], int]] = {}
+        for account, wanted in query.items():
+            rows = answer[account] = {}
+            for asset, color in wanted:
+                key = (account, ledger_asset(asset, color))
+                rows[(asset, color)] = self.read[key] = balances[key]
+        return answer
+
+    def get_account_metadata(self, accounts: Collection[str]) -> dict[str, dict[str, str]]:
+        metadata = self.snapshot.metadata
+        missing = [a for a in accounts if a not in metadata]
+        if missing:
+            self.missed = True
+            started = time.perf_counter()
+            metadata.update(_read(missing, [], None).metadata)
+            self.seconds += time.perf_counter() - started
+        self.metadata_asked.extend(accounts)
+        return {a: dict(m) for a in accounts if (m := metadata.get(a)) is not None}
+
+
+# --- read plans, per template ----------------------------------------------------------------
+
+# A value in a read plan: (True, var name) for "the value of this var", (False, text) for a
+# literal the template names itself (or a value no var had).
+Ref = tuple[bool, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    metadata: tuple[Ref, ...]
+    balances: tuple[tuple[Ref, Ref], ...]
+
+
+class _Plans:
+    """Read plans by template source, least recently used out (bounded: any API client can
+    post a script). Thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, ReadPlan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, source: str) -> ReadPlan | None:
+        with self._lock:
+            plan = self._entries.get(source)
+            if plan is not None:
+                self._entries.move_to_end(source)
+            return plan
+
+    def put(self, source: str, plan: ReadPlan) -> None:
+        with self._lock:
+            self._entries[source] = plan
+            self._entries.move_to_end(source)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_PLANS = _Plans(512)
+
+
+def _resolve(ref: Ref, vars: Mapping[str, str]) -> str | None:
+    """The address a ref stands for with these vars (None: not a valid address)."""
+    from_var, text = ref
+    value = vars.get(text) if from_var else text
+    try:
+        return validate_address(value) if value else None
+    except LedgerError:
+        return None
+
+
+def _resolve_asset(ref: Ref, vars: Mapping[str, str]) -> str | None:
+    from_var, text = ref
+    value = vars.get(text) if from_var else text
+    if not value:
+        return None
+    try:  # an asset, or a monetary "USD/2 100"
+        return validate_asset(value.split(" ", 1)[0])
+    except LedgerError:
+        return None
+
+
+def learn_reads(program: Program, vars: Mapping[str, str], store: SnapshotStore) -> None:
+    """Remember what this run asked for, in terms of its vars, for the template's next run
+    (nothing to learn when the snapshot held all of it)."""
+    if not store.missed and (store.read or store.metadata_asked):
+        return
+    by_value: dict[str, str] = {}
+    by_asset: dict[str, str] = {}
+    for name, value in vars.items():
+        by_value.setdefault(value, name)
+        by_asset.setdefault(value.split(" ", 1)[0], name)
+
+    def ref(value: str, index: dict[str, str]) -> Ref:
+        name = index.get(value)
+        return (True, name) if name is not None else (False, value)
+
+    plan = ReadPlan(
+        metadata=tuple(dict.fromkeys(ref(a, by_value) for a in store.metadata_asked)),
+        balances=tuple(
+            (ref(address, by_value), ref(asset, by_asset)) for address, asset in store.read
+        ),
+    )
+    if plan != _PLANS.get(program.source):
+        _PLANS.put(program.source, plan)
+
+
+def forget_read_plans() -> None:
+    """Drop every learned read plan (tests)."""
+    _PLANS.clear()
+
+
+__all__ = [
+    "NeedsLocks",
+    "Snapshot",
+    "SnapshotStore",
+    "forget_read_plans",
+    "learn_reads",
+    "snapshot_read",
+]
