@@ -10,6 +10,6 @@ from ledger import pgsql
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0008_permissions")]
+    dependencies = [("ledger", "0009_checkpoints")]
 
     operations = [migrations.RunPython(pgsql.install, migrations.RunPython.noop, elidable=False)]
