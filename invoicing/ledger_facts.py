@@ -18,16 +18,17 @@ from invoicing.bulk import as_datetime, select_any
 from invoicing.domain import CreditEvent, OrderFacts
 from marketplace.models.restaurants import ledger_id
 
-# The order's transactions and their postings, in posting order, one row per posting.
+# The order's transactions and their postings, in posting order, one row per posting. The
+# accounts' addresses are read apart, once per distinct account: a batch's postings name each
+# shared account (stripe:balance, platform:fees, a restaurant) many times.
 _LEDGER_SQL = """
-SELECT t.reference, t.id, t.timestamp, s.address, d.address, p.amount
+SELECT t.reference, t.id, t.timestamp, p.source_id, p.destination_id, p.amount
 FROM ledger_transaction t
 JOIN ledger_posting p ON p.transaction_id = t.id
-JOIN ledger_account s ON s.id = p.source_id
-JOIN ledger_account d ON d.id = p.destination_id
 WHERE t.reference = ANY(%s)
 ORDER BY t.id, p.index
 """
+_ACCOUNTS_SQL = "SELECT id, address FROM ledger_account WHERE id = ANY(%s)"
 _ORDERS_SQL = (
     "SELECT id, asset, customer_id, restaurant_id, rider_id, charge_id "
     "FROM marketplace_order WHERE id = ANY(%s)"
@@ -44,10 +45,11 @@ _DISPUTES_SQL = (
 
 def _transactions(references: list[str]) -> dict[str, dict[str, Any]]:
     """reference -> {"id", "timestamp", "postings": [(source, destination, amount)]}."""
+    rows = select_any(_LEDGER_SQL, references, chunk=500)
+    wanted = sorted({row[3] for row in rows} | {row[4] for row in rows})
+    address = dict(select_any(_ACCOUNTS_SQL, wanted))
     found: dict[str, dict[str, Any]] = {}
-    for reference, tx_id, timestamp, source, destination, amount in select_any(
-        _LEDGER_SQL, references
-    ):
+    for reference, tx_id, timestamp, source, destination, amount in rows:
         entry = found.get(reference)
         if entry is None:
             entry = found[reference] = {
@@ -55,12 +57,14 @@ def _transactions(references: list[str]) -> dict[str, dict[str, Any]]:
                 "timestamp": as_datetime(timestamp),
                 "postings": [],
             }
-        entry["postings"].append((source, destination, int(amount)))
+        entry["postings"].append((address[source], address[destination], int(amount)))
     return found
 
 
-def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
-    """The ledger facts of each order (orders without a booked payment are left out)."""
+def order_facts(order_ids: Iterable[int], *, payment: bool = True) -> dict[int, OrderFacts]:
+    """The ledger facts of each order (orders without a booked payment are left out).
+    `payment=False` (month-end documents: the split and what was given back is all they
+    need) skips the payment transaction: `paid`, `coupon` and `payment_tx` stay empty."""
     ids = sorted(set(order_ids))
     keys = ("id", "asset", "customer_id", "restaurant_id", "rider_id", "charge_id")
     orders = [dict(zip(keys, row, strict=True)) for row in select_any(_ORDERS_SQL, ids)]
@@ -72,7 +76,7 @@ def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
         disputes[order_id].append({"id": pk, "order_id": order_id, "stripe_dispute_id": dp_id})
     references: list[str] = []
     for order in orders:
-        if order["charge_id"]:
+        if order["charge_id"] and payment:
             references.append(f"payment:{order['charge_id']}")
         references.append(f"delivery:{order['id']}")
         for refund in refunds[order["id"]]:
@@ -86,8 +90,8 @@ def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
     out: dict[int, OrderFacts] = {}
     for order in sorted(orders, key=lambda o: o["id"]):
         oid = order["id"]
-        payment = txs.get(f"payment:{order['charge_id']}") if order["charge_id"] else None
-        if payment is None:
+        paid = txs.get(f"payment:{order['charge_id']}") if order["charge_id"] else None
+        if paid is None and payment:
             continue
         address = f"orders:{oid}"
         facts = OrderFacts(
@@ -98,9 +102,9 @@ def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
             restaurant_id=order["restaurant_id"],
             rider=f"riders:{ledger_id(order['rider_id'])}" if order["rider_id"] else None,
             rider_id=order["rider_id"],
-            payment_tx=payment["id"],
+            payment_tx=paid["id"] if paid else None,
         )
-        for source, destination, amount in payment["postings"]:
+        for source, destination, amount in paid["postings"] if paid else ():
             if source == "stripe:balance" and destination.startswith("payments:"):
                 facts.paid += amount
             elif destination == address and not source.startswith("payments:"):

@@ -75,7 +75,10 @@ class OrderInvoicing(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
-        db_index=False,  # profiles are never deleted (trigger): nothing looks orders up by it
+        # Profiles are never deleted (trigger): no index, and no per-row foreign-key check
+        # (with its row lock on the profile) on the issuing hot path.
+        db_index=False,
+        db_constraint=False,
     )
     decided_at = models.DateTimeField(default=timezone.now)
     # The delivery's documents are issued (or there was nothing to document): the sweep skips it.
@@ -124,7 +127,9 @@ class Invoice(models.Model):
     series = models.CharField(max_length=16)
     year = models.IntegerField()
     number = models.BigIntegerField()
-    display_number = models.CharField(max_length=40)  # R0007-2026-000123, unique
+    # R0007-2026-000123: `series-year-number`, unique because (series, year, number) is and a
+    # series has no "-" (no index of its own: nothing looks a document up by it).
+    display_number = models.CharField(max_length=40)
     issuer = models.CharField(max_length=64)  # "platform", "restaurants:007", "riders:012"
     recipient = models.CharField(max_length=64)  # "customer:<id>", "platform", "restaurants:.."
     customer_facing = models.BooleanField(default=False)
@@ -184,7 +189,6 @@ class Invoice(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(fields=["key"], name="inv_invoice_key_uniq"),
-            models.UniqueConstraint(fields=["display_number"], name="inv_invoice_display_uniq"),
             models.UniqueConstraint(
                 fields=["series", "year", "number"], name="inv_invoice_number_uniq"
             ),

@@ -418,9 +418,12 @@ def invoices_issue_period(*, period: str, now: datetime | None = None) -> IssueR
     restaurant and each rider's statement. Idempotent (one key per party and month)."""
     _month_bounds(period)
     now = now or timezone.now()
-    facts = order_facts(period_orders(period))
+    facts = order_facts(period_orders(period), payment=False)
     models_by_order = dict(
-        OrderInvoicing.objects.filter(order_id__in=list(facts)).values_list("order_id", "model")
+        bulk.select_any(
+            "SELECT order_id, model FROM invoicing_orderinvoicing WHERE order_id = ANY(%s)",
+            sorted(facts),
+        )
     )
     by_restaurant: dict[str, list[OrderFacts]] = defaultdict(list)
     by_rider: dict[str, list[OrderFacts]] = defaultdict(list)
