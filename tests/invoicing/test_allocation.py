@@ -115,7 +115,10 @@ def test_credit_notes_split_each_refund_over_the_lines_at_their_rates(case, mode
     role = {"A": "platform", "B": "restaurant", "C": "platform"}[model]
     original = IssuedDoc(
         f"order:42:{role}",
-        [IssuedLine(i + 1, "food", g, r) for i, (g, r) in enumerate(zip(lines, rates, strict=True))],
+        [
+            IssuedLine(i + 1, "food", g, r)
+            for i, (g, r) in enumerate(zip(lines, rates, strict=True))
+        ],
     )
     issued = {role: original}
     credited_per_line = [0] * len(lines)
@@ -143,7 +146,9 @@ def test_credit_notes_split_each_refund_over_the_lines_at_their_rates(case, mode
     # and nothing more can be credited than what was left
     left = sum(lines) - sum(credits)
     with pytest.raises(InvoicingRuleError) as excinfo:
-        plan_credit_notes(_facts(), model, CreditEvent("refund:x", 9, AT, {bearers[0]: left + 1}), issued)
+        plan_credit_notes(
+            _facts(), model, CreditEvent("refund:x", 9, AT, {bearers[0]: left + 1}), issued
+        )
     assert excinfo.value.code == "credit_exceeds_documents"
 
 
