@@ -8,10 +8,17 @@ the ORM, then N delivered orders (`bulk_create`) and their ledger transactions â
 not maintained: use a throw-away database such as `eats_bench`; rows are left there, the
 ledger being append-only).
 
+The orders are dated in the latest past month without delivered orders (the database keeps
+earlier runs, and the month-end pass must see only this run's), and the generated tables are
+ANALYZEd as a live database's would be.
+
 Timed: `invoices_issue` over the N orders (ledger reads, planning, numbering under lock,
 inserts, in batches of INVOICING_SWEEP_BATCH), then the month-end pass (commission invoices
-and rider statements), then numbering throughput: 4 threads with their own connections
-issuing another M orders of the same restaurants concurrently (the series locks contend).
+and rider statements); `total_s` is the two, the figure the < 60 s goal is about. Then
+`invoices check --period` over the month, untimed in the goal (`check_ok`, `check_s`).
+Last, numbering throughput: 4 threads with their own connections issuing another M orders
+of the same restaurants concurrently (the series locks contend), after which every series
+of the run must still be 1..N (`series_with_gaps`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 from django.db import connection, connections
 from django.utils import timezone
 
+from invoicing.check import invoices_check
 from invoicing.models import Invoice
 from invoicing.services import invoices_issue, invoices_issue_period, profile_set
 from marketplace.models import Order, Restaurant, Rider
@@ -45,6 +53,12 @@ def _free_month() -> tuple[str, datetime]:
         if not Order.objects.filter(delivered_at__gte=start, delivered_at__lt=end).exists():
             return f"{start:%Y-%m}", start + timedelta(days=1, hours=12)
     raise RuntimeError("no free month in the last 50 years: use a fresh database")
+
+
+def _pad(column: str) -> str:
+    """SQL for marketplace's `ledger_id`: zero-padded to at least 3 digits (lpad alone would
+    cut 1234 to 123)."""
+    return f"lpad({column}::text, greatest(3, length({column}::text)), '0')"
 
 
 def _orders(n: int, restaurants: list[int], riders: list[int], tag: str, at: datetime) -> list[int]:
@@ -77,8 +91,8 @@ def _orders(n: int, restaurants: list[int], riders: list[int], tag: str, at: dat
             "WHERE id BETWEEN %s AND %s UNION ALL SELECT 'payments:' || charge_id "
             "FROM marketplace_order WHERE id BETWEEN %s AND %s UNION ALL "
             "SELECT unnest(ARRAY['stripe:balance', 'platform:fees']) UNION ALL "
-            "SELECT 'restaurants:' || lpad(id::text, 3, '0') FROM marketplace_restaurant "
-            "UNION ALL SELECT 'riders:' || lpad(id::text, 3, '0') FROM marketplace_rider) s "
+            f"SELECT 'restaurants:' || {_pad('id')} FROM marketplace_restaurant "
+            f"UNION ALL SELECT 'riders:' || {_pad('id')} FROM marketplace_rider) s "
             "ON CONFLICT (address) DO NOTHING",
             [lo, hi, lo, hi],
         )
@@ -91,13 +105,13 @@ def _orders(n: int, restaurants: list[int], riders: list[int], tag: str, at: dat
             )
         # postings: (order, index, source, destination, amount) per transaction
         cursor.execute(
-            """
+            f"""
             WITH o AS (
                 SELECT o.id, o.charge_id, o.total, o.delivery_fee,
                        (o.subtotal * 15) / 100 AS fees,
                        o.subtotal - (o.subtotal * 15) / 100 AS rest,
-                       'restaurants:' || lpad(o.restaurant_id::text, 3, '0') AS r,
-                       'riders:' || lpad(o.rider_id::text, 3, '0') AS d
+                       'restaurants:' || {_pad("o.restaurant_id")} AS r,
+                       'riders:' || {_pad("o.rider_id")} AS d
                 FROM marketplace_order o WHERE o.id BETWEEN %s AND %s
             ), p AS (
                 SELECT t.id AS tx, x.idx, x.src, x.dst, x.amount
@@ -181,6 +195,9 @@ def bench_invoicing(quick: bool) -> dict[str, Any]:
     period_result = invoices_issue_period(period=period, now=month_end + timedelta(hours=1))
     month_end_s = time.perf_counter() - started
     issued = Invoice.objects.count() - before
+    started = time.perf_counter()
+    check = invoices_check(period=period, now=month_end + timedelta(hours=2))
+    check_s = time.perf_counter() - started
 
     more = _orders(m, r_ids, d_ids, tag + "c", at)
     errors: list[str] = []
@@ -223,6 +240,9 @@ def bench_invoicing(quick: bool) -> dict[str, Any]:
         "concurrent_documents_per_s": round(concurrent_docs / concurrent_s, 1),
         "concurrent_errors": len(errors),
         "series_with_gaps": _series_gaps(series),
+        "check_ok": check.ok,
+        "check_mismatches": len(check.mismatches),
+        "check_s": round(check_s, 1),
         "anomalies": len(result.anomalies),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),

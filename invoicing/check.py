@@ -127,16 +127,18 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
         for (rider, month), amount in rider_ledger_by_month(f).items():
             if _closed(month, now) and (not period or month == period):
                 rider_docs[(rider, month)] += amount
-    # riders, closed months: the statement lines of the month against the ledger
+    # riders, closed months: the statement lines of the month against the ledger (one query
+    # for every statement, lines of the checked orders only)
+    keys = {f"rider:{rider}:{month}": (rider, month) for rider, month in rider_docs}
+    wanted = set(ids)
+    statements: dict[tuple[str, str], int] = defaultdict(int)
+    for key, order_id, gross in InvoiceLine.objects.filter(
+        invoice__kind="rider_statement", invoice__key__in=list(keys)
+    ).values_list("invoice__key", "order_id", "gross"):
+        if order_id in wanted:
+            statements[keys[key]] += gross
     for (rider, month), expected in sorted(rider_docs.items()):
-        documented = (
-            InvoiceLine.objects.filter(
-                invoice__kind="rider_statement",
-                invoice__key=f"rider:{rider}:{month}",
-                order_id__in=ids,
-            ).aggregate(total=Sum("gross"))["total"]
-            or 0
-        )
+        documented = statements.get((rider, month), 0)
         if documented != expected:
             result.mismatches.append(f"{rider} {month}: statement {documented}, ledger {expected}")
     # documents: totals = sum of lines; numbering: 1..N per series and year
