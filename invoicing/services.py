@@ -290,7 +290,7 @@ def _existing(order_ids: list[int], need_lines: set[int]) -> dict[int, _Existing
                 line.credited += -gross
     for original_id, amount in legacy.items():
         doc = docs[original_id]
-        amount = min(amount, doc.remaining)
+        amount = max(0, min(amount, doc.remaining))
         shares = allocate(amount, [line.remaining for line in doc.lines])
         for line, share in zip(doc.lines, shares, strict=True):
             line.credited += share
