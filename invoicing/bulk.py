@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -82,13 +82,14 @@ def select_any(
 
 
 def as_datetime(value: Any) -> datetime:
-    """A timestamp column read by raw SQL (SQLite returns text)."""
+    """A timestamp column read by raw SQL (SQLite returns text, in UTC, without an offset)."""
     if isinstance(value, datetime):
-        return value
-    parsed = parse_datetime(str(value))
+        parsed: datetime | None = value
+    else:
+        parsed = parse_datetime(str(value))
     if parsed is None:  # pragma: no cover - the column is NOT NULL and well-formed
         raise ValueError(f"not a timestamp: {value!r}")
-    return parsed
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def execute(sql: str, params: Sequence[Any]) -> None:

@@ -26,7 +26,7 @@ SELECT t.reference, t.id, t.timestamp, p.source_id, p.destination_id, p.amount
 FROM ledger_transaction t
 JOIN ledger_posting p ON p.transaction_id = t.id
 WHERE t.reference = ANY(%s)
-ORDER BY t.id, p.index
+ORDER BY t.id, p."index"
 """
 _ACCOUNTS_SQL = "SELECT id, address FROM ledger_account WHERE id = ANY(%s)"
 _ORDERS_SQL = (
