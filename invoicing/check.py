@@ -8,8 +8,9 @@ Per order (read from the ledger by `ledger_facts`):
   delivery);
 - each party account the documents justify (the restaurant, platform:fees, platform:losses,
   platform:disputes, the campaign's funding): lines naming it less lines it pays equal its
-  ledger movement for the order. Model B's commission only exists once the month is closed:
-  until then the restaurant and platform:fees of a B order are reported as pending.
+  ledger movement for the order. Model B's commission invoice (with the compensation of the
+  refunds the platform bore) only exists once the month is closed: until then the accounts
+  it justifies are reported as pending (`domain.month_end_pending`).
 Per rider and closed month: the statement equals the rider's ledger movements of the month.
 Per document: totals equal the sums of its lines. Per series and year: numbers 1..N, no gap.
 """
@@ -23,7 +24,7 @@ from datetime import datetime
 from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 
-from invoicing.domain import FEES, month_of, rider_ledger_by_month
+from invoicing.domain import month_end_pending, month_of, rider_ledger_by_month
 from invoicing.ledger_facts import order_facts
 from invoicing.models import Invoice, InvoiceLine, OrderInvoicing
 from invoicing.services import period_orders
@@ -72,7 +73,6 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
     )
     models = dict(OrderInvoicing.objects.filter(order_id__in=ids).values_list("order_id", "model"))
     lines_by_order: dict[int, list[tuple]] = defaultdict(list)
-    commission_periods: set[tuple[str, str]] = set()
     rider_docs: dict[tuple[str, str], int] = defaultdict(int)
     chunk = 5000
     for start in range(0, len(ids), chunk):
@@ -104,8 +104,8 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
             )
         period = month_of(f.split_at) if f.split_at else ""
         model = models.get(oid, "")
-        pending_b = model == "B" and not _closed(period, now)
-        if pending_b:
+        pending = month_end_pending(f, model, lambda month: _closed(month, now))
+        if pending:
             result.pending += 1
         moves = f.ledger_movements()
         accounts = (
@@ -114,7 +114,7 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
         for account in sorted(accounts):
             if account.startswith("riders:"):
                 continue
-            if pending_b and account in (f.restaurant, FEES):
+            if account in pending:
                 continue
             documented = sum(g for *_, a, c, g, _ in lines if a == account) - sum(
                 g for *_, a, c, g, _ in lines if c == account
@@ -124,21 +124,21 @@ def invoices_check(*, period: str | None = None, now: datetime | None = None) ->
                     f"order {oid} (model {model}): {account} documented {documented}, "
                     f"ledger {moves.get(account, 0)}"
                 )
-        if model == "B" and not pending_b:
-            commission_periods.add((f.restaurant, period))
         for (rider, month), amount in rider_ledger_by_month(f).items():
             if _closed(month, now) and (not period or month == period):
                 rider_docs[(rider, month)] += amount
-    # riders, closed months: the statement lines of the month against the ledger
+    # riders, closed months: the statement lines of the month against the ledger (one query
+    # for every statement, lines of the checked orders only)
+    keys = {f"rider:{rider}:{month}": (rider, month) for rider, month in rider_docs}
+    wanted = set(ids)
+    statements: dict[tuple[str, str], int] = defaultdict(int)
+    for key, order_id, gross in InvoiceLine.objects.filter(
+        invoice__kind="rider_statement", invoice__key__in=list(keys)
+    ).values_list("invoice__key", "order_id", "gross"):
+        if order_id in wanted:
+            statements[keys[key]] += gross
     for (rider, month), expected in sorted(rider_docs.items()):
-        documented = (
-            InvoiceLine.objects.filter(
-                invoice__kind="rider_statement",
-                invoice__key=f"rider:{rider}:{month}",
-                order_id__in=ids,
-            ).aggregate(total=Sum("gross"))["total"]
-            or 0
-        )
+        documented = statements.get((rider, month), 0)
         if documented != expected:
             result.mismatches.append(f"{rider} {month}: statement {documented}, ledger {expected}")
     # documents: totals = sum of lines; numbering: 1..N per series and year

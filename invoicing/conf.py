@@ -7,7 +7,9 @@ INVOICING_RIDER_TAX_BPS      tax rate on riders' self-billed delivery earnings (
 INVOICING_MERCHANT_MODE_TRUST  policy: an order of a restaurant whose trust level is at least
                              this uses model C whatever its default (None: off)
 INVOICING_SWEEP_SECONDS      Celery beat cadence of the sweep (60)
-INVOICING_SWEEP_BATCH        orders per issuing transaction (500)
+INVOICING_SWEEP_BATCH        orders per issuing transaction (1000)
+INVOICING_FAST_PATH          on PostgreSQL, read and write documents with array parameters
+                             and COPY (invoicing/bulk.py); False: the portable path (True)
 INVOICING_PLATFORM           the platform's legal details printed on documents
 """
 
@@ -22,7 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "INVOICING_RIDER_TAX_BPS": 0,
     "INVOICING_MERCHANT_MODE_TRUST": None,
     "INVOICING_SWEEP_SECONDS": 60.0,
-    "INVOICING_SWEEP_BATCH": 500,
+    "INVOICING_SWEEP_BATCH": 1000,
+    "INVOICING_FAST_PATH": True,
     "INVOICING_PLATFORM": {
         "name": "Eats Marketplace SAS",
         "address": "1 Market Street, 75001 Paris",

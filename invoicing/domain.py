@@ -7,6 +7,15 @@ Rounding rule (one, everywhere): prices are tax-inclusive; a line's tax is
 (symmetrically for negative lines), and `net = gross - tax`. A document's totals are the sums
 of its lines, so `total_gross = total_net + total_tax` exactly.
 
+Credit allocation rule (one, everywhere): a credit of `x` on a document is spread over the
+document's lines in proportion to what remains on each (its gross less what earlier credit
+notes took from it; discount lines included, so a partial refund gives back the same fraction
+of the discount): line i's exact share is `x * remaining_i / sum(remaining)`; each share is
+rounded down to the minor unit, and the units left over (fewer than the lines) go one each
+to the lines with the largest remainders, the earlier position first on a tie. Shares sum to
+`x` exactly and never exceed what remains on a line (`allocate`). Each credit line names the
+original line it reduces (`original_position`) and carries that line's tax rate.
+
 Signs: invoices carry positive lines except discounts; credit notes carry negative lines and
 negative totals, so that summing a party's documents gives its net position.
 
@@ -20,6 +29,7 @@ sum(lines with account) - sum(lines with counter_account) = the ledger's movemen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -145,6 +155,7 @@ class Line:
     counter_account: str = ""
     tx_id: int | None = None
     order_id: int | None = None
+    original_position: int | None = None  # credit lines: the original's line they reduce
 
     @property
     def net_tax(self) -> tuple[int, int]:
@@ -330,18 +341,67 @@ def plan_order_documents(facts: OrderFacts, model: str, rates: Rates) -> list[Do
     return [doc for doc in docs if doc.lines]
 
 
-@dataclass
-class IssuedDoc:
-    """An issued document of the order, as credit notes need it."""
+def allocate(amount: int, remaining: list[int]) -> list[int]:
+    """Split `amount` over lines in proportion to `remaining` (the module's allocation rule).
+    Shares sum to `amount` exactly and each lies between 0 and its line's remaining (a line
+    with a negative remaining, a discount, gets a negative share or 0). Raises ValueError
+    unless 0 <= amount <= sum(remaining)."""
+    total = sum(remaining)
+    if amount < 0 or amount > total:
+        raise ValueError(f"cannot allocate {amount} over lines that total {total}")
+    if amount == 0:
+        return [0] * len(remaining)
+    shares: list[int] = []
+    leftovers: list[tuple[int, int]] = []  # (-remainder, position): largest remainder first
+    for position, rem in enumerate(remaining):
+        share, remainder = divmod(amount * rem, total)  # floor, remainder in [0, total)
+        shares.append(share)
+        if remainder:
+            leftovers.append((-remainder, position))
+    for _, position in sorted(leftovers)[: amount - sum(shares)]:
+        shares[position] += 1
+    return shares
 
-    key: str
-    total: int  # its total (positive)
-    credited: int  # already credited by credit notes (positive)
-    main_bps: int  # the rate of its first line: credit notes credit at that rate
+
+@dataclass
+class IssuedLine:
+    """A line of an issued document, as credit notes need it."""
+
+    position: int
+    kind: str
+    gross: int
+    tax_bps: int
+    credited: int = 0  # taken by credit notes so far, in the line's own sign
 
     @property
     def remaining(self) -> int:
-        return self.total - self.credited
+        return self.gross - self.credited
+
+
+@dataclass
+class IssuedDoc:
+    """An issued (or planned in the same batch) document of the order, as credit notes need
+    it. `plan_credit_notes` records on its lines what it credits, so that a later event of
+    the same batch sees only the room left."""
+
+    key: str
+    lines: list[IssuedLine]
+
+    @property
+    def remaining(self) -> int:
+        return sum(line.remaining for line in self.lines)
+
+
+def issued_from(doc: Doc) -> IssuedDoc:
+    return IssuedDoc(
+        doc.key,
+        [IssuedLine(i, x.kind, x.gross, x.tax_bps) for i, x in enumerate(doc.lines, start=1)],
+    )
+
+
+def platform_borne(account: str, restaurant: str) -> bool:
+    """A share the platform bears (platform:losses for refunds, platform:disputes)."""
+    return account != restaurant and not account.startswith("riders:")
 
 
 def _customer_targets(model: str, account: str, restaurant: str) -> list[str]:
@@ -354,17 +414,52 @@ def _customer_targets(model: str, account: str, restaurant: str) -> list[str]:
     return ["platform"]
 
 
+def _credit_lines(
+    doc: IssuedDoc, amount: int, text: str, account: str, counter: str, event: CreditEvent, oid: int
+) -> list[Line]:
+    """Credit `amount` on `doc` by the allocation rule (one line per original line that gets
+    a share, at its rate), recording it on `doc`."""
+    shares = allocate(amount, [line.remaining for line in doc.lines])
+    out = []
+    for line, share in zip(doc.lines, shares, strict=True):
+        if share == 0:
+            continue
+        line.credited += share
+        out.append(
+            Line(
+                "refund",
+                f"{text}: {line.kind} (line {line.position})",
+                -share,
+                line.tax_bps,
+                account,
+                counter,
+                event.tx_id,
+                oid,
+                line.position,
+            )
+        )
+    return out
+
+
 def plan_credit_notes(
     facts: OrderFacts, model: str, event: CreditEvent, issued: dict[str, IssuedDoc]
 ) -> list[Doc]:
-    """Credit notes for one refund or lost dispute: per bearer share, on the customer document
-    of the party that bears it (A: the platform's or the restaurant's; B: the restaurant's, the
-    customer's only one; C: the platform's, the merchant of record), spilling to the order's
-    other customer document when the first cannot credit that much; in model C the
-    restaurant's share also credits its self-billing invoice. Raises InvoicingRuleError
-    (`credit_exceeds_documents`) when the order's documents cannot credit the whole amount."""
+    """Credit notes for one refund or lost dispute, per bearer share, on the customer document
+    of the party that bears it, spilling to the order's other customer document when the
+    first cannot credit that much:
+    - A: the platform's share (and the rider's) on the platform's invoice, the restaurant's on
+      the restaurant's;
+    - B: everything on the restaurant's invoice, the customer's only document (only its issuer
+      can credit it). A share the platform bears is tagged with the restaurant's account: the
+      restaurant's sale is reduced, and the platform makes the restaurant whole on its own
+      document, a compensation line on the restaurant's commission invoice of the month of
+      the refund (`plan_commission_invoice`), which is what justifies platform:losses;
+    - C: the platform's invoice (the merchant of record); the restaurant's share also credits
+      its self-billing invoice.
+    Each credit is spread over the document's lines by the allocation rule and recorded in
+    `issued`. Raises InvoicingRuleError (`credit_exceeds_documents`) when the order's
+    documents cannot credit the whole amount."""
     oid, R = facts.order_id, facts.restaurant
-    room = {role: doc.remaining for role, doc in issued.items()}
     per_doc: dict[str, list[Line]] = {}
     self_billing: list[Line] = []
     for account in sorted(event.shares):
@@ -372,50 +467,34 @@ def plan_credit_notes(
         if amount <= 0:
             continue
         left = amount
+        who = _bearer_words(account, R)
+        text = f"Refund ({who}), order {oid}"
         for role in _customer_targets(model, account, R):
             if left == 0:
                 break
-            if role not in issued or room[role] <= 0:
+            if role not in issued or issued[role].remaining <= 0:
                 continue
-            take = min(left, room[role])
-            room[role] -= take
+            take = min(left, issued[role].remaining)
             left -= take
-            who = _bearer_words(account, R)
             if account.startswith("riders:"):
                 tags: list[tuple[int, str]] = [(take, "")]
+            elif model == "B":
+                tags = [(take, R)]
             elif model == "C" and account == R:
-                covered = issued["self_billing"].remaining if "self_billing" in issued else 0
-                covered = max(0, min(take, covered - sum(-x.gross for x in self_billing)))
+                room = issued["self_billing"].remaining if "self_billing" in issued else 0
+                covered = max(0, min(take, room))
                 if covered:
-                    self_billing.append(
-                        Line(
-                            "refund",
-                            f"Credit, order {oid} ({event.key})",
-                            -covered,
-                            issued["self_billing"].main_bps,
-                            R,
-                            FEES,
-                            event.tx_id,
-                            oid,
-                        )
-                    )
+                    self_billing += _credit_lines(
+                        issued["self_billing"], covered, f"Credit, order {oid} ({event.key})",
+                        R, FEES, event, oid,
+                    )  # fmt: skip
                 tags = [(covered, FEES), (take - covered, R)]
             else:
                 tags = [(take, account)]
             for part, tag in tags:
                 if part:
-                    per_doc.setdefault(role, []).append(
-                        Line(
-                            "refund",
-                            f"Refund ({who}), order {oid}",
-                            -part,
-                            issued[role].main_bps,
-                            tag,
-                            "",
-                            event.tx_id,
-                            oid,
-                        )
-                    )
+                    lines = _credit_lines(issued[role], part, text, tag, "", event, oid)
+                    per_doc.setdefault(role, []).extend(lines)
         if left:
             raise InvoicingRuleError(
                 f"{event.key} of order {oid}: {amount} borne by {account}, but the order's "
@@ -462,6 +541,25 @@ def _bearer_words(account: str, restaurant: str) -> str:
     return "borne by the platform"
 
 
+def month_end_pending(facts: OrderFacts, model: str, closed: Callable[[str], bool]) -> set[str]:
+    """The accounts of an order that only month-end documents finish justifying, while their
+    month is open: model B's restaurant and platform:fees until the commission invoice of the
+    delivery's month, and a platform-borne share (with the restaurant) until the commission
+    invoice of the refund's month carries its compensation."""
+    if model != "B":
+        return set()
+    pending: set[str] = set()
+    if facts.split_at is not None and not closed(month_of(facts.split_at)):
+        pending |= {facts.restaurant, FEES}
+    for credit in facts.credits:
+        if closed(month_of(credit.at)):
+            continue
+        borne = {a for a, n in credit.shares.items() if n and platform_borne(a, facts.restaurant)}
+        if borne:
+            pending |= borne | {facts.restaurant}
+    return pending
+
+
 # --- periodic documents ---------------------------------------------------------------------
 
 
@@ -472,33 +570,53 @@ def month_of(at: datetime) -> str:
 def plan_commission_invoice(
     restaurant: str, period: str, orders: list[OrderFacts], rates_services: int
 ) -> Doc | None:
-    """Model B: the platform's monthly invoice to a restaurant for its commission and the
-    delivery service, one pair of lines per order split in `period`."""
+    """Model B: the platform's monthly invoice to a restaurant: its commission and the
+    delivery service of each order split in `period`, less a compensation line for each share
+    of a refund or lost dispute booked in `period` that the platform bore (the restaurant
+    credited its customer for it; the platform gives it back: see `plan_credit_notes`)."""
     lines: list[Line] = []
     for facts in sorted(orders, key=lambda f: f.order_id):
         oid = facts.order_id
-        lines += [
-            Line(
-                "commission",
-                f"Commission, order {oid}",
-                facts.fees_amt,
-                rates_services,
-                FEES,
-                restaurant,
-                facts.split_tx,
-                oid,
-            ),
-            Line(
-                "delivery",
-                f"Delivery service, order {oid}",
-                facts.rider_amt,
-                rates_services,
-                "",
-                restaurant,
-                facts.split_tx,
-                oid,
-            ),
-        ]
+        if facts.split_at is not None and month_of(facts.split_at) == period:
+            lines += [
+                Line(
+                    "commission",
+                    f"Commission, order {oid}",
+                    facts.fees_amt,
+                    rates_services,
+                    FEES,
+                    restaurant,
+                    facts.split_tx,
+                    oid,
+                ),
+                Line(
+                    "delivery",
+                    f"Delivery service, order {oid}",
+                    facts.rider_amt,
+                    rates_services,
+                    "",
+                    restaurant,
+                    facts.split_tx,
+                    oid,
+                ),
+            ]
+        for credit in facts.credits:
+            if month_of(credit.at) != period:
+                continue
+            for account in sorted(credit.shares):
+                if platform_borne(account, facts.restaurant) and credit.shares[account]:
+                    lines.append(
+                        Line(
+                            "compensation",
+                            f"Refund borne by the platform, order {oid} ({credit.key})",
+                            -credit.shares[account],
+                            rates_services,
+                            account,
+                            restaurant,
+                            credit.tx_id,
+                            oid,
+                        )
+                    )
     lines = _kept(lines)
     if not lines:
         return None

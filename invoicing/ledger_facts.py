@@ -14,61 +14,69 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from invoicing.bulk import as_datetime, select_any
 from invoicing.domain import CreditEvent, OrderFacts
-from ledger.models import Posting, Transaction
-from marketplace.models import Dispute, Order, Refund
 from marketplace.models.restaurants import ledger_id
 
-CHUNK = 2000
+# The order's transactions and their postings, in posting order, one row per posting. The
+# accounts' addresses are read apart, once per distinct account: a batch's postings name each
+# shared account (stripe:balance, platform:fees, a restaurant) many times.
+_LEDGER_SQL = """
+SELECT t.reference, t.id, t.timestamp, p.source_id, p.destination_id, p.amount
+FROM ledger_transaction t
+JOIN ledger_posting p ON p.transaction_id = t.id
+WHERE t.reference = ANY(%s)
+ORDER BY t.id, p."index"
+"""
+_ACCOUNTS_SQL = "SELECT id, address FROM ledger_account WHERE id = ANY(%s)"
+_ORDERS_SQL = (
+    "SELECT id, asset, customer_id, restaurant_id, rider_id, charge_id "
+    "FROM marketplace_order WHERE id = ANY(%s)"
+)
+_REFUNDS_SQL = (
+    "SELECT id, order_id, stripe_refund_id FROM marketplace_refund "
+    "WHERE order_id = ANY(%s) AND stripe_refund_id <> ''"
+)
+_DISPUTES_SQL = (
+    "SELECT id, order_id, stripe_dispute_id FROM marketplace_dispute "
+    "WHERE order_id = ANY(%s) AND status = 'lost'"
+)
 
 
 def _transactions(references: list[str]) -> dict[str, dict[str, Any]]:
     """reference -> {"id", "timestamp", "postings": [(source, destination, amount)]}."""
+    rows = select_any(_LEDGER_SQL, references, chunk=500)
+    wanted = sorted({row[3] for row in rows} | {row[4] for row in rows})
+    address = dict(select_any(_ACCOUNTS_SQL, wanted))
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(references), CHUNK):
-        chunk = references[start : start + CHUNK]
-        rows = Transaction.objects.filter(reference__in=chunk).values_list(
-            "id", "reference", "timestamp"
-        )
-        by_id: dict[int, dict[str, Any]] = {}
-        for tx_id, reference, timestamp in rows:
-            entry: dict[str, Any] = {"id": tx_id, "timestamp": timestamp, "postings": []}
-            found[str(reference)] = by_id[tx_id] = entry
-        if not by_id:
-            continue
-        postings = (
-            Posting.objects.filter(transaction_id__in=list(by_id))
-            .order_by("transaction_id", "index")
-            .values_list("transaction_id", "source__address", "destination__address", "amount")
-        )
-        for tx_id, source, destination, amount in postings:
-            by_id[tx_id]["postings"].append((source, destination, int(amount)))
+    for reference, tx_id, timestamp, source, destination, amount in rows:
+        entry = found.get(reference)
+        if entry is None:
+            entry = found[reference] = {
+                "id": tx_id,
+                "timestamp": as_datetime(timestamp),
+                "postings": [],
+            }
+        entry["postings"].append((address[source], address[destination], int(amount)))
     return found
 
 
-def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
-    """The ledger facts of each order (orders without a booked payment are left out)."""
+def order_facts(order_ids: Iterable[int], *, payment: bool = True) -> dict[int, OrderFacts]:
+    """The ledger facts of each order (orders without a booked payment are left out).
+    `payment=False` (month-end documents: the split and what was given back is all they
+    need) skips the payment transaction: `paid`, `coupon` and `payment_tx` stay empty."""
     ids = sorted(set(order_ids))
-    orders = list(
-        Order.objects.filter(pk__in=ids).values(
-            "id", "asset", "customer_id", "restaurant_id", "rider_id", "charge_id"
-        )
-    )
-    refunds = defaultdict(list)
-    for refund in (
-        Refund.objects.filter(order_id__in=ids)
-        .exclude(stripe_refund_id="")
-        .values("id", "order_id", "stripe_refund_id")
-    ):
-        refunds[refund["order_id"]].append(refund)
-    disputes = defaultdict(list)
-    for dispute in Dispute.objects.filter(order_id__in=ids, status="lost").values(
-        "id", "order_id", "stripe_dispute_id"
-    ):
-        disputes[dispute["order_id"]].append(dispute)
+    keys = ("id", "asset", "customer_id", "restaurant_id", "rider_id", "charge_id")
+    orders = [dict(zip(keys, row, strict=True)) for row in select_any(_ORDERS_SQL, ids)]
+    refunds: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for pk, order_id, re_id in select_any(_REFUNDS_SQL, ids):
+        refunds[order_id].append({"id": pk, "order_id": order_id, "stripe_refund_id": re_id})
+    disputes: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for pk, order_id, dp_id in select_any(_DISPUTES_SQL, ids):
+        disputes[order_id].append({"id": pk, "order_id": order_id, "stripe_dispute_id": dp_id})
     references: list[str] = []
     for order in orders:
-        if order["charge_id"]:
+        if order["charge_id"] and payment:
             references.append(f"payment:{order['charge_id']}")
         references.append(f"delivery:{order['id']}")
         for refund in refunds[order["id"]]:
@@ -80,10 +88,10 @@ def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
     txs = _transactions(references)
 
     out: dict[int, OrderFacts] = {}
-    for order in orders:
+    for order in sorted(orders, key=lambda o: o["id"]):
         oid = order["id"]
-        payment = txs.get(f"payment:{order['charge_id']}") if order["charge_id"] else None
-        if payment is None:
+        paid = txs.get(f"payment:{order['charge_id']}") if order["charge_id"] else None
+        if paid is None and payment:
             continue
         address = f"orders:{oid}"
         facts = OrderFacts(
@@ -94,9 +102,9 @@ def order_facts(order_ids: Iterable[int]) -> dict[int, OrderFacts]:
             restaurant_id=order["restaurant_id"],
             rider=f"riders:{ledger_id(order['rider_id'])}" if order["rider_id"] else None,
             rider_id=order["rider_id"],
-            payment_tx=payment["id"],
+            payment_tx=paid["id"] if paid else None,
         )
-        for source, destination, amount in payment["postings"]:
+        for source, destination, amount in paid["postings"] if paid else ():
             if source == "stripe:balance" and destination.startswith("payments:"):
                 facts.paid += amount
             elif destination == address and not source.startswith("payments:"):

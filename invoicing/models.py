@@ -70,7 +70,15 @@ class OrderInvoicing(models.Model):
     model = models.CharField(max_length=1, choices=Model.choices)
     reason = models.CharField(max_length=200, blank=True, default="")  # the policy's words
     profile = models.ForeignKey(
-        InvoicingProfile, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        InvoicingProfile,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        # Profiles are never deleted (trigger): no index, and no per-row foreign-key check
+        # (with its row lock on the profile) on the issuing hot path.
+        db_index=False,
+        db_constraint=False,
     )
     decided_at = models.DateTimeField(default=timezone.now)
     # The delivery's documents are issued (or there was nothing to document): the sweep skips it.
@@ -113,13 +121,15 @@ class Invoice(models.Model):
 
     # Idempotency: one document per purpose ("order:42:A:restaurant", "refund:7:platform",
     # "commission:R0007:2026-11"...). A replayed issuance finds it and issues nothing.
-    key = models.CharField(max_length=120, unique=True)
+    key = models.CharField(max_length=120)  # unique (inv_invoice_key_uniq)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     model = models.CharField(max_length=1, blank=True, default="")  # blank: rider statements
     series = models.CharField(max_length=16)
     year = models.IntegerField()
     number = models.BigIntegerField()
-    display_number = models.CharField(max_length=40, unique=True)  # R0007-2026-000123
+    # R0007-2026-000123: `series-year-number`, unique because (series, year, number) is and a
+    # series has no "-" (no index of its own: nothing looks a document up by it).
+    display_number = models.CharField(max_length=40)
     issuer = models.CharField(max_length=64)  # "platform", "restaurants:007", "riders:012"
     recipient = models.CharField(max_length=64)  # "customer:<id>", "platform", "restaurants:.."
     customer_facing = models.BooleanField(default=False)
@@ -133,12 +143,18 @@ class Invoice(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_constraint=False,
+        db_index=False,  # inv_invoice_order_idx
     )
     period = models.DateField(null=True, blank=True)  # first day of the month (periodic docs)
     # The refund or dispute a credit note answers ("refund:7", "dispute:3"); blank otherwise.
-    credit_event = models.CharField(max_length=40, blank=True, default="", db_index=True)
+    credit_event = models.CharField(max_length=40, blank=True, default="")
     original = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_notes",
+        db_index=False,  # inv_invoice_original_idx (credit notes only)
     )
     asset = models.CharField(max_length=32)
     total_gross = models.BigIntegerField()  # = sum of the lines' gross (tax included)
@@ -150,12 +166,29 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["id"]
         permissions = [("download_invoice", "Can download invoice PDFs")]
+        # Each index costs every insert (the issuing hot path): no duplicates, no pattern-ops
+        # twins, and partial indexes for what only some documents have.
         indexes = [
             models.Index(fields=["order"], name="inv_invoice_order_idx"),
             models.Index(fields=["issuer", "issued_at"], name="inv_invoice_issuer_idx"),
-            models.Index(fields=["period", "kind"], name="inv_invoice_period_idx"),
+            models.Index(
+                fields=["period", "kind"],
+                name="inv_invoice_period_idx",
+                condition=Q(period__isnull=False),
+            ),
+            models.Index(
+                fields=["credit_event"],
+                name="inv_invoice_credit_event_idx",
+                condition=~Q(credit_event=""),
+            ),
+            models.Index(
+                fields=["original"],
+                name="inv_invoice_original_idx",
+                condition=Q(original__isnull=False),
+            ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["key"], name="inv_invoice_key_uniq"),
             models.UniqueConstraint(
                 fields=["series", "year", "number"], name="inv_invoice_number_uniq"
             ),
@@ -180,7 +213,12 @@ class InvoiceLine(models.Model):
     another, the account it comes out of (`counter_account`); blank for a line that restates
     money another document justifies. Never updated or deleted."""
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+    invoice = models.ForeignKey(
+        Invoice,
+        on_delete=models.PROTECT,
+        related_name="lines",
+        db_index=False,  # inv_line_position_uniq (invoice, position) serves it
+    )
     position = models.IntegerField()
     order = models.ForeignKey(
         Order,
@@ -189,6 +227,7 @@ class InvoiceLine(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_constraint=False,
+        db_index=False,  # inv_line_order_idx
     )
     kind = models.CharField(max_length=20)  # food, discount, service, delivery, refund...
     description = models.CharField(max_length=300)
@@ -199,6 +238,9 @@ class InvoiceLine(models.Model):
     account = models.CharField(max_length=64, blank=True, default="")
     counter_account = models.CharField(max_length=64, blank=True, default="")
     ledger_transaction_id = models.BigIntegerField(null=True, blank=True)
+    # On a credit note: the position of the original's line this line reduces (it carries
+    # that line's tax rate); a credit note never takes more from a line than remains on it.
+    original_position = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["invoice_id", "position"]

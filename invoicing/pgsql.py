@@ -54,10 +54,19 @@ def install_statements() -> list[str]:
             f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
             "FOR EACH STATEMENT EXECUTE FUNCTION invoicing_refuse_change()",
         ]
+    # The WHEN clause is evaluated without calling the function: marking a batch of orders
+    # documented (the issuing hot path) runs no PL/pgSQL. Free room on each page lets that
+    # update stay on the page (HOT: no index entries), `documented` being in no index.
     statements += [
         "DROP TRIGGER IF EXISTS invoicing_orderinvoicing_frozen ON invoicing_orderinvoicing",
-        "CREATE TRIGGER invoicing_orderinvoicing_frozen BEFORE UPDATE OR DELETE "
+        "CREATE TRIGGER invoicing_orderinvoicing_frozen BEFORE UPDATE "
+        "ON invoicing_orderinvoicing FOR EACH ROW "
+        "WHEN (NEW.model IS DISTINCT FROM OLD.model OR NEW.order_id IS DISTINCT FROM OLD.order_id) "
+        "EXECUTE FUNCTION invoicing_order_model_frozen()",
+        "DROP TRIGGER IF EXISTS invoicing_orderinvoicing_frozen_delete ON invoicing_orderinvoicing",
+        "CREATE TRIGGER invoicing_orderinvoicing_frozen_delete BEFORE DELETE "
         "ON invoicing_orderinvoicing FOR EACH ROW EXECUTE FUNCTION invoicing_order_model_frozen()",
+        "ALTER TABLE invoicing_orderinvoicing SET (fillfactor = 70)",
     ]
     return statements
 
@@ -77,8 +86,10 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
         for table in IMMUTABLE_TABLES:
             cursor.execute(f"DROP TRIGGER IF EXISTS {table}_immutable ON {table}")
             cursor.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
-        cursor.execute(
-            "DROP TRIGGER IF EXISTS invoicing_orderinvoicing_frozen ON invoicing_orderinvoicing"
-        )
+        for trigger in (
+            "invoicing_orderinvoicing_frozen",
+            "invoicing_orderinvoicing_frozen_delete",
+        ):
+            cursor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON invoicing_orderinvoicing")
         cursor.execute("DROP FUNCTION IF EXISTS invoicing_refuse_change() CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS invoicing_order_model_frozen() CASCADE")
