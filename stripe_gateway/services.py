@@ -18,9 +18,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DataError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from common import rawsql
 from common.backoff import backoff_delay
 from config.celery import task_send
 from config.errors import ApplicationError
@@ -254,12 +254,6 @@ class _LeaseLost(Exception):
     pass
 
 
-def _claimable(now: datetime) -> Q:
-    return Q(status=Status.RECEIVED) | Q(
-        status__in=[Status.DEFERRED, Status.FAILED, Status.PROCESSING], next_attempt_at__lte=now
-    )
-
-
 def _expected_livemode() -> bool:
     return str(settings.STRIPE_API_KEY).startswith(("sk_live_", "rk_live_"))
 
@@ -273,26 +267,46 @@ def backoff_seconds(attempt: int) -> float:
     )
 
 
+@cache
+def _claim_sql(vendor: str) -> tuple[str, list[Any]]:
+    fields, returning = rawsql.columns(StripeEvent)
+    table = StripeEvent._meta.db_table
+    lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+    # One statement, one round trip: the row is locked (skipped if another worker holds it),
+    # checked claimable (received; or deferred, failed or with an expired lease and due) and
+    # leased.
+    sql = (
+        f"UPDATE {table} SET status = %s, attempts = attempts + 1, next_attempt_at = %s "
+        f"WHERE id = (SELECT id FROM {table} WHERE stripe_id = %s AND (status = %s OR "
+        f"(status IN (%s, %s, %s) AND next_attempt_at <= %s)){lock}) RETURNING {returning}"
+    )
+    return sql, fields
+
+
 def _claim(event_id: str, now: datetime) -> StripeEvent | None:
     lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
-    with transaction.atomic():
-        row = (
-            StripeEvent.objects.select_for_update(skip_locked=True)
-            .filter(_claimable(now), stripe_id=event_id)
-            .first()
-        )
-        if row is None:
-            return None
-        row.status = Status.PROCESSING
-        row.attempts += 1
-        row.next_attempt_at = lease_until
-        row.save(update_fields=["status", "attempts", "next_attempt_at"])
-    return row
+    sql, fields = _claim_sql(connection.vendor)
+    params = [Status.PROCESSING, lease_until, event_id, Status.RECEIVED]
+    params += [Status.DEFERRED, Status.FAILED, Status.PROCESSING, now]
+    values = rawsql.fetch_one(sql, params)  # commits at once (autocommit): the lease is seen
+    return None if values is None else rawsql.instance(StripeEvent, fields, values)
+
+
+def _lease_held(row: StripeEvent, token: int) -> bool:
+    """Lock the row (until commit) and say whether this worker's lease on it still holds."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    found = rawsql.fetch_one(
+        f"SELECT status, attempts FROM {StripeEvent._meta.db_table} WHERE id = %s{lock}",
+        [row.pk],
+    )
+    return found is not None and found[0] == Status.PROCESSING and found[1] == token
 
 
 def _finish(row: StripeEvent, token: int, status: str, note: str, now: datetime) -> int:
-    return StripeEvent.objects.filter(pk=row.pk, status=Status.PROCESSING, attempts=token).update(
-        status=status, processed_at=now, next_attempt_at=None, last_error=note
+    return rawsql.execute(
+        f"UPDATE {StripeEvent._meta.db_table} SET status = %s, processed_at = %s, "
+        "next_attempt_at = NULL, last_error = %s WHERE id = %s AND status = %s AND attempts = %s",
+        [status, now, note, row.pk, Status.PROCESSING, token],
     )
 
 
@@ -355,19 +369,20 @@ def event_process(*, event_id: str) -> ProcessOutcome:
     try:
         prepared = registration.prepare(row) if registration.prepare is not None else None
         with transaction.atomic(durable=True):
-            locked = StripeEvent.objects.select_for_update().get(pk=row.pk)
-            if locked.status != Status.PROCESSING or locked.attempts != token:
+            # The row as claimed is what the handler reads (its payload never changes); the
+            # lock re-checks that the lease is still this worker's before anything is applied.
+            if not _lease_held(row, token):
                 raise _LeaseLost
             if registration.prepare is None:
-                result = registration.apply(locked)
+                result = registration.apply(row)
             else:
-                result = registration.apply(locked, prepared)
+                result = registration.apply(row, prepared)
             if result is not None and not isinstance(result, HandlerResult):
                 raise TypeError(f"{registration.name} returned {result!r}, not a HandlerResult")
             status = Status.IGNORED if result and result.status == "ignored" else Status.PROCESSED
             note = result.note if result else ""
             done_at = timezone.now()
-            _finish(locked, token, status, note[:MAX_ERROR_LENGTH], done_at)
+            _finish(row, token, status, note[:MAX_ERROR_LENGTH], done_at)
     except _LeaseLost:
         logger.warning("Stripe event %s: lease lost, another worker owns it", event_id)
         return ProcessOutcome(event_id, "skipped", token)

@@ -337,13 +337,9 @@ def _order_deliver(*, order_id: int, rider_id: int | None, actor: str) -> Order:
             raise InvalidState(f"Order {order.pk} has no rider.", code="order_without_rider")
         amount = order_split_amount(order=order)
         if amount > 0:
-            # The commission comes from the restaurant's row (what the API shows), not from
-            # ledger metadata; the addresses from the ids.
-            commission = (
-                Restaurant.objects.filter(pk=order.restaurant_id)
-                .values_list("commission", flat=True)
-                .get()
-            )
+            # The commission comes from the restaurant's row (what the API shows; read with
+            # the order's lock), not from ledger metadata; the addresses from the ids.
+            commission = order.restaurant.commission
             flow_post(
                 "split",
                 vars={
