@@ -23,8 +23,9 @@ dispatch service would, and delivers them.
 Reports orders/s end to end (first order created to last split booked), the order latency
 (created -> split) percentiles, events/s processed, the inbox backlog peak (rows received or
 processing, sampled), and the CPU each kind of process spent per order (from /proc: gunicorn,
-celery, postgres backends of this database, the emulator, and this client). PostgreSQL's
-background processes (WAL writer, checkpointer) serve every database and are not counted.
+celery, postgres backends of this database but the client's own, the emulator, and this
+client). PostgreSQL's background processes (WAL writer, checkpointer) serve every database and
+are not counted.
 """
 
 from __future__ import annotations
@@ -367,13 +368,18 @@ def _one_run(
     web_pid = stack.web.pid if stack.web else 0
     emulator_pid = stack.emulator.pid if stack.emulator else 0
     backends: list[Any] = [0.0, []]
+    own: set[int] = set()  # this client's own connections (polling): not the product's cost
+
+    def own_backend() -> None:
+        connection.ensure_connection()
+        own.add(connection.connection.info.backend_pid)  # type: ignore[union-attr]
 
     def postgres_pids() -> list[int]:
         # Scanning /proc is the client's dearest step: the backends are persistent
         # connections, so once a second finds the new ones.
         if time.monotonic() - backends[0] > 1.0:
             backends[:] = [time.monotonic(), postgres_backends(stack.database)]
-        return list(backends[1])
+        return [pid for pid in backends[1] if pid not in own]
 
     meter = CpuMeter(
         groups={
@@ -384,7 +390,7 @@ def _one_run(
             "client": lambda: [os.getpid()],
         }
     )
-    plans: queue.Queue[int | None] = queue.Queue()
+    plans: queue.Queue[int] = queue.Queue()
     for i in range(count):
         plans.put(i)
     paid: queue.Queue[int | None] = queue.Queue()
@@ -446,6 +452,7 @@ def _one_run(
     def watcher() -> None:
         """Finds paid orders (a dispatch service would), samples the backlog and the CPU."""
         nonlocal backlog_peak, samples
+        own_backend()
         seen: set[int] = set()
         while not done.is_set():
             ready = Order.objects.filter(
@@ -469,6 +476,7 @@ def _one_run(
     from django.utils import timezone
 
     started_at = timezone.now()
+    own_backend()
     load_before = os.getloadavg()
     meter.start()
     started = time.perf_counter()
@@ -497,7 +505,7 @@ def _one_run(
     _stop(stack.worker)
     stack.worker = None
 
-    rows = list(
+    rows: list[tuple[Any, Any]] = list(
         Order.objects.filter(pk__in=placed, status=Order.Status.DELIVERED).values_list(
             "created_at", "delivered_at"
         )
@@ -512,7 +520,7 @@ def _one_run(
     for status in events.values_list("status", flat=True):
         by_status[status] = by_status.get(status, 0) + 1
     handled = events.filter(processed_at__isnull=False).values_list("received_at", "processed_at")
-    handled_list = list(handled)
+    handled_list: list[tuple[Any, Any]] = list(handled)
     events_span = (
         (max(p for _, p in handled_list) - min(r for r, _ in handled_list)).total_seconds()
         if handled_list
@@ -554,7 +562,7 @@ def _one_run(
 def bench_stack(quick: bool) -> dict[str, Any]:
     from django.db import connections
 
-    count = 60 if quick else 600
+    count = int(os.environ.get("BENCH_STACK_ORDERS", "0")) or (60 if quick else 600)
     run = uuid.uuid4().hex[:10]
     token, restaurants, riders, code = _setup(run)
     connections.close_all()
