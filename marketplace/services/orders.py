@@ -163,7 +163,11 @@ def order_payment_intent_create(*, order_id: int) -> dict[str, Any]:
             amount=order.total,
             asset=order.asset,
             idempotency_key=f"order:{order.pk}:payment_intent",
-            metadata={"order_id": str(order.pk), "restaurant": order.restaurant.ledger_address},
+            metadata={
+                "order_id": str(order.pk),
+                # The address from the id: no query for the restaurant's row.
+                "restaurant": f"{Restaurant.LEDGER_PREFIX}:{ledger_id(order.restaurant_id)}",
+            },
             transfer_group=order.transfer_group,
         )
     except PaymentProviderError as exc:
