@@ -268,24 +268,36 @@ def backoff_seconds(attempt: int) -> float:
 
 
 @cache
-def _claim_sql(vendor: str) -> tuple[str, list[Any]]:
+def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
     fields, returning = rawsql.columns(StripeEvent)
     table = StripeEvent._meta.db_table
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
     # One statement, one round trip: the row is locked (skipped if another worker holds it),
     # checked claimable (received; or deferred, failed or with an expired lease and due) and
     # leased.
+    head, guard = "", ""
+    if async_commit:
+        # The lease is committed without waiting for its WAL flush (this statement's own
+        # transaction only): a lease lost in a crash only means the row is claimed again
+        # (the sweeper re-drives it), and the apply's synchronous commit flushes the WAL up
+        # to and including this lease before anything booked can be seen.
+        head = "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        guard = " AND EXISTS (SELECT 1 FROM lease)"
     sql = (
-        f"UPDATE {table} SET status = %s, attempts = attempts + 1, next_attempt_at = %s "
+        f"{head}UPDATE {table} SET status = %s, attempts = attempts + 1, next_attempt_at = %s "
         f"WHERE id = (SELECT id FROM {table} WHERE stripe_id = %s AND (status = %s OR "
-        f"(status IN (%s, %s, %s) AND next_attempt_at <= %s)){lock}) RETURNING {returning}"
+        f"(status IN (%s, %s, %s) AND next_attempt_at <= %s)){lock}){guard} "
+        f"RETURNING {returning}"
     )
     return sql, fields
 
 
 def _claim(event_id: str, now: datetime) -> StripeEvent | None:
     lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
-    sql, fields = _claim_sql(connection.vendor)
+    # Asynchronous commit only for a statement that is its own transaction: inside an
+    # enclosing one, the setting would last until that transaction's commit.
+    async_commit = connection.vendor == "postgresql" and not connection.in_atomic_block
+    sql, fields = _claim_sql(connection.vendor, async_commit)
     params = [Status.PROCESSING, lease_until, event_id, Status.RECEIVED]
     params += [Status.DEFERRED, Status.FAILED, Status.PROCESSING, now]
     values = rawsql.fetch_one(sql, params)  # commits at once (autocommit): the lease is seen
