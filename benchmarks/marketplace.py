@@ -34,6 +34,9 @@ WORKERS = 2
 # connection, reconnecting when gunicorn's sync workers close it) costs a third of the CPU
 # of `requests`, which otherwise takes ~40% of the machine away from the server under test.
 CLIENT = os.environ.get("BENCH_WEBHOOKS_CLIENT", "http")
+# BENCH_WEBHOOKS_CONF=1: gunicorn with the production settings (gthread, keep-alive) instead
+# of plain sync workers.
+WEB_CONF = os.environ.get("BENCH_WEBHOOKS_CONF", "") == "1"
 Poster = Callable[[bytes, str], tuple[int, bytes]]
 
 
@@ -204,8 +207,14 @@ def bench_webhooks(quick: bool) -> dict[str, Any]:
     }
     _vacuum_inbox()
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    command = [gunicorn, "config.wsgi", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
-    command += ["--log-level", "warning", "--backlog", "256"]
+    if WEB_CONF:
+        # As deployed (ops/gunicorn_conf.py: gthread, keep-alive, access log), 2 workers.
+        env |= {"BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(WORKERS), "WEB_MAX_REQUESTS": "0"}
+        command = [gunicorn, "config.wsgi", "-c", "python:ops.gunicorn_conf"]
+        command += ["--log-level", "warning", "--access-logfile", "/dev/null"]
+    else:
+        command = [gunicorn, "config.wsgi", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
+        command += ["--log-level", "warning", "--backlog", "256"]
     process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603
     try:
         _wait_ready(url, process)
@@ -267,6 +276,7 @@ def bench_webhooks(quick: bool) -> dict[str, Any]:
         "workers": WORKERS,
         "client_threads": CLIENT_THREADS,
         "client": CLIENT,
+        "gunicorn": "ops/gunicorn_conf.py (gthread)" if WEB_CONF else "sync workers",
         "seconds": round(seconds, 3),
         "events_per_s": round(total / seconds, 1),
         "p50_ms": round(_percentile(ordered, 0.50) * 1000, 2),

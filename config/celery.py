@@ -1,11 +1,51 @@
 """The Celery application, wired to Django settings (keys prefixed ``CELERY_``)."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def _reuse_redis_clients() -> None:
+    """Publish through one `redis.Redis` per kombu channel instead of a new one per message.
+
+    kombu's Redis transport (5.x) builds a fresh client for every message it publishes
+    (`Channel._put` -> `conn_or_acquire()` -> `_create_client()`), and redis-py's constructor
+    copies ~170 response callbacks: about a third of the CPU of a webhook delivery, whose
+    processing task is published on commit. A client is thread-safe and holds no connection
+    (it takes one from the channel's pool per command), so one per channel is reused, and
+    rebuilt when the channel replaces its pool (after a connection error). Patched only if the
+    transport still has the shape this relies on."""
+    try:
+        from kombu.transport import redis as transport
+    except ImportError:  # pragma: no cover - redis extra missing
+        return
+    channel = getattr(transport, "Channel", None)
+    if channel is None or getattr(channel, "_eats_reuses_clients", False):
+        return
+    if not all(hasattr(channel, name) for name in ("conn_or_acquire", "_create_client", "pool")):
+        return
+
+    @contextmanager
+    def conn_or_acquire(self: Any, client: Any = None) -> Iterator[Any]:
+        if client:
+            yield client
+            return
+        pool = self.pool
+        cached = self.__dict__.get("_eats_client")
+        if cached is None or cached[0] is not pool:
+            cached = self.__dict__["_eats_client"] = (pool, self._create_client())
+        yield cached[1]
+
+    channel.conn_or_acquire = conn_or_acquire
+    channel._eats_reuses_clients = True
+
+
+_reuse_redis_clients()
 
 app = Celery("eats")
 app.config_from_object("django.conf:settings", namespace="CELERY")

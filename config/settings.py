@@ -84,6 +84,9 @@ MIDDLEWARE = [
     # NUL bytes, lone surrogates and oversized values in a path or query string: a 400 before
     # any view or query runs (bodies are checked by the parsers below).
     "config.input.InputGuardMiddleware",
+    # Stripe's webhook deliveries stop here: they need none of what follows (sessions, users,
+    # CSRF, messages, audit context, frame options), and they are the busiest path.
+    "stripe_gateway.middleware.WebhookShortcutMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

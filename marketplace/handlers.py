@@ -21,7 +21,9 @@ Payments under asynchronous capture: whichever of `payment_intent.succeeded`,
 transaction attached (as fetched, not as in the payload) books the payment and its fee; one
 processed before that marks the order paid-awaiting-settlement and is done (never deferred,
 never failed for it). If no event ever sees the balance transaction, the settlement sweeper
-(`marketplace.payments_settle`, Celery beat) fetches the charge and books it.
+(`marketplace.payments_settle`, Celery beat) fetches the charge and books it. An event about a
+charge whose order is already paid and booked by that very charge (usually the second and
+third of the three) is processed without fetching anything: there is nothing left to book.
 
 `REQUIRED_EVENTS` (in `stripe_gateway.endpoints`) is computed from this table: what the
 `stripe_webhooks setup` command enables on the endpoints.
@@ -30,6 +32,7 @@ never failed for it). If no event ever sees the balance transaction, the settlem
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from marketplace import conf
@@ -39,7 +42,7 @@ from marketplace.services.common import id_parse
 from marketplace.services.disputes import DisputeNotReady, dispute_sync
 from marketplace.services.errors import NotFound
 from marketplace.services.locks import order_lock
-from marketplace.services.payments import REFUSED, payment_book, payment_failed_book
+from marketplace.services.payments import BOOKED, REFUSED, payment_book, payment_failed_book
 from marketplace.services.refunds import RefundNotReady, refund_sync
 from marketplace.services.treasury import topup_book, topup_reversal_book
 from stripe_gateway.client import get_gateway
@@ -73,7 +76,40 @@ def _unknown_order(event: StripeEvent, stripe_object: str, what: str) -> Handler
 # --- payments ---------------------------------------------------------------------------------
 
 
-def _fetch_charge(event: StripeEvent) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class _AlreadyBooked:
+    """What `_fetch_charge` returns instead of the charge when the order the event names is
+    already paid, and booked, by the charge the event names: nothing is left to do."""
+
+    charge_id: str
+
+
+def _already_booked(event: StripeEvent) -> _AlreadyBooked | None:
+    """The second and third of the events describing one payment (`charge.succeeded`,
+    `payment_intent.succeeded`, `charge.updated`) find it booked by the first: no fetch from
+    Stripe, no ledger replay. Safe on the payload's hints alone: PAID (or DELIVERED) with this
+    `charge_id` is only ever written together with the `payment:<ch>` booking, in one
+    transaction, and an order never leaves those states for an unpaid one."""
+    obj = event.data_object
+    if obj.get("object") == "payment_intent":
+        charge_id = obj.get("latest_charge")
+        if isinstance(charge_id, dict):
+            charge_id = charge_id.get("id")
+    else:
+        charge_id = obj.get("id")
+    order_id = _order_id(obj.get("metadata"))
+    if not isinstance(charge_id, str) or not charge_id or order_id is None:
+        return None
+    booked = Order.objects.filter(
+        pk=order_id, charge_id=charge_id, status__in=(Order.Status.PAID, Order.Status.DELIVERED)
+    ).exists()
+    return _AlreadyBooked(charge_id) if booked else None
+
+
+def _fetch_charge(event: StripeEvent) -> dict[str, Any] | _AlreadyBooked | None:
+    booked = _already_booked(event)
+    if booked is not None:
+        return booked
     obj = event.data_object
     if obj.get("object") == "payment_intent":
         charge_id = obj.get("latest_charge")
@@ -92,7 +128,11 @@ def _fetch_charge(event: StripeEvent) -> dict[str, Any] | None:
         return None
 
 
-def _payment_succeeded(event: StripeEvent, charge: dict[str, Any] | None) -> HandlerResult | None:
+def _payment_succeeded(
+    event: StripeEvent, charge: dict[str, Any] | _AlreadyBooked | None
+) -> HandlerResult | None:
+    if isinstance(charge, _AlreadyBooked):
+        return HandlerResult.processed(BOOKED)
     if charge is None:
         return _unknown_order(event, event.data_object.get("id", ""), "charge not found")
     if charge.get("status") != "succeeded":

@@ -25,8 +25,9 @@ limit_request_line = 8190
 limit_request_fields = 100
 worker_tmp_dir = os.environ.get("WEB_TMP_DIR", "/tmp")  # noqa: S108 (an emptyDir in the chart)
 accesslog = "-"
-max_requests = 5000
-max_requests_jitter = 500
+# Recycle a worker after this many requests (0: never; the stack benchmark measures without).
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "5000"))
+max_requests_jitter = 500 if max_requests else 0
 
 
 def on_starting(server) -> None:  # type: ignore[no-untyped-def]

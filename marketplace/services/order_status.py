@@ -11,6 +11,7 @@ from django.db import connection
 from django.db.models import Field
 from django.utils import timezone
 
+from common import rawsql
 from marketplace.flows import flow_post, monetary
 from marketplace.models import Campaign, Order, OrderStatusChange
 from marketplace.services.common import stripe_meta
@@ -61,14 +62,13 @@ def order_transition(
     ]
     assignments = ", ".join(f"{connection.ops.quote_name(str(c.column))} = %s" for c in columns)
     values = [c.get_db_prep_save(getattr(order, c.attname), connection) for c in columns]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "WITH audit AS (INSERT INTO marketplace_order_status_change "
-            "(order_id, from_status, to_status, actor, note, at) "
-            "VALUES (%s, %s, %s, %s, %s, %s)) "
-            f"UPDATE marketplace_order SET {assignments} WHERE id = %s",
-            [order.pk, previous, to, actor[:255], note[:500], timezone.now(), *values, order.pk],
-        )
+    rawsql.execute(
+        "WITH audit AS (INSERT INTO marketplace_order_status_change "
+        "(order_id, from_status, to_status, actor, note, at) "
+        "VALUES (%s, %s, %s, %s, %s, %s)) "
+        f"UPDATE marketplace_order SET {assignments} WHERE id = %s",
+        [order.pk, previous, to, actor[:255], note[:500], timezone.now(), *values, order.pk],
+    )
 
 
 def coupon_release(*, order: Order) -> None:

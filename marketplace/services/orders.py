@@ -163,7 +163,11 @@ def order_payment_intent_create(*, order_id: int) -> dict[str, Any]:
             amount=order.total,
             asset=order.asset,
             idempotency_key=f"order:{order.pk}:payment_intent",
-            metadata={"order_id": str(order.pk), "restaurant": order.restaurant.ledger_address},
+            metadata={
+                "order_id": str(order.pk),
+                # The address from the id: no query for the restaurant's row.
+                "restaurant": f"{Restaurant.LEDGER_PREFIX}:{ledger_id(order.restaurant_id)}",
+            },
             transfer_group=order.transfer_group,
         )
     except PaymentProviderError as exc:
@@ -337,13 +341,9 @@ def _order_deliver(*, order_id: int, rider_id: int | None, actor: str) -> Order:
             raise InvalidState(f"Order {order.pk} has no rider.", code="order_without_rider")
         amount = order_split_amount(order=order)
         if amount > 0:
-            # The commission comes from the restaurant's row (what the API shows), not from
-            # ledger metadata; the addresses from the ids.
-            commission = (
-                Restaurant.objects.filter(pk=order.restaurant_id)
-                .values_list("commission", flat=True)
-                .get()
-            )
+            # The commission comes from the restaurant's row (what the API shows; read with
+            # the order's lock), not from ledger metadata; the addresses from the ids.
+            commission = order.restaurant.commission
             flow_post(
                 "split",
                 vars={

@@ -1,0 +1,49 @@
+"""The stack benchmark's CPU accounting (benchmarks/stack.py): /proc readings per process kind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.stack import CpuMeter, cpu_seconds, descendants, postgres_backends
+
+
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_cpu_of_this_process_grows_with_the_work_it_does() -> None:
+    before = cpu_seconds(os.getpid())
+    _burn(0.2)
+    after = cpu_seconds(os.getpid())
+    assert before is not None and after is not None
+    assert 0.15 <= after - before <= 1.0
+
+
+def test_a_gone_process_reads_as_none_and_children_are_found() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in descendants(os.getpid())
+    finally:
+        child.kill()
+        child.wait()
+    assert cpu_seconds(child.pid) is None
+
+
+def test_the_meter_counts_from_its_start_and_keeps_what_it_last_saw() -> None:
+    meter = CpuMeter(groups={"me": lambda: [os.getpid()], "nobody": lambda: []})
+    _burn(0.1)  # before the start: not counted
+    meter.start()
+    _burn(0.2)
+    meter.sample()
+    totals = meter.totals()
+    assert 0.15 <= totals["me"] <= 1.0
+    assert totals["nobody"] == 0
+
+
+def test_backends_of_an_unknown_database_are_none() -> None:
+    assert postgres_backends("no_such_database_s20s") == []
