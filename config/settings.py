@@ -13,6 +13,7 @@ import environ
 from celery.schedules import crontab
 
 from config.knobs import knobs_read
+from invoicing.conf import KNOBS as INVOICING_KNOBS
 from ledger.conf import KNOBS as LEDGER_KNOBS
 from marketplace.conf import KNOBS as MARKETPLACE_KNOBS
 from payouts.conf import KNOBS as PAYOUTS_KNOBS
@@ -201,6 +202,7 @@ for declared in (
     MARKETPLACE_KNOBS,
     PAYOUTS_KNOBS,
     RECONCILIATION_KNOBS,
+    INVOICING_KNOBS,
 ):
     knobs.update(knobs_read(env, declared))
 globals().update(knobs)
@@ -266,6 +268,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "staff.risk_snapshot",
         "schedule": crontab(hour=knobs["RISK_SNAPSHOT_HOUR"], minute=0),
     },
+    # Invoicing: the sweep issues what orders, refunds and lost disputes need; month-end
+    # documents are idempotent, so the pass every 6 hours issues any closed month lacking them.
+    "invoicing-sweep": {
+        "task": "invoicing.tasks.invoices_sweep",
+        "schedule": float(knobs["INVOICING_SWEEP_SECONDS"]),
+    },
+    "invoicing-month-end": {"task": "invoicing.tasks.invoices_month_end", "schedule": 3600.0 * 6},
 }
 
 # --- REST API ------------------------------------------------------------------------------

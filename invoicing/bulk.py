@@ -26,6 +26,7 @@ from typing import Any
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
+from common.copy import copy_rows
 from invoicing import conf
 
 # Values per statement. With PostgreSQL's default cost settings (random_page_cost 4) a few
@@ -172,13 +173,8 @@ def invoice_ids(n: int) -> list[int]:
 def documents_copy(invoices: Sequence[Sequence[Any]], lines: Sequence[Sequence[Any]]) -> None:
     """COPY invoice rows (INVOICE_COLUMNS, ids set, JSON columns as JSON text) and line rows
     (LINE_COLUMNS). PostgreSQL fast path only."""
-    with _pg_cursor() as cursor:
-        with cursor.copy(f"COPY invoicing_invoice ({', '.join(INVOICE_COLUMNS)}) FROM STDIN") as c:
-            for row in invoices:
-                c.write_row(row)
-        with cursor.copy(f"COPY invoicing_invoiceline ({', '.join(LINE_COLUMNS)}) FROM STDIN") as c:
-            for row in lines:
-                c.write_row(row)
+    copy_rows("invoicing_invoice", INVOICE_COLUMNS, invoices)
+    copy_rows("invoicing_invoiceline", LINE_COLUMNS, lines)
 
 
 def int_list_json(values: Sequence[int]) -> str:

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, Sum
 from django.db.models.functions import Lower
 from django.urls import reverse
@@ -21,6 +20,7 @@ from django.utils import timezone
 
 from ledger.models import Transaction
 from ledger.selectors import transactions_list
+from marketplace import conf as marketplace_conf
 from marketplace.models import (
     Anomaly,
     Campaign,
@@ -69,9 +69,7 @@ def today_numbers(*, now: datetime | None = None) -> TodayNumbers:
     # Paid today: an order is paid within ORDER_PAYMENT_TTL of its creation (then expired),
     # so orders created since the day began less that window (and a day's margin for late
     # payments) bound the scan to recent rows of the same index.
-    window = timedelta(seconds=int(getattr(settings, "ORDER_PAYMENT_TTL", 3600))) + timedelta(
-        days=1
-    )
+    window = timedelta(seconds=int(marketplace_conf.get("ORDER_PAYMENT_TTL"))) + timedelta(days=1)
     paid = (
         Order.objects.filter(
             status__in=[Order.Status.PAID, Order.Status.DELIVERED],

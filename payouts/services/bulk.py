@@ -10,6 +10,8 @@ from typing import Any
 
 from django.db import connection
 
+from common.copy import copy_rows
+
 
 def rows_insert(model: Any, rows: Sequence[Any]) -> None:
     """INSERT `rows` (unsaved instances). On PostgreSQL one COPY; an auto-increment primary
@@ -23,15 +25,14 @@ def rows_insert(model: Any, rows: Sequence[Any]) -> None:
     fields = [
         f for f in meta.concrete_fields if not (f.primary_key and getattr(f, "db_returning", False))
     ]
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(f.column) for f in fields)
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # psycopg's own cursor: COPY is not in the DB-API
-        with raw.copy(f"COPY {qn(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for obj in rows:
-                copy.write_row(
-                    [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
-                )
+    copy_rows(
+        meta.db_table,
+        [f.column for f in fields],
+        (
+            [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
+            for obj in rows
+        ),
+    )
     for obj in rows:  # as bulk_create leaves them: saved instances
         obj._state.adding = False
         obj._state.db = connection.alias
