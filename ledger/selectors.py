@@ -143,22 +143,43 @@ def _late_params(run: _Run) -> list[Any]:
     return [run.covers_tx_id, run.id, run.at]
 
 
-def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple[str, str], int]:
+def _run_latest(cursor: Any) -> _Run | None:
+    """The latest checkpoint run (by instant), or None if there is none."""
+    cursor.execute("SELECT id, at, covers_tx_id FROM ledger_checkpointrun ORDER BY at DESC LIMIT 1")
+    row = cursor.fetchone()
+    return None if row is None else _Run(int(row[0]), _aware(row[1]), int(row[2]))
+
+
+def _balances_at(
+    *, pattern: str, asset: str | None, at: datetime | None
+) -> dict[tuple[str, str], int]:
     """(address, asset) -> balance at `at` of the accounts matching `pattern`, from the
-    checkpoint run nearest to `at` (see balance_get); zero balances are left out."""
+    checkpoint run nearest to `at` (see balance_get); zero balances are left out.
+
+    `at` None is now, whatever the timestamps (a transaction may be dated in the future): the
+    latest run plus the postings it does not cover (`late`) plus every posting dated after it,
+    with no upper bound, all in one statement, so the sum is every posting committed when the
+    statement began, exactly what the balance rows hold."""
     where, params = _pattern_where(pattern, asset)
+    if at is None and connection.vendor != "postgresql":
+        return _balances_from_rows(where, params)  # the statement below is PostgreSQL's
     with connection.cursor() as cursor:
         for _ in range(_RUN_ATTEMPTS):
-            run = _run_nearest(cursor, at)
+            run = _run_nearest(cursor, at) if at is not None else _run_latest(cursor)
             if run is None:
                 break
-            lo, hi, sign = (run.at, at, "") if run.at <= at else (at, run.at, "-")
+            if at is None:
+                bounds, sign = "t.timestamp > %s", ""
+                bound_params: list[Any] = [run.at]
+            else:
+                lo, hi, sign = (run.at, at, "") if run.at <= at else (at, run.at, "-")
+                bounds, bound_params = "t.timestamp > %s AND t.timestamp <= %s", [lo, hi]
             # the range through the transactions' timestamp index (a posting's timestamp is
             # its transaction's)
             range_sql = (
                 "SELECT p.{side}_id AS account_id, p.asset, {sign}p.amount AS amount "
                 "FROM ledger_transaction t JOIN ledger_posting p ON p.transaction_id = t.id "
-                "WHERE t.timestamp > %s AND t.timestamp <= %s"
+                f"WHERE {bounds}"
             )
             cursor.execute(
                 f"WITH {_LATE_CTE}, x AS ("
@@ -178,7 +199,7 @@ def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple
                 " (SELECT count(*) FROM ledger_checkpointrun WHERE id = %s)"
                 " FROM y x JOIN ledger_account a ON a.id = x.account_id WHERE "
                 + " AND ".join(where),
-                [*_late_params(run), run.id, lo, hi, lo, hi, run.id, *params],
+                [*_late_params(run), run.id, *bound_params, *bound_params, run.id, *params],
             )
             rows = cursor.fetchall()
             if rows and not rows[0][3]:
@@ -188,11 +209,28 @@ def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple
                 if not cursor.fetchone()[0]:
                     continue
             return {(address, row_asset): int(bal) for address, row_asset, bal, _ in rows if bal}
+    if at is None:
+        return _balances_from_rows(where, params)
     return {
         key: vols.balance
         for key, vols in _volumes_by_account(pattern=pattern, asset=asset, at=at).items()
         if vols.balance
     }
+
+
+def _balances_from_rows(where: list[str], params: list[Any]) -> dict[tuple[str, str], int]:
+    """(address, asset) -> current non-zero balance from the balance rows (no checkpoint run):
+    summed per account id first, so the addresses are read (and matched) only for the
+    non-zero balances (most order and payment accounts net to zero)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.address, x.asset, x.balance FROM ("
+            " SELECT account_id, asset, sum(input - output) AS balance FROM ledger_balance"
+            " GROUP BY account_id, asset HAVING sum(input - output) <> 0) x"
+            " JOIN ledger_account a ON a.id = x.account_id WHERE " + " AND ".join(where),
+            params,
+        )
+        return {(address, row_asset): int(bal) for address, row_asset, bal in cursor.fetchall()}
 
 
 def volumes_get(
@@ -576,11 +614,8 @@ def balance_sheet_get(*, at: datetime | None = None) -> BalanceSheet:
     chart = Chart.from_setting(conf.get("LEDGER_CHART_OF_ACCOUNTS"))
     sheets: dict[str, AssetSheet] = {}
     at = validate_timestamp(at)
-    balances = (
-        {key: vols.balance for key, vols in _volumes_by_account(pattern="**").items()}
-        if at is None
-        else _balances_at(pattern="**", asset=None, at=at)  # from the checkpoints
-    )
+    # now or at `at`, from the checkpoints (the balance rows when there is no run)
+    balances = _balances_at(pattern="**", asset=None, at=at)
     for (address, asset), balance in sorted(balances.items()):
         if balance == 0:
             continue
