@@ -20,7 +20,11 @@ day), written by `checkpoints_run` itself in time order.
 
 Timed: whole requests through Django's test client as a superuser (URL routing, permission
 check, queries, template rendering), i.e. the server's time for each page; the balance sheet
-as of a date (`balance_sheet_at`, a different day of the 30 each request); and, outside any
+now (`balance_sheet`: the latest run, up to 15 minutes before the last posting, plus the
+postings after it) and as of a date (`balance_sheet_at`, a different day of the 30 each
+request); what is owed to whom now (`owed`); `balance_sheet_now_exact`: the sheet now equals
+every non-zero balance row; at the end, the page now with the runs truncated
+(`balance_sheet_no_runs_ms`: the fallback, the balance rows, for scale); and, outside any
 page, `balance_get` of the hot `stripe:balance` (400,000 postings) at random instants of the
 last 48 hours (`asof_hot_recent_*`: 15-minute runs) and of the older days (`asof_hot_old_*`:
 one run a day, up to half a day of the account's postings to add)."""
@@ -351,6 +355,7 @@ def bench_dashboard(quick: bool) -> dict[str, Any]:
             "balance_sheet_at": lambda i: (
                 f"/staff/books/?at={today - timedelta(days=1 + (i * 7) % 29)}"
             ),
+            "owed": lambda i: "/staff/books/owed/",
             "reconciliation_run": lambda i: "/staff/reconciliation/1/",
             "reconciliation_run_matched": lambda i: (
                 f"/staff/reconciliation/1/?outcome=matched&after={(i * 9973) % items}"

@@ -84,6 +84,15 @@ def assert_sheet_now_is_live() -> None:
     assert now == live_balances()
     if CheckpointRun.objects.exists():  # read from the latest run, not the balance rows
         assert not any("ledger_balance" in q["sql"] for q in queries.captured_queries)
+    # the non-zero balances of a pattern now, the same way (what is owed to whom reads them)
+    for pattern, asset in (("**", None), ("*", None), ("c:*", None), ("**", "EUR/2")):
+        every = balances_get(pattern=pattern, asset=asset).accounts
+        expected = {
+            address: {a: bal for a, bal in by.items() if bal}
+            for address, by in every.items()
+            if any(by.values())
+        }
+        assert balances_get(pattern=pattern, asset=asset, nonzero=True).accounts == expected
 
 
 # --- the property --------------------------------------------------------------------------
