@@ -226,7 +226,8 @@ def _balances_from_rows(pattern: str, asset: str | None) -> dict[tuple[str, str]
     pattern other than `**` picks its accounts first (its literal prefix through the address
     index)."""
     where, params = _pattern_where(pattern, asset)
-    inner, inner_params = "", []
+    inner = ""
+    inner_params: list[Any] = []
     if pattern != "**":
         account_where, inner_params = _pattern_where(pattern, None)
         inner = (
