@@ -3,7 +3,8 @@ the balance sheet. Reads take no locks.
 
 A current balance is the sum of at most LEDGER_BALANCE_SHARDS rows, whatever the history
 length. A balance at a past instant (one account, a pattern, the balance sheet) is the nearest
-balance checkpoint plus bounded ranges of postings (ledger/services/checkpoints.py); volumes
+balance checkpoint plus bounded ranges of postings (ledger/services/checkpoints.py); so is the
+balance sheet now (the latest run plus what it does not cover, see _balances_at); volumes
 over a period are sums over the postings, through the (account, asset, timestamp) indexes.
 `at` is inclusive, a period is [start, end).
 """
@@ -143,22 +144,43 @@ def _late_params(run: _Run) -> list[Any]:
     return [run.covers_tx_id, run.id, run.at]
 
 
-def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple[str, str], int]:
+def _run_latest(cursor: Any) -> _Run | None:
+    """The latest checkpoint run (by instant), or None if there is none."""
+    cursor.execute("SELECT id, at, covers_tx_id FROM ledger_checkpointrun ORDER BY at DESC LIMIT 1")
+    row = cursor.fetchone()
+    return None if row is None else _Run(int(row[0]), _aware(row[1]), int(row[2]))
+
+
+def _balances_at(
+    *, pattern: str, asset: str | None, at: datetime | None
+) -> dict[tuple[str, str], int]:
     """(address, asset) -> balance at `at` of the accounts matching `pattern`, from the
-    checkpoint run nearest to `at` (see balance_get); zero balances are left out."""
+    checkpoint run nearest to `at` (see balance_get); zero balances are left out.
+
+    `at` None is now, whatever the timestamps (a transaction may be dated in the future): the
+    latest run plus the postings it does not cover (`late`) plus every posting dated after it,
+    with no upper bound, all in one statement, so the sum is every posting committed when the
+    statement began, exactly what the balance rows hold."""
     where, params = _pattern_where(pattern, asset)
+    if at is None and connection.vendor != "postgresql":
+        return _balances_from_rows(pattern, asset)  # the statement below is PostgreSQL's
     with connection.cursor() as cursor:
         for _ in range(_RUN_ATTEMPTS):
-            run = _run_nearest(cursor, at)
+            run = _run_nearest(cursor, at) if at is not None else _run_latest(cursor)
             if run is None:
                 break
-            lo, hi, sign = (run.at, at, "") if run.at <= at else (at, run.at, "-")
+            if at is None:
+                bounds, sign = "t.timestamp > %s", ""
+                bound_params: list[Any] = [run.at]
+            else:
+                lo, hi, sign = (run.at, at, "") if run.at <= at else (at, run.at, "-")
+                bounds, bound_params = "t.timestamp > %s AND t.timestamp <= %s", [lo, hi]
             # the range through the transactions' timestamp index (a posting's timestamp is
             # its transaction's)
             range_sql = (
                 "SELECT p.{side}_id AS account_id, p.asset, {sign}p.amount AS amount "
                 "FROM ledger_transaction t JOIN ledger_posting p ON p.transaction_id = t.id "
-                "WHERE t.timestamp > %s AND t.timestamp <= %s"
+                f"WHERE {bounds}"
             )
             cursor.execute(
                 f"WITH {_LATE_CTE}, x AS ("
@@ -178,7 +200,7 @@ def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple
                 " (SELECT count(*) FROM ledger_checkpointrun WHERE id = %s)"
                 " FROM y x JOIN ledger_account a ON a.id = x.account_id WHERE "
                 + " AND ".join(where),
-                [*_late_params(run), run.id, lo, hi, lo, hi, run.id, *params],
+                [*_late_params(run), run.id, *bound_params, *bound_params, run.id, *params],
             )
             rows = cursor.fetchall()
             if rows and not rows[0][3]:
@@ -188,11 +210,41 @@ def _balances_at(*, pattern: str, asset: str | None, at: datetime) -> dict[tuple
                 if not cursor.fetchone()[0]:
                     continue
             return {(address, row_asset): int(bal) for address, row_asset, bal, _ in rows if bal}
+    if at is None:
+        return _balances_from_rows(pattern, asset)
     return {
         key: vols.balance
         for key, vols in _volumes_by_account(pattern=pattern, asset=asset, at=at).items()
         if vols.balance
     }
+
+
+def _balances_from_rows(pattern: str, asset: str | None) -> dict[tuple[str, str], int]:
+    """(address, asset) -> current non-zero balance of the accounts matching `pattern`, from
+    the balance rows (no checkpoint run): summed per account id first, so the addresses are
+    read only for the non-zero balances (most order and payment accounts net to zero); a
+    pattern other than `**` picks its accounts first (its literal prefix through the address
+    index)."""
+    where, params = _pattern_where(pattern, asset)
+    inner = ""
+    inner_params: list[Any] = []
+    if pattern != "**":
+        account_where, inner_params = _pattern_where(pattern, None)
+        inner = (
+            " WHERE account_id IN (SELECT a.id FROM ledger_account a WHERE "
+            + " AND ".join(account_where)
+            + ")"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.address, x.asset, x.balance FROM ("
+            " SELECT account_id, asset, sum(input - output) AS balance FROM ledger_balance"
+            + inner
+            + " GROUP BY account_id, asset HAVING sum(input - output) <> 0) x"
+            " JOIN ledger_account a ON a.id = x.account_id WHERE " + " AND ".join(where),
+            [*inner_params, *params],
+        )
+        return {(address, row_asset): int(bal) for address, row_asset, bal in cursor.fetchall()}
 
 
 def volumes_get(
@@ -320,12 +372,19 @@ class Balances:
 
 
 def balances_get(
-    *, pattern: str = "**", asset: str | None = None, at: datetime | None = None
+    *,
+    pattern: str = "**",
+    asset: str | None = None,
+    at: datetime | None = None,
+    nonzero: bool = False,
 ) -> Balances:
     """Balances of every account matching `pattern` (`*` one segment, `**` one or more; the
     default `**` is every account), per account and aggregated per asset, now or at `at`.
-    Now: every (account, asset) the ledger has seen, zero balances included. At `at`: from the
-    balance checkpoints (see balance_get), and only the non-zero balances."""
+    Now: every (account, asset) the ledger has seen, zero balances included; with `nonzero`,
+    only the non-zero ones, read like the balance sheet now (the latest checkpoint run plus
+    what it does not cover: a pattern over many accounts that mostly net to zero, such as
+    `orders:*`, costs the non-zero ones only). At `at`: from the balance checkpoints (see
+    balance_get), and only the non-zero balances."""
     validate_pattern(pattern)
     at = validate_timestamp(at)
     accounts: dict[str, dict[str, int]] = defaultdict(dict)
@@ -335,7 +394,7 @@ def balances_get(
             key: vols.balance
             for key, vols in _volumes_by_account(pattern=pattern, asset=asset).items()
         }
-        if at is None
+        if at is None and not nonzero
         else _balances_at(pattern=pattern, asset=asset, at=at)
     )
     for (address, row_asset), balance in sorted(balances.items()):
@@ -572,15 +631,16 @@ def balance_sheet_get(*, at: datetime | None = None) -> BalanceSheet:
     The ledger's sign is credit-normal (balance = input - output): money received shows as a
     negative balance on `stripe:balance`. Asset and expense accounts are debit-normal and shown
     negated, so that assets = liabilities + equity + (revenue - expense) per asset. Accounts no
-    pattern matches are listed as "unclassified" and counted on the right-hand side."""
+    pattern matches are listed as "unclassified" and counted on the right-hand side.
+
+    Now: the latest checkpoint run plus every posting it does not cover, in one statement
+    (exactly the balance rows; future-dated transactions included); the balance rows when
+    there is no run, and on SQLite."""
     chart = Chart.from_setting(conf.get("LEDGER_CHART_OF_ACCOUNTS"))
     sheets: dict[str, AssetSheet] = {}
     at = validate_timestamp(at)
-    balances = (
-        {key: vols.balance for key, vols in _volumes_by_account(pattern="**").items()}
-        if at is None
-        else _balances_at(pattern="**", asset=None, at=at)  # from the checkpoints
-    )
+    # now or at `at`, from the checkpoints (the balance rows when there is no run)
+    balances = _balances_at(pattern="**", asset=None, at=at)
     for (address, asset), balance in sorted(balances.items()):
         if balance == 0:
             continue

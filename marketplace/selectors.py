@@ -150,7 +150,9 @@ def owed_get(*, asset: str = USD, at: datetime | None = None) -> Owed:
     for name, patterns, counts in OWED_GROUPS:
         owed = receivable = accounts = 0
         for pattern in patterns:
-            balances = balances_get(pattern=pattern, asset=asset, at=at)
+            # zero balances count for nothing here: the non-zero ones only (most order and
+            # payment accounts net to zero), from the checkpoints now as at `at`
+            balances = balances_get(pattern=pattern, asset=asset, at=at, nonzero=True)
             for by_asset in balances.accounts.values():
                 amount = by_asset.get(asset, 0)
                 if amount == 0:

@@ -8,7 +8,6 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -17,47 +16,10 @@ from django.utils.safestring import SafeString, mark_safe
 from ledger import conf as ledger_conf
 from ledger.domain import DEBIT_NORMAL, Chart, format_amount
 from ledger.models import Account
-from ledger.selectors import (
-    SECTIONS,
-    AssetSheet,
-    BalanceSheet,
-    SheetLine,
-    balance_sheet_get,
-    volumes_get,
-)
+from ledger.selectors import AssetSheet, balance_sheet_get, volumes_get
 from marketplace.selectors import owed_get
 from staff.views.base import StaffView
 from staff.views.finance_base import FINANCE_READ, InputError, csv_response, when_parse
-
-
-def balance_sheet_now() -> BalanceSheet:
-    """The balance sheet now, as `ledger.selectors.balance_sheet_get()` builds it, but read in
-    one grouped query over the balance rows that keeps only non-zero balances (most order and
-    payment accounts net to zero): no pattern regex over every account, and the chart of
-    accounts classifies only the survivors."""
-    chart = Chart.from_setting(ledger_conf.get("LEDGER_CHART_OF_ACCOUNTS"))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT a.address, x.asset, x.balance FROM ("
-            " SELECT account_id, asset, sum(input - output) AS balance FROM ledger_balance"
-            " GROUP BY account_id, asset HAVING sum(input - output) <> 0) x"
-            " JOIN ledger_account a ON a.id = x.account_id ORDER BY a.address, x.asset"
-        )
-        rows = cursor.fetchall()
-    sheets: dict[str, AssetSheet] = {}
-    for address, asset, balance in rows:
-        balance = int(balance)
-        kind = chart.classify(address) or "unclassified"
-        amount = -balance if kind in DEBIT_NORMAL else balance
-        sheet = sheets.setdefault(asset, AssetSheet(asset=asset))
-        sheet.lines.append(SheetLine(address, kind, asset, balance, amount))
-        sheet.totals[kind] = sheet.totals.get(kind, 0) + amount
-    for sheet in sheets.values():
-        sheet.lines.sort(key=lambda line: (SECTIONS.index(line.type), line.address))
-        sheet.totals = {k: sheet.totals.get(k, 0) for k in SECTIONS if k != "unclassified"} | (
-            {"unclassified": sheet.totals["unclassified"]} if "unclassified" in sheet.totals else {}
-        )
-    return BalanceSheet(at=None, assets=[sheets[a] for a in sorted(sheets)])
 
 
 def _at(request: HttpRequest) -> datetime | None:
@@ -78,7 +40,7 @@ class BooksView(StaffView):
             at = _at(request)
         except InputError as exc:
             return _error_page(request, "staff/books.html", str(exc))
-        sheet = balance_sheet_get(at=at) if at is not None else balance_sheet_now()
+        sheet = balance_sheet_get(at=at)  # now or as of `at`, from the balance checkpoints
         if request.GET.get("format") == "csv":
             rows = [
                 [

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +60,39 @@ def assert_same_as_plain(at: datetime) -> None:
                 address, asset, at
             ), (address, asset, at)
     assert balances_get(pattern="**", at=at).accounts == plain_balances(at), at
+
+
+def live_balances() -> dict[tuple[str, str], int]:
+    """The non-zero balances the balance rows hold (what the write path keeps): the reference
+    for the balance sheet now."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.address, b.asset, sum(b.input - b.output) FROM ledger_balance b "
+            "JOIN ledger_account a ON a.id = b.account_id GROUP BY a.address, b.asset"
+        )
+        return {(a, asset): int(bal) for a, asset, bal in cursor.fetchall() if bal}
+
+
+def sheet_balances(at: datetime | None = None) -> dict[tuple[str, str], int]:
+    sheet = balance_sheet_get(at=at)
+    return {(line.address, line.asset): line.balance for s in sheet.assets for line in s.lines}
+
+
+def assert_sheet_now_is_live() -> None:
+    with CaptureQueriesContext(connection) as queries:
+        now = sheet_balances()
+    assert now == live_balances()
+    if CheckpointRun.objects.exists():  # read from the latest run, not the balance rows
+        assert not any("ledger_balance" in q["sql"] for q in queries.captured_queries)
+    # the non-zero balances of a pattern now, the same way (what is owed to whom reads them)
+    for pattern, asset in (("**", None), ("*", None), ("c:*", None), ("**", "EUR/2")):
+        every = balances_get(pattern=pattern, asset=asset).accounts
+        expected = {
+            address: {a: bal for a, bal in by.items() if bal}
+            for address, by in every.items()
+            if any(by.values())
+        }
+        assert balances_get(pattern=pattern, asset=asset, nonzero=True).accounts == expected
 
 
 # --- the property --------------------------------------------------------------------------
@@ -119,6 +153,8 @@ def test_checkpointed_balance_equals_the_plain_sum(operations, instants):
         for n in instants:
             assert_same_as_plain(hour(n))
         assert_same_as_plain(datetime.now(UTC) + timedelta(days=1))  # after the reverts
+        # and: the balance sheet now is the balance rows, whatever the runs left uncovered
+        assert_sheet_now_is_live()
         transaction.set_rollback(True)
 
 
@@ -171,6 +207,39 @@ def test_an_uncovered_transaction_committed_late_is_counted_once():
     assert Checkpoint.objects.get(run__at=hour(3), account__address="a").balance == 105
     assert balance_get(address="a", asset="USD/2", at=hour(3)) == 105
     assert balance_get(address="a", asset="USD/2", at=hour(5)) == 105
+
+
+def test_balance_sheet_now_is_the_balance_rows_with_future_back_dated_and_late_transactions():
+    # given: no run yet (read from the balance rows)
+    first = transaction_post(postings=[p("world", "a", 100), p("a", "b", 30)], timestamp=hour(1))
+    assert_sheet_now_is_live()
+    now = datetime.now(UTC)
+    # a future-dated transaction, then a run now covering only the first (the rest in flight)
+    transaction_post(postings=[p("world", "c:1", 9, "EUR/2")], timestamp=now + timedelta(days=30))
+    transaction_post(postings=[p("b", "c:2", 4)], timestamp=now - timedelta(minutes=1))
+    checkpoints_run(at=now, watermark=first.transaction.id, prune=False)
+    assert_sheet_now_is_live()
+
+    # when: after the latest run, back-dated before it, dated after it and far in the future
+    transaction_post(postings=[p("a", "world", 7)], timestamp=hour(0))
+    transaction_post(postings=[p("world", "b", 2)], timestamp=now + timedelta(seconds=1))
+    transaction_post(postings=[p("c:1", "a", 5, "EUR/2")], timestamp=now + timedelta(days=400))
+
+    # then: the sheet now counts each exactly once, balanced, from the run
+    assert_sheet_now_is_live()
+    assert sheet_balances()[("a", "USD/2")] == 63
+    assert sheet_balances()[("c:1", "EUR/2")] == 4
+    assert balance_sheet_get().at is None
+
+    # and: once a later run (in the past of the future-dated ones) covers everything
+    checkpoints_run(at=now + timedelta(seconds=2), prune=False)
+    assert_sheet_now_is_live()
+    # and: a run later than every transaction, and one before every transaction
+    checkpoints_run(at=now + timedelta(days=500), prune=False)
+    assert_sheet_now_is_live()
+    CheckpointRun.objects.exclude(at=hour(-5)).delete()
+    checkpoints_run(at=hour(-5), prune=False)
+    assert_sheet_now_is_live()
 
 
 def test_accounts_and_assets_a_run_never_saw_and_zero_balances():
