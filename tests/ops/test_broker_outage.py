@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ops import liveness
 from stripe_gateway import services
 from stripe_gateway.models import StripeEvent
 from tests.payouts.conftest import TRANSACTIONAL_APPS
+from tests.polling import wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,16 +37,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = 20
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class PrivateRedis:

@@ -10,13 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -30,6 +28,7 @@ from ledger import retry
 from ledger.errors import LedgerBusy
 from ledger.models import Posting
 from ledger.services import PostingInput, transaction_post
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTING = "ledger.posting._post_prepared"
@@ -136,16 +135,6 @@ def test_a_write_that_never_gets_the_lock_is_counted_busy(table_lock, short_lock
 
 
 # --- a real worker ------------------------------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def free_port() -> int:

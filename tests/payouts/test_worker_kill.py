@@ -14,9 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from payouts.services import payouts_enqueue, payouts_schedule, payouts_sweep
 from stripe_emulator import ChaosConfig, EmulatorServer
 from tests.payouts.conftest import API_KEY, TRANSACTIONAL_APPS
 from tests.payouts.helpers import bal, key, make_payee
+from tests.polling import wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,16 +39,6 @@ pytestmark = [
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
