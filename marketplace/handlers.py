@@ -263,19 +263,23 @@ def _fetch_topup(event: StripeEvent) -> dict[str, Any] | None:
         return None
 
 
+def _topup_unknown(event: StripeEvent, topup_id: str) -> HandlerResult:
+    anomaly_record(
+        kind="unknown_topup",
+        stripe_object=topup_id,
+        stripe_event_id=event.stripe_id,
+        message=f"{event.type} {topup_id}: Stripe does not know this top-up. Not booked.",
+        details={"event_type": event.type},
+    )
+    return HandlerResult.ignored(f"top-up {topup_id} not found at Stripe")
+
+
 def _topup_succeeded(
     event: StripeEvent, stripe_topup: dict[str, Any] | None
 ) -> HandlerResult | None:
     topup_id = str(event.data_object.get("id", ""))
     if stripe_topup is None:
-        anomaly_record(
-            kind="unknown_topup",
-            stripe_object=topup_id,
-            stripe_event_id=event.stripe_id,
-            message=f"{event.type} {topup_id}: Stripe does not know this top-up. Not booked.",
-            details={"event_type": event.type},
-        )
-        return HandlerResult.ignored(f"top-up {topup_id} not found at Stripe")
+        return _topup_unknown(event, topup_id)
     status = stripe_topup.get("status")
     if status == "pending":
         # The event is newer than what the read returned: ask again later.
@@ -300,14 +304,7 @@ def _topup_reversed(
     top-up first if its own event has not been processed yet."""
     topup_id = str(event.data_object.get("id", ""))
     if stripe_topup is None:
-        anomaly_record(
-            kind="unknown_topup",
-            stripe_object=topup_id,
-            stripe_event_id=event.stripe_id,
-            message=f"{event.type} {topup_id}: Stripe does not know this top-up. Not booked.",
-            details={"event_type": event.type},
-        )
-        return HandlerResult.ignored(f"top-up {topup_id} not found at Stripe")
+        return _topup_unknown(event, topup_id)
     if stripe_topup.get("status") != "reversed":
         raise DeferEvent(
             f"top-up {topup_id} is {stripe_topup.get('status')}, not reversed yet",
