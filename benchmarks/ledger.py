@@ -31,6 +31,7 @@ import statistics
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from django.db import DatabaseError, connection, connections
@@ -521,6 +522,9 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
     return figures
 
 
+#: the product's split template (a fixed amount from the order): see bench_numscript
+FLOW_SPLIT = (Path(__file__).resolve().parent.parent / "marketplace/flows/split.num").read_text()
+
 ORDER_SCRIPT = """\
 vars {
   account $order
@@ -559,6 +563,11 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     - order_script_tx_per_s / order_plain_tx_per_s / order_script_vs_plain: `bench ledger`'s
       workload (ORDER_SCRIPT: stripe:balance, unbounded, to a new order account, then split
       from it) against split_postings;
+    - flow_script_tx_per_s / flow_plain_tx_per_s / flow_script_vs_plain: the product's own
+      split template (marketplace/flows/split.num: a fixed amount from the funded order to the
+      rider, platform:fees and the restaurant), which posts without any read from its second
+      run (speculation, ledger/README.md), and the same postings posted plain, the order
+      account funds-checked in both;
     - script_contention_tx_per_s / _errors / _row_lock_waits: ORDER_SCRIPT from 4 writers
       through the hot accounts (stripe:balance, platform:fees), order accounts checked;
     - script_post_p50_ms, interpreter_p50_ms, store_p50_ms (database time of the script's
@@ -578,11 +587,18 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     for restaurant in restaurants:
         account_metadata_set(address=restaurant, metadata={"commission": "15%"})
     orders = [f"orders:{tag}-ns-{i}" for i in range(2 * count + 100)]
+    flow_orders = [f"orders:{tag}-fl-{i}" for i in range(2 * count + 100)]
     for start in range(0, len(orders), 500):
         transactions_post_bulk(
             items=[
                 {"postings": [PostingInput("stripe:balance", o, ASSET, amount)], "overdraft": HOT}
                 for o in orders[start : start + 500]
+            ]
+        )
+        transactions_post_bulk(
+            items=[
+                {"postings": [PostingInput("stripe:balance", o, ASSET, amount)], "overdraft": HOT}
+                for o in flow_orders[start : start + 500]
             ]
         )
     with connection.cursor() as cursor:
@@ -621,6 +637,44 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
             ]
         )
 
+    def flow_vars(i: int) -> dict[str, str]:
+        return {
+            "amount": f"{ASSET} {amount}",
+            "delivery_fee": SPLIT_VARS["delivery_fee"],
+            "order": flow_orders[i],
+            "restaurant": restaurants[i % len(restaurants)],
+            "rider": f"riders:{i % RIDERS:04d}",
+            "commission": "15%",
+        }
+
+    flow_template = run(
+        parse(FLOW_SPLIT),
+        vars=flow_vars(0),
+        store=StaticStore(balances={flow_orders[0]: {ASSET: amount}}),
+    ).postings
+
+    def flow_plain(i: int) -> None:
+        v = flow_vars(i)
+        names = {
+            flow_orders[0]: v["order"],
+            "riders:0000": v["rider"],
+            restaurants[0]: v["restaurant"],
+        }
+        transaction_post(
+            postings=[
+                PostingInput(
+                    names.get(p.source, p.source),
+                    names.get(p.destination, p.destination),
+                    p.asset,
+                    p.amount,
+                )
+                for p in flow_template
+            ]
+        )
+
+    def flow_script(i: int) -> None:
+        transaction_post(script=FLOW_SPLIT, vars=flow_vars(i))
+
     totals: list[float] = []
     interpreter: list[float] = []
     store: list[float] = []
@@ -655,8 +709,18 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
         split_plain(i + 50)
         order_script(count + i)
         order_plain(count + i)
+        flow_script(i)
+        flow_plain(i + 50)
     meters = {
-        name: _Meter() for name in ("split_script", "split_plain", "order_script", "order_plain")
+        name: _Meter()
+        for name in (
+            "split_script",
+            "split_plain",
+            "order_script",
+            "order_plain",
+            "flow_script",
+            "flow_plain",
+        )
     }
 
     def each(fn: Any, indexes: range) -> Any:
@@ -674,6 +738,8 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
         meters["split_plain"].measure(each(split_plain, plain_range))
         meters["order_script"].measure(each(order_script, script_range))
         meters["order_plain"].measure(each(order_plain, script_range))
+        meters["flow_script"].measure(each(flow_script, script_range))
+        meters["flow_plain"].measure(each(flow_plain, plain_range))
     n = per_round * ROUNDS
     rate = {name: n / meter.wall for name, meter in meters.items()}
     figures["load_avg_1m"] = round(os.getloadavg()[0], 2)
@@ -683,9 +749,13 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     figures["order_script_tx_per_s"] = round(rate["order_script"])
     figures["order_plain_tx_per_s"] = round(rate["order_plain"])
     figures["order_script_vs_plain"] = round(rate["order_script"] / rate["order_plain"], 2)
+    figures["flow_script_tx_per_s"] = round(rate["flow_script"])
+    figures["flow_plain_tx_per_s"] = round(rate["flow_plain"])
+    figures["flow_script_vs_plain"] = round(rate["flow_script"] / rate["flow_plain"], 2)
     # where a split script's time goes (µs): this process's CPU, the backend's, the rest waits
     figures["script_us_per_tx"] = {
-        name: _per_tx_us(meters[name], n) for name in ("split_script", "split_plain")
+        name: _per_tx_us(meters[name], n)
+        for name in ("split_script", "split_plain", "flow_script", "flow_plain")
     }
     figures["script_post_p50_ms"] = round(statistics.median(totals) * 1000, 3)
     figures["interpreter_p50_ms"] = round(statistics.median(interpreter) * 1000, 3)

@@ -55,7 +55,7 @@ from .interpreter import ExecutionResult, Posting, run
 from .limits import Limits
 from .parser import parse
 from .span import Span
-from .store import StaticStore, Store
+from .store import StaticStore, Store, Unspeculable
 
 __all__ = [
     "BadArity",
@@ -101,6 +101,7 @@ __all__ = [
     "TypeMismatch",
     "UnboundFunction",
     "UnboundVariable",
+    "Unspeculable",
     "check",
     "parse",
     "run",

@@ -100,7 +100,7 @@ from .errors import (
     UnboundFunction,
     UnboundVariable,
 )
-from .store import ALL_SCALES, Store, base_asset
+from .store import ALL_SCALES, Store, Unspeculable, base_asset
 from .values import (
     is_valid_account,
     is_valid_asset,
@@ -253,6 +253,7 @@ class _Run:
         "postings",
         "program",
         "queue",
+        "speculative",
         "statement_span",
         "steps",
         "store",
@@ -272,6 +273,8 @@ class _Run:
         self.program = program
         self.inputs = inputs
         self.store = store
+        # a speculative store answers 0 for every balance: see ledger.numscript.store
+        self.speculative = getattr(store, "speculative", False) is True
         self.flags = flags
         self.vars: dict[str, Value] = {}
         self.balances: dict[BalanceKey, int] = {}
@@ -467,7 +470,11 @@ class _Run:
                         self._set_balance(key, balances.get(key, 0) + rows.get((asset, color), 0))
                         self._mark_loaded(key)
 
-    def _balance(self, account: str, asset: str, color: str) -> int:
+    def _balance(self, account: str, asset: str, color: str, *, decides: bool = True) -> int:
+        """The balance as the run stands. ``decides``: the caller acts on its exact value,
+        which a speculative run does not know (only `_take_from_account` does not)."""
+        if decides and self.speculative:
+            raise Unspeculable(f"the exact balance of {account} in {asset}")
         key = (account, asset, color)
         if key not in self.loaded and account != WORLD:
             if color == "" and (account, base_asset(asset)) in self.wild:
@@ -797,6 +804,15 @@ class _Run:
             overdraft = None
         color = self._color(color_expr)
         if overdraft is None:
+            sent = amount
+        elif self.speculative:
+            # taken in full if the stored balance (answered as 0: what the run holds is what
+            # the script moved) is at least amount - overdraft - held: the caller checks it
+            held = self._balance(account, self.asset, color, decides=False)
+            if amount > 0:
+                self.store.require(  # type: ignore[attr-defined]
+                    (account, self.asset, color), amount - overdraft - held
+                )
             sent = amount
         else:
             safe = self._balance(account, self.asset, color) + overdraft

@@ -15,6 +15,13 @@ from typing import Protocol
 ALL_SCALES = "/*"
 
 
+class Unspeculable(Exception):
+    """A speculative run (a store with ``speculative = True``) needed what speculation cannot
+    give: the exact value of a balance (``send [A *]``, ``balance()``, ``overdraft()``,
+    ``save``, a scaling source) or what the store declined to answer. The caller runs the
+    script the ordinary way instead. Not a :class:`NumscriptError`: the script is not wrong."""
+
+
 class Store(Protocol):
     def get_balances(
         self, query: Mapping[str, Collection[tuple[str, str]]]
@@ -33,6 +40,17 @@ class Store(Protocol):
         """account -> {key: value} for each requested account (missing accounts may be left
         out of the answer)."""
         ...
+
+
+# A store may also be *speculative* (attribute ``speculative = True``, and a method
+# ``require(key, minimum)``): it answers every balance as 0 without reading it, and the
+# interpreter then never decides anything on a balance's value. A bounded source that must give
+# ``amount`` takes it in full and reports, through ``require((account, asset, color),
+# minimum)``, the smallest stored balance for which the ordinary run takes it in full too
+# (``amount - overdraft bound - what the script moved in and out of it before``); every other
+# use of a balance raises :class:`Unspeculable`. So if every stored balance is at least its
+# reported minimum, the ordinary run, with the real balances, produces exactly the speculative
+# run's postings; the caller checks that under the rows' locks when it writes.
 
 
 def base_asset(asset: str) -> str:

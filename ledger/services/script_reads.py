@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ledger.domain import validate_address, validate_asset
 from ledger.errors import LedgerError
 from ledger.lock_objects import execute_fetchall
-from ledger.numscript import Program
+from ledger.numscript import Program, Unspeculable
 from ledger.writer import text_array
 
 ALL_SCALES = "/*"
@@ -142,6 +142,42 @@ class SnapshotStore:
         return {a: dict(m) for a in accounts if (m := metadata.get(a)) is not None}
 
 
+class SpeculativeStore:
+    """The interpreter's store for a run without any read (see ledger.numscript.store): every
+    balance answers 0 and the interpreter reports, per balance a bounded source takes from,
+    the smallest stored balance for which the real run takes the same (`required`, ledger
+    assets); the write checks each under its row locks (`ledger_post`'s `required`, LD001).
+    Account metadata and every-scale queries are not speculated on."""
+
+    speculative = True
+
+    def __init__(self) -> None:
+        self.required: dict[tuple[str, str], int] = {}  # (address, ledger asset) -> minimum
+        self.asked: list[tuple[str, str]] = []  # every balance the run asked for, in order
+        self.seconds = 0.0  # no database time: nothing is read
+
+    def get_balances(
+        self, query: Mapping[str, Collection[tuple[str, str]]]
+    ) -> dict[str, dict[tuple[str, str], int]]:
+        for account, wanted in query.items():
+            validate_address(account)
+            for asset, color in wanted:
+                if asset.endswith(ALL_SCALES):
+                    raise Unspeculable("every scale of an asset")
+                self.asked.append((account, ledger_asset(asset, color)))
+        return {account: {} for account in query}
+
+    def get_account_metadata(self, accounts: Collection[str]) -> dict[str, dict[str, str]]:
+        raise Unspeculable("account metadata")
+
+    def require(self, key: tuple[str, str, str], minimum: int) -> None:
+        account, asset, color = key
+        target = (account, ledger_asset(asset, color))
+        known = self.required.get(target)
+        if known is None or minimum > known:
+            self.required[target] = minimum
+
+
 # --- read plans, per template ----------------------------------------------------------------
 
 # A value in a read plan: (True, var name) for "the value of this var", (False, text) for a
@@ -153,6 +189,10 @@ Ref = tuple[bool, str]
 class ReadPlan:
     metadata: tuple[Ref, ...]
     balances: tuple[tuple[Ref, Ref], ...]
+    # Run without reading (SpeculativeStore) while this is true: a template whose run needed
+    # an exact balance (Unspeculable) is not tried again; one whose speculative writes keep
+    # failing their checks is tried again only now and then (`speculation_failed`).
+    speculate: bool = True
 
 
 class _Plans:
@@ -222,26 +262,101 @@ def learn_reads(program: Program, vars: Mapping[str, str], store: SnapshotStore)
         name = index.get(value)
         return (True, name) if name is not None else (False, value)
 
+    known = _PLANS.get(program.source)
     plan = ReadPlan(
         metadata=tuple(dict.fromkeys(ref(a, by_value) for a in store.metadata_asked)),
         balances=tuple(
             (ref(address, by_value), ref(asset, by_asset)) for address, asset in store.read
         ),
+        speculate=known.speculate if known is not None else True,
     )
-    if plan != _PLANS.get(program.source):
+    if plan != known:
         _PLANS.put(program.source, plan)
 
 
+def read_plan(program: Program) -> ReadPlan | None:
+    """The template's learned read plan, if it ran before in this process."""
+    return _PLANS.get(program.source)
+
+
+#: A template whose speculative write failed its checks this many times in a row is run the
+#: ordinary way, but for one speculative try every SPECULATION_RETRY runs.
+SPECULATION_MISSES = 3
+SPECULATION_RETRY = 256
+
+
+class _Misses:
+    """Consecutive failed speculative writes per template (bounded, like the plans)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def should_try(self, source: str) -> bool:
+        with self._lock:
+            count = self._counts.get(source, 0)
+            if count < SPECULATION_MISSES:
+                return True
+            self._counts[source] = count + 1
+            return (count - SPECULATION_MISSES) % SPECULATION_RETRY == SPECULATION_RETRY - 1
+
+    def record(self, source: str, *, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self._counts.pop(source, None)
+                return
+            self._counts[source] = self._counts.get(source, 0) + 1
+            self._counts.move_to_end(source)
+            while len(self._counts) > self.size:
+                self._counts.popitem(last=False)
+
+
+_MISSES = _Misses(512)
+
+
+def should_speculate(program: Program) -> bool:
+    """Run this template without reading? Only once its read plan is known, if that plan
+    reads no account metadata and no run of it needed an exact balance, and unless its
+    speculative writes keep failing their checks (then once in a while)."""
+    plan = _PLANS.get(program.source)
+    if plan is None or not plan.speculate or plan.metadata:
+        return False
+    return _MISSES.should_try(program.source)
+
+
+def speculation_done(program: Program, *, hit: bool) -> None:
+    """A speculative write succeeded (hit) or failed its checks (not hit)."""
+    _MISSES.record(program.source, hit=hit)
+
+
+def speculation_impossible(program: Program) -> None:
+    """The template's run needed an exact balance: do not speculate on it again."""
+    plan = _PLANS.get(program.source)
+    if plan is not None and plan.speculate:
+        _PLANS.put(
+            program.source,
+            ReadPlan(metadata=plan.metadata, balances=plan.balances, speculate=False),
+        )
+
+
 def forget_read_plans() -> None:
-    """Drop every learned read plan (tests)."""
+    """Drop every learned read plan and speculation record (tests)."""
     _PLANS.clear()
+    with _MISSES._lock:
+        _MISSES._counts.clear()
 
 
 __all__ = [
     "NeedsLocks",
     "Snapshot",
     "SnapshotStore",
+    "SpeculativeStore",
     "forget_read_plans",
     "learn_reads",
+    "read_plan",
+    "should_speculate",
     "snapshot_read",
+    "speculation_done",
+    "speculation_impossible",
 ]

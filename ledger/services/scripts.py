@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,7 @@ from ledger.numscript import (
     MissingFundsError,
     NumscriptError,
     Program,
+    Unspeculable,
     parse,
     run,
 )
@@ -65,9 +66,13 @@ from ledger.services.script_reads import (
     ALL_SCALES,
     NeedsLocks,
     SnapshotStore,
+    SpeculativeStore,
     learn_reads,
     ledger_asset,
+    should_speculate,
     snapshot_read,
+    speculation_done,
+    speculation_impossible,
 )
 from ledger.services.sealing import seal_soon
 from ledger.services.storing import (
@@ -300,7 +305,7 @@ def _replay_existing(run_: _Run) -> ScriptOutcome | None:
 
 
 def _interpret(
-    run_: _Run, store: LedgerStore | SnapshotStore, read_seconds: float = 0.0
+    run_: _Run, store: LedgerStore | SnapshotStore | SpeculativeStore, read_seconds: float = 0.0
 ) -> ExecutionResult:
     started = time.perf_counter()
     try:
@@ -435,6 +440,10 @@ def _attempt_locked(run_: _Run, *, dry_run: bool) -> ScriptOutcome:
 
 
 def _run_optimistic(run_: _Run) -> ScriptOutcome:
+    if should_speculate(run_.program):
+        outcome = _run_speculative(run_)
+        if outcome is not None:
+            return outcome
     started = time.perf_counter()
     snapshot = snapshot_read(run_.program, run_.vars, run_.reference)
     if snapshot.existing_id is not None:
@@ -456,20 +465,63 @@ def _run_optimistic(run_: _Run) -> ScriptOutcome:
         return _run_locked(run_)
 
 
+def _run_speculative(run_: _Run) -> ScriptOutcome | None:
+    """No read at all: the interpreter runs against a SpeculativeStore (every balance 0, a
+    bounded source taking in full and reporting the stored balance that needs), and one
+    `ledger_post` call checks each of those minimums under the rows' locks, in the global
+    order, before it writes (`required`, LD001), and answers a used reference with the stored
+    transaction (a replay or a conflict, as for any post). None: the ordinary way must answer
+    (the run needed an exact balance or metadata, it raised, or a minimum did not hold: the
+    real balance may give other postings, or the real error)."""
+    store = SpeculativeStore()
+    try:
+        result = _interpret(replace(run_, raise_script_errors=True), store)
+        item = _prepared(run_, result)
+    except Unspeculable:
+        speculation_impossible(run_.program)
+        return None
+    except (NumscriptError, LedgerError):
+        return None  # the ordinary run gives the error (or the replay of a used reference)
+    plan = _plan_with_minimums(item, store.required)
+    try:
+        outcome = _replaying_races(lambda: _write_checked(run_, item, plan, result), run_)
+    except InsufficientFunds:
+        speculation_done(run_.program, hit=False)
+        return None
+    speculation_done(run_.program, hit=True)
+    return outcome
+
+
+def _plan_with_minimums(item: writer.PreparedTx, minimums: Mapping[tuple[str, str], int]) -> Plan:
+    """The postings' plan, unchecked, but for the balances a speculative run took from: each
+    must be at least its minimum under the write's locks."""
+    return _plan_with(item, minimums, exact=False)
+
+
 def _plan_with_reads(item: writer.PreparedTx, reads: Mapping[tuple[str, str], int]) -> Plan:
     """The postings' plan, unchecked (the interpreter applied the script's overdraft rules),
     plus every balance the interpreter read, expected unchanged under the write's locks: a key
     that only was read (its account has no posting) changes nothing but is locked and
     compared all the same, since the postings depend on it."""
+    return _plan_with(item, reads, exact=True)
+
+
+def _plan_with(
+    item: writer.PreparedTx, balances: Mapping[tuple[str, str], int], *, exact: bool
+) -> Plan:
+    """The postings' plan, unchecked, plus a check of each of `balances` under the write's
+    locks: exactly this balance (`exact`, SQLSTATE LD003 otherwise) or at least it (LD001)."""
     plan = plan_postings([(item.postings, {})], check=False)
     by_key = {(key.address, key.asset): key for key in plan.keys}
     extra = False
-    for (address, asset), balance in reads.items():
+    for (address, asset), balance in balances.items():
         key = by_key.get((address, asset))
         if key is None:
             key = by_key[(address, asset)] = BalanceKey(address, asset)
             extra = True
-        key.required = key.expect = balance
+        key.required = balance
+        if exact:
+            key.expect = balance
     if extra:
         addresses = sorted({address for address, _asset in by_key})
         plan = Plan(

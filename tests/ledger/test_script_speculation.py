@@ -1,0 +1,205 @@
+"""Numscript runs without any read (PostgreSQL fast path, from a template's second run): the
+interpreter speculates that every bounded source can pay, the write checks each source's
+minimum under its row locks, and where one does not hold the script runs the ordinary way.
+The product's own templates (marketplace/flows) are of this kind."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connections
+
+from ledger.errors import InsufficientFunds, ReferenceConflict
+from ledger.models import Transaction
+from ledger.selectors import balance_get
+from ledger.services import script_reads, scripts, transaction_post
+from tests.ledger.helpers import p
+from tests.snapshots import db_snapshot
+
+SPLIT = (Path(django_settings.BASE_DIR) / "marketplace" / "flows" / "split.num").read_text()
+TAKE = "vars { account $s account $d monetary $m }\nsend $m ( source = $s destination = $d )"
+INORDER = (
+    "vars { account $a account $b account $d monetary $m }\n"
+    "send $m ( source = { $a $b } destination = $d )"
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_read_plans():
+    script_reads.forget_read_plans()
+    yield
+    script_reads.forget_read_plans()
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[tuple]:
+    """Every read the fast path makes (script_reads._read calls)."""
+    calls: list[tuple] = []
+    real_read = script_reads._read
+
+    def counted(*args):
+        calls.append(args)
+        return real_read(*args)
+
+    monkeypatch.setattr(script_reads, "_read", counted)
+    return calls
+
+
+@pytest.fixture
+def speculative_writes(monkeypatch) -> list[bool]:
+    """One entry per speculative attempt that reached the write: True if it held."""
+    outcomes: list[bool] = []
+    real_done = scripts.speculation_done
+
+    def recorded(program, *, hit):
+        outcomes.append(hit)
+        return real_done(program, hit=hit)
+
+    monkeypatch.setattr(scripts, "speculation_done", recorded)
+    return outcomes
+
+
+def split_vars(order: str, amount: int = 1000) -> dict[str, str]:
+    return {
+        "amount": f"USD/2 {amount}",
+        "delivery_fee": "USD/2 200",
+        "order": order,
+        "restaurant": "restaurants:1",
+        "rider": "riders:1",
+        "commission": "10%",
+    }
+
+
+@pytest.mark.django_db
+def test_the_split_template_posts_without_reading_from_its_second_run(reads, speculative_writes):
+    # given: three funded orders
+    transaction_post(postings=[p("world", f"orders:{i}", 1000) for i in (1, 2, 3)])
+
+    # when: the split template runs for each
+    results = [transaction_post(script=SPLIT, vars=split_vars(f"orders:{i}")) for i in (1, 2, 3)]
+
+    # then: the first run read the order's balance; the next two read nothing and their
+    # writes checked the order's minimum (1000) under lock; every split is exact
+    assert len(reads) == 1
+    assert speculative_writes == [True, True]
+    for i, result in zip((1, 2, 3), results, strict=True):
+        assert [(x.destination, x.amount) for x in result.postings] == [
+            ("riders:1", 200),
+            ("platform:fees", 80),
+            ("restaurants:1", 720),
+        ]
+        assert balance_get(address=f"orders:{i}", asset="USD/2") == 0
+
+
+@pytest.mark.django_db
+def test_an_underfunded_source_is_refused_with_its_real_balance_and_nothing_is_written(
+    speculative_writes,
+):
+    # given: a learned template and an order holding 600 of the 1000 the split takes
+    transaction_post(postings=[p("world", "orders:1", 1000), p("world", "orders:2", 600)])
+    transaction_post(script=SPLIT, vars=split_vars("orders:1"))
+    before = db_snapshot()
+
+    # when / then: the speculative write fails its check, the ordinary run answers
+    with pytest.raises(InsufficientFunds) as refused:
+        transaction_post(script=SPLIT, vars=split_vars("orders:2"))
+    assert refused.value.extra["account"] == "orders:2"
+    assert refused.value.extra["available"] == 600
+    assert speculative_writes == [False]
+    assert db_snapshot() == before
+
+
+@pytest.mark.django_db
+def test_a_short_first_source_falls_back_to_the_real_split_between_sources(speculative_writes):
+    # given: the template learned; then a holds 30 and b 100
+    transaction_post(postings=[p("world", "a", 500), p("world", "b", 100)])
+    vars_ = {"a": "a", "b": "b", "d": "shop", "m": "USD/2 400"}
+    transaction_post(script=INORDER, vars=vars_)
+    transaction_post(postings=[p("a", "world", 70)])
+    assert balance_get(address="a", asset="USD/2") == 30
+
+    # when: 100 is sent from { a b }
+    result = transaction_post(script=INORDER, vars={**vars_, "m": "USD/2 100"})
+
+    # then: speculating "a pays all" failed its check; the ordinary run took 30 + 70
+    assert speculative_writes == [False]
+    assert [(x.source, x.amount) for x in result.postings] == [("a", 30), ("b", 70)]
+    assert balance_get(address="b", asset="USD/2") == 30
+
+
+@pytest.mark.django_db
+def test_a_template_that_needs_an_exact_balance_is_not_speculated_on_again(reads):
+    sweep = "vars { account $s account $d }\nsend [USD/2 *] ( source = $s destination = $d )"
+    transaction_post(postings=[p("world", f"w:{i}", 10 * i) for i in (1, 2, 3, 4)])
+
+    results = [
+        transaction_post(script=sweep, vars={"s": f"w:{i}", "d": "shop"}) for i in (1, 2, 3, 4)
+    ]
+
+    assert [r.postings[0].amount for r in results] == [10, 20, 30, 40]
+    plan = script_reads.read_plan(scripts.parse(sweep))
+    assert plan is not None and plan.speculate is False
+    # one read per run: the second run's speculation stopped at `[USD/2 *]` before any write
+    assert len(reads) == 4
+
+
+@pytest.mark.django_db
+def test_a_reference_posted_before_is_replayed_or_refused_and_nothing_is_written_again(
+    speculative_writes,
+):
+    transaction_post(postings=[p("world", "orders:1", 1000), p("world", "orders:2", 1000)])
+    transaction_post(script=SPLIT, vars=split_vars("orders:1"))  # learns the template
+    first = transaction_post(script=SPLIT, vars=split_vars("orders:2"), reference="split:2")
+    before = db_snapshot()
+
+    again = transaction_post(script=SPLIT, vars=split_vars("orders:2"), reference="split:2")
+    with pytest.raises(ReferenceConflict):
+        transaction_post(script=SPLIT, vars=split_vars("orders:2", amount=900), reference="split:2")
+
+    assert again.replayed and again.transaction.pk == first.transaction.pk
+    assert db_snapshot() == before
+    assert Transaction.objects.filter(reference="split:2").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_draining_one_account_never_take_it_below_zero():
+    # given: the template learned, and an account that can pay 10 of the 20 runs below
+    transaction_post(postings=[p("world", "warm", 100), p("world", "pot", 1000)])
+    transaction_post(script=TAKE, vars={"s": "warm", "d": "sink", "m": "USD/2 100"})
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def drain(w: int) -> None:
+        try:
+            for i in range(10):
+                try:
+                    transaction_post(
+                        script=TAKE,
+                        vars={"s": "pot", "d": f"sink:{w}", "m": "USD/2 100"},
+                        reference=f"drain:{w}:{i}",
+                    )
+                    result = "ok"
+                except InsufficientFunds:
+                    result = "refused"
+                with lock:
+                    outcomes.append(result)
+        finally:
+            connections.close_all()
+
+    # when: two writers drain it concurrently, 100 at a time
+    threads = [threading.Thread(target=drain, args=(w,)) for w in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    # then: exactly ten posts went through, the account is at 0, never below
+    assert outcomes.count("ok") == 10 and outcomes.count("refused") == 10
+    assert balance_get(address="pot", asset="USD/2") == 0
+    assert (
+        balance_get(address="sink:1", asset="USD/2") + balance_get(address="sink:2", asset="USD/2")
+        == 1000
+    )
