@@ -7,6 +7,9 @@
   stale, the caller runs the script again under locks). It claims the writer's balance shard
   for the transaction: the first free slot of LEDGER_BALANCE_SHARDS, by a transaction-level
   advisory try-lock, starting at `pg_backend_pid() % shards`.
+- `ledger_post_guarded(...)`: the same, for a caller inside a transaction: a failure rolls
+  back only the call (a subtransaction) and is returned as a row, not raised, so the caller's
+  transaction goes on without a SAVEPOINT round trip before and after every write.
 - `ledger_script_read(...)`: what a Numscript run reads before that call, unlocked, in one
   round trip (the reference, account metadata, balances).
 - Append-only triggers (SQLSTATE LD002) on transactions, postings, seals and metadata history;
@@ -251,6 +254,63 @@ END
 $fn$;
 """
 
+# ledger_post's parameters, for the guarded variant's signature and call (names, types)
+_POST_PARAMS = (
+    ("p_refs", "text[]"),
+    ("p_timestamps", "timestamptz[]"),
+    ("p_metadata", "jsonb"),
+    ("p_hashes", "text[]"),
+    ("p_reverts", "bigint[]"),
+    ("p_addrs", "text[]"),
+    ("p_tx", "int[]"),
+    ("p_idx", "int[]"),
+    ("p_src", "int[]"),
+    ("p_dst", "int[]"),
+    ("p_assets", "text[]"),
+    ("p_amounts", "bigint[]"),
+    ("p_key_acc", "int[]"),
+    ("p_key_asset", "text[]"),
+    ("p_key_in", "bigint[]"),
+    ("p_key_out", "bigint[]"),
+    ("p_key_req", "numeric[]"),
+    ("p_key_expect", "numeric[]"),
+    ("p_shards", "int"),
+)
+
+GUARDED_POST_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION ledger_post_guarded(\n    "
+    + ",\n    ".join(f"{name} {kind}" for name, kind in _POST_PARAMS)
+    + r"""
+) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
+                 o_replayed boolean, o_hash text)
+LANGUAGE plpgsql
+AS $fn$
+-- ledger_post for a caller inside a transaction that goes on after a failed write (the
+-- Numscript fallback, a replay after a concurrent writer took the reference, a caller that
+-- handles insufficient funds): a failure rolls back only this call (a subtransaction, as a
+-- SAVEPOINT would, without its two client round trips) and comes back as one row, o_ord = 0
+-- and o_hash = 'SQLSTATE|constraint|message|detail', for the client to raise.
+DECLARE
+    v_state text;
+    v_constraint text;
+    v_message text;
+    v_detail text;
+BEGIN
+    RETURN QUERY SELECT * FROM ledger_post("""
+    + ", ".join(name for name, _kind in _POST_PARAMS)
+    + r""");
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME,
+        v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+    o_ord := 0;
+    o_hash := v_state || '|' || coalesce(v_constraint, '') || '|'
+        || replace(coalesce(v_message, ''), '|', '/') || '|' || coalesce(v_detail, '');
+    RETURN NEXT;
+END
+$fn$;
+"""
+)
+
 SCRIPT_READ_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION ledger_script_read(
     p_ref text,          -- the request's reference, or null
@@ -354,6 +414,7 @@ def install_statements() -> list[str]:
     return [
         *(f"DROP FUNCTION IF EXISTS {signature}" for signature in OLD_SIGNATURES),
         POST_FUNCTION,
+        GUARDED_POST_FUNCTION,
         SCRIPT_READ_FUNCTION,
         APPEND_ONLY_FUNCTION,
         *_trigger_statements(),
@@ -379,5 +440,6 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix} ON {table}")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_refuse_change() CASCADE")
         cursor.execute("DROP INDEX IF EXISTS ledger_transaction_metadata_gin")
+        cursor.execute("DROP FUNCTION IF EXISTS ledger_post_guarded CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_post CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_script_read CASCADE")

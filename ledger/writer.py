@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, IntegrityError, connections
 from django.utils import timezone
 
 from ledger import conf, lock_objects
@@ -107,6 +107,24 @@ _POST_SQL = (
 )
 
 
+_GUARDED_POST_SQL = _POST_SQL.replace("FROM ledger_post(", "FROM ledger_post_guarded(", 1)
+
+
+class GuardedFailure(Exception):
+    """What `ledger_post_guarded` returned instead of raising: the SQLSTATE, constraint,
+    message and detail of the error, raised again here as psycopg's error of that SQLSTATE
+    (so Django maps it as it would the raised one)."""
+
+
+class UniqueViolation(IntegrityError):
+    """A unique constraint (a reference or a revert taken by a concurrent writer) refused a
+    guarded write; `constraint_name` names it (a raised error carries it in its diag)."""
+
+    def __init__(self, message: str, constraint_name: str) -> None:
+        super().__init__(message)
+        self.constraint_name = constraint_name
+
+
 def _int_array(values: Iterable[int | None]) -> str:
     return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
@@ -175,38 +193,56 @@ def _json(value: Any) -> str:
     return "{}" if not value else json.dumps(value, separators=(",", ":"))
 
 
-def write_postgres(items: Sequence[PreparedTx], plan: Plan) -> list[Written]:
+def write_postgres(
+    items: Sequence[PreparedTx], plan: Plan, *, guarded: bool = False
+) -> list[Written]:
     """One statement. Raises InsufficientFunds, StaleRead; lets IntegrityError (a reference or
     a revert raced by a concurrent writer), DataError 22003 (a volume out of range) and
     deadlock errors through to the service.
+
+    `guarded` (inside a caller's transaction, instead of a savepoint around the call): the
+    call is `ledger_post_guarded`, whose failure rolls back only itself and is raised here as
+    the same error; the caller's transaction stays usable, as after a rolled-back savepoint.
 
     It bypasses Django's client-side-binding cursor for a psycopg cursor with server-side
     binding and a prepared statement (parsed and planned once per connection); errors are still
     mapped to Django's exceptions and the connection's state kept by `wrap_database_errors`."""
     db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
     db.ensure_connection()
+    sql = _GUARDED_POST_SQL if guarded else _POST_SQL
+    detail: str | None = None
     try:
         with db.wrap_database_errors:
             cursor = psycopg.Cursor(db.connection)
             try:
                 cursor.execute(
-                    _POST_SQL, post_params(items, plan, balance_shards()), prepare=True, binary=True
+                    sql, post_params(items, plan, balance_shards()), prepare=True, binary=True
                 )
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
+            if rows and rows[0][0] == 0:  # a guarded call's failure, rolled back
+                sqlstate, constraint, message, detail = rows[0][5].split("|", 3)
+                if sqlstate == "23505":
+                    raise UniqueViolation(message, constraint)
+                if sqlstate not in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
+                    raise psycopg.errors.lookup(sqlstate)(message)
+                raise GuardedFailure(sqlstate)
+    except GuardedFailure as failure:
+        sqlstate = str(failure)
     except DatabaseError as exc:
         cause = exc.__cause__
         sqlstate = getattr(cause, "sqlstate", None)
-        if sqlstate in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
-            detail = cause.diag.message_detail or "1|0"  # type: ignore[union-attr]
-            key_number, _, balance = detail.partition("|")
-            key = plan.keys[int(key_number) - 1]
-            if sqlstate == STALE_READ_SQLSTATE:
-                raise StaleRead(key, int(balance)) from None
-            raise insufficient_funds(key, int(balance)) from None
-        raise
-    return [Written(*row) for row in rows]
+        if sqlstate not in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
+            raise
+        detail = cause.diag.message_detail  # type: ignore[union-attr]
+    else:
+        return [Written(*row) for row in rows]
+    key_number, _, balance = (detail or "1|0").partition("|")
+    key = plan.keys[int(key_number) - 1]
+    if sqlstate == STALE_READ_SQLSTATE:
+        raise StaleRead(key, int(balance)) from None
+    raise insufficient_funds(key, int(balance)) from None
 
 
 def _claim_shard(plan: Plan) -> int:

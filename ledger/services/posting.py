@@ -94,6 +94,8 @@ def prepare_tx(
 
 
 def _is_constraint(exc: IntegrityError, name: str) -> bool:
+    if isinstance(exc, writer.UniqueViolation):  # a guarded write's, see write_postgres
+        return exc.constraint_name == name
     cause = exc.__cause__
     diag = getattr(cause, "diag", None)
     if diag is not None and getattr(diag, "constraint_name", None):
@@ -110,14 +112,13 @@ def _write(items: Sequence[writer.PreparedTx], *, check: bool = True) -> list[wr
     """Plan and store. On PostgreSQL outside any atomic block this is a single statement in
     autocommit mode, which PostgreSQL runs atomically (the outermost service's transaction is
     that statement); otherwise the portable path or the function runs in a (durable, or nested
-    savepoint) atomic block."""
+    savepoint) atomic block; inside a caller's transaction on PostgreSQL, the guarded function
+    (its own subtransaction, no savepoint round trips)."""
     plan = plan_postings([(item.postings, item.overdraft) for item in items], check=check)
     with volumes_in_range():
         if use_fast_path():
-            if connection.in_atomic_block:
-                with transaction.atomic():
-                    return writer.write_postgres(items, plan)
-            return writer.write_postgres(items, plan)
+            # inside a caller's transaction, a failure rolls back only this call (guarded)
+            return writer.write_postgres(items, plan, guarded=connection.in_atomic_block)
         with transaction.atomic(durable=not connection.in_atomic_block):
             return writer.write_portable(items, plan)
 

@@ -536,12 +536,15 @@ def _plan_with(
 def _write_checked(
     run_: _Run, item: writer.PreparedTx, plan: Plan, result: ExecutionResult
 ) -> ScriptOutcome:
-    """One `ledger_post` call: in autocommit when this is the outermost service and the script
-    sets no account metadata (the statement is the transaction), else in a (nested) atomic
-    block with the metadata writes after it."""
+    """One `ledger_post` call when the script sets no account metadata: in autocommit when
+    this is the outermost service (the statement is the transaction), guarded inside a
+    caller's transaction (a failure rolls back only the call); else in a (nested) atomic block
+    with the metadata writes after it."""
     with volumes_in_range():
-        if not connection.in_atomic_block and not result.account_meta:
-            outcome = _finish(run_, item, writer.write_postgres([item], plan)[0], result)
+        if not result.account_meta:
+            # inside a caller's transaction, a failure rolls back only this call (guarded)
+            written = writer.write_postgres([item], plan, guarded=connection.in_atomic_block)
+            outcome = _finish(run_, item, written[0], result)
         else:
             with transaction.atomic(durable=not connection.in_atomic_block):
                 outcome = _finish(run_, item, writer.write_postgres([item], plan)[0], result)

@@ -203,3 +203,77 @@ def test_two_writers_draining_one_account_never_take_it_below_zero():
         balance_get(address="sink:1", asset="USD/2") + balance_get(address="sink:2", asset="USD/2")
         == 1000
     )
+
+
+@pytest.mark.django_db
+def test_inside_a_callers_transaction_a_refused_write_leaves_the_transaction_usable(
+    django_assert_max_num_queries,
+):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    # given: a learned template, an underfunded order, and a caller's transaction
+    transaction_post(postings=[p("world", "orders:1", 1000), p("world", "orders:2", 600)])
+    transaction_post(script=SPLIT, vars=split_vars("orders:1"))
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        transaction_post(postings=[p("world", "orders:3", 1000)])
+        # when: the split of the underfunded order is refused inside it
+        with pytest.raises(InsufficientFunds):
+            transaction_post(script=SPLIT, vars=split_vars("orders:2"))
+        # then: the transaction goes on (no savepoint was needed), and commits what it did
+        transaction_post(script=SPLIT, vars=split_vars("orders:3"))
+    assert not [q for q in queries.captured_queries if "SAVEPOINT" in q["sql"]]
+    assert balance_get(address="orders:3", asset="USD/2") == 0
+    assert balance_get(address="orders:2", asset="USD/2") == 600
+    assert balance_get(address="restaurants:1", asset="USD/2") == 720 * 2
+
+
+@pytest.mark.django_db
+def test_inside_a_callers_transaction_a_used_reference_replays_without_a_savepoint():
+    from django.db import transaction
+
+    transaction_post(postings=[p("world", "orders:1", 1000)])
+    first = transaction_post(postings=[p("orders:1", "shop", 100)], reference="ref:1")
+    with transaction.atomic():
+        again = transaction_post(postings=[p("orders:1", "shop", 100)], reference="ref:1")
+        with pytest.raises(ReferenceConflict):
+            transaction_post(postings=[p("orders:1", "shop", 99)], reference="ref:1")
+        transaction_post(postings=[p("orders:1", "shop", 1)])
+    assert again.replayed and again.transaction.pk == first.transaction.pk
+    assert balance_get(address="shop", asset="USD/2") == 101
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_callers_transaction_a_reference_raced_by_a_concurrent_writer_is_replayed():
+    import time
+
+    from django.db import transaction
+
+    # given: a writer that holds the reference, uncommitted, while we post the same request
+    transaction_post(postings=[p("world", "orders:1", 1000)])
+    holding = threading.Event()
+
+    def first_writer() -> None:
+        try:
+            with transaction.atomic():
+                transaction_post(postings=[p("orders:1", "shop", 100)], reference="race:1")
+                holding.set()
+                time.sleep(0.5)  # our insert waits on its unique index entry meanwhile
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=first_writer)
+    other.start()
+    assert holding.wait(10)
+
+    # when: inside our own transaction, the same request is posted, then one more posting
+    with transaction.atomic():
+        result = transaction_post(postings=[p("orders:1", "shop", 100)], reference="race:1")
+        transaction_post(postings=[p("orders:1", "shop", 1)])
+    other.join(10)
+
+    # then: ours is the replay of theirs (the unique violation rolled back only our call),
+    # and our transaction went on and committed
+    assert result.replayed
+    assert Transaction.objects.filter(reference="race:1").count() == 1
+    assert balance_get(address="shop", asset="USD/2") == 101
