@@ -4,8 +4,11 @@ An app keeps its templates, with their spec files, in a folder of its own and de
 once as a `FlowBook`; it runs them in one of two modes:
 
 - **single** (`flow_post`): one template, one ledger transaction, through the script front end
-  (`transaction_post(script=...)`): the interpreter reads balances locked as it asks for them
-  and the postings it produces are stored. Templates may read account metadata.
+  (`transaction_post(script=...)`, ledger/README.md): on PostgreSQL a template whose sources
+  only need to be able to pay (every template of this product but the sweeps) is one write
+  that checks those sources' minimums under lock, from its second run in a process; others
+  read, then write with the reads checked; the portable path locks as the interpreter asks.
+  Templates may read account metadata.
 - **batch** (`flows_prepare` then `flows_post`, inside the caller's transaction): the balances
   every run reads are locked first, in one query, in the ledger's global order; the
   interpreter runs each template against those locked balances, applying each run's postings
