@@ -166,6 +166,12 @@ _KEPT = None  # receiver marker: funds go back to their senders
 
 BalanceKey = tuple[str, str, str]
 
+# Variable values already parsed, by (type, text): a template runs with the same commission,
+# fee or account again and again. Values are immutable; only successful parses are kept (an
+# error carries its declaration's position); bounded, emptied when full.
+_PARSED_VARS: dict[tuple[str, str], Value] = {}
+_PARSED_VARS_MAX = 4096
+
 
 def run(
     program: Program,
@@ -381,7 +387,13 @@ class _Run:
                         f"{type(raw).__name__} {raw!r}",
                         decl.name_span,
                     )
-                value = parse_typed(decl.type_name, raw, decl.name_span)
+                parsed = _PARSED_VARS.get((decl.type_name, raw))
+                if parsed is None:
+                    parsed = parse_typed(decl.type_name, raw, decl.name_span)
+                    if len(_PARSED_VARS) >= _PARSED_VARS_MAX:
+                        _PARSED_VARS.clear()
+                    _PARSED_VARS[(decl.type_name, raw)] = parsed
+                value = parsed
             elif type(origin) is FnCall:
                 value = self._call_expr(origin, decl.type_name)
             else:
