@@ -125,6 +125,15 @@ class UniqueViolation(IntegrityError):
         self.constraint_name = constraint_name
 
 
+def _error_class(sqlstate: str) -> type[psycopg.Error]:
+    """psycopg's exception class for a SQLSTATE (its `sqlstate` attribute is that code), or a
+    subclass of its generic DatabaseError carrying the code for one psycopg does not know."""
+    try:
+        return psycopg.errors.lookup(sqlstate)
+    except KeyError:
+        return type(f"SQLSTATE_{sqlstate}", (psycopg.DatabaseError,), {"sqlstate": sqlstate})
+
+
 def _int_array(values: Iterable[int | None]) -> str:
     return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
 
@@ -226,7 +235,7 @@ def write_postgres(
                 if sqlstate == "23505":
                     raise UniqueViolation(message, constraint)
                 if sqlstate not in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
-                    raise psycopg.errors.lookup(sqlstate)(message)
+                    raise _error_class(sqlstate)(f"{message} (SQLSTATE {sqlstate})")
                 raise GuardedFailure(sqlstate)
     except GuardedFailure as failure:
         sqlstate = str(failure)

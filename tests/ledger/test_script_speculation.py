@@ -352,3 +352,22 @@ def test_every_flow_spec_case_posts_the_same_through_the_speculative_write(specu
     # most second runs wrote without reading (the rest: the sweeps, and the cases whose source
     # is short, where the speculative write failed its check and the ordinary run answered)
     assert speculative_writes.count(True) >= 45
+
+
+def test_a_guarded_failure_is_raised_as_the_error_of_its_sqlstate() -> None:
+    from django.db import DataError as DjangoDataError
+    from django.db import OperationalError, connections
+
+    from ledger import writer
+    from ledger.retry import is_retryable
+
+    # what the client raises for a failure row of ledger_post_guarded: psycopg's class of the
+    # SQLSTATE (Django maps it as a raised one), or a generic one carrying an unknown code
+    for sqlstate, django_class in (("40P01", OperationalError), ("22003", DjangoDataError)):
+        cls = writer._error_class(sqlstate)
+        with pytest.raises(django_class) as raised, connections["default"].wrap_database_errors:
+            raise cls("boom")
+        assert raised.value.__cause__.sqlstate == sqlstate
+        # a deadlock is retried by the outermost service, as when ledger_post raised it
+        assert is_retryable(raised.value) is (sqlstate == "40P01")
+    assert writer._error_class("LD002").sqlstate == "LD002"
