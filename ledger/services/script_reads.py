@@ -294,6 +294,8 @@ class _Misses:
         self._lock = threading.Lock()
 
     def should_try(self, source: str) -> bool:
+        if self._counts.get(source, 0) < SPECULATION_MISSES:  # the usual case, without the lock
+            return True
         with self._lock:
             count = self._counts.get(source, 0)
             if count < SPECULATION_MISSES:
@@ -302,6 +304,8 @@ class _Misses:
             return (count - SPECULATION_MISSES) % SPECULATION_RETRY == SPECULATION_RETRY - 1
 
     def record(self, source: str, *, hit: bool) -> None:
+        if hit and source not in self._counts:  # the usual case, without the lock
+            return
         with self._lock:
             if hit:
                 self._counts.pop(source, None)
