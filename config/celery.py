@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -50,6 +50,22 @@ _reuse_redis_clients()
 app = Celery("eats")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect(weak=False)
+@signals.task_postrun.connect(weak=False)
+def _close_old_connections(sender: Any = None, **_: Any) -> None:
+    """Before and after each task, what Django does around each request: close a database
+    connection older than CONN_MAX_AGE, broken, or not back in autocommit, keep the others.
+
+    Celery's Django fixup would otherwise close every connection around every task (it only
+    stops with `CELERY_DB_REUSE_MAX`, set in settings, and then still closes them all every
+    that many tasks). An eager task runs inside a web request, which does this already."""
+    if sender is not None and getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 def task_send(name: str, /, *args: Any, **options: Any) -> None:
