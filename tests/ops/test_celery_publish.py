@@ -78,7 +78,7 @@ def test_a_direct_publish_puts_the_message_apply_async_puts() -> None:
 
 
 def test_no_direct_publish_from_an_eager_app_or_another_broker() -> None:
-    from config.celery import _publishes_directly, app
+    from config.celery import _publishable, _publishes_directly, app
 
     name = "marketplace.webhooks.tasks.stripe_event_process"
     saved = app.conf.task_always_eager, app.conf.broker_url
@@ -87,6 +87,8 @@ def test_no_direct_publish_from_an_eager_app_or_another_broker() -> None:
         assert not _publishes_directly(name)
         app.conf.task_always_eager = False
         app.conf.broker_url = "amqp://guest@localhost//"
+        _publishable.cache_clear()  # read once per process otherwise
         assert not _publishes_directly(name)
     finally:
         app.conf.task_always_eager, app.conf.broker_url = saved
+        _publishable.cache_clear()
