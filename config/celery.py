@@ -1,11 +1,15 @@
 """The Celery application, wired to Django settings (keys prefixed ``CELERY_``)."""
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+from kombu import serialization
+from kombu.utils.uuid import uuid
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -52,6 +56,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@signals.task_prerun.connect(weak=False)
+@signals.task_postrun.connect(weak=False)
+def _close_old_connections(sender: Any = None, **_: Any) -> None:
+    """Before and after each task, what Django does around each request: close a database
+    connection older than CONN_MAX_AGE, broken, or not back in autocommit, keep the others.
+
+    Celery's Django fixup would otherwise close every connection around every task (it only
+    stops with `CELERY_DB_REUSE_MAX`, set in settings, and then still closes them all every
+    that many tasks). An eager task runs inside a web request, which does this already."""
+    if sender is not None and getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 def task_send(name: str, /, *args: Any, **options: Any) -> None:
     """Send the registered task `name` with positional `args` and `apply_async` options
     (queue, countdown, retry_policy...); eager mode runs it inline as usual.
@@ -62,3 +82,72 @@ def task_send(name: str, /, *args: Any, **options: Any) -> None:
     registered in web, worker and beat processes alike; an unknown name is a KeyError.
     """
     app.tasks[name].apply_async(args, **options)
+
+
+# Execution options of a task (`Task._get_exec_options`) that `task_publish` reproduces:
+# anything else set (a time limit, an expiry, a priority, a compression...) takes `task_send`.
+_PUBLISH_OPTIONS = {"serializer": "json"}
+
+
+def _publishes_directly(name: str) -> bool:
+    if app.conf.task_always_eager or app.current_worker_task is not None:
+        return False  # eager: run inline; in a task: the parent's ids are carried by send_task
+    return _publishable(name)
+
+
+@cache
+def _publishable(name: str) -> bool:
+    """The configuration allows `task_publish`'s direct path for task `name` (read once: a
+    lookup in Celery's configuration goes through the Django settings, ~20 us each)."""
+    conf = app.conf
+    if str(conf.broker_url).split("://", 1)[0] not in ("redis", "rediss"):
+        return False
+    if conf.task_protocol != 2 or conf.task_routes or conf.task_compression:
+        return False
+    if conf.task_send_sent_event or conf.task_serializer != "json":
+        return False
+    task = app.tasks[name]
+    exec_options = getattr(task, "_get_exec_options", None)
+    if exec_options is None:
+        return False
+    options = {k: v for k, v in exec_options().items() if v is not None}
+    return options == _PUBLISH_OPTIONS and not task.ignore_result
+
+
+def task_publish(name: str, queue: str, /, *args: Any, **fallback: Any) -> None:
+    """Send the registered task `name` with positional `args` to `queue`: the message
+    `task_send` would send, built by Celery itself (`amqp.as_task_v2`), put on the kombu
+    channel directly.
+
+    For the one message every webhook delivery publishes: `apply_async` (its routing, its
+    option lookups through the Django settings, kombu's Producer with its declare and retry
+    wrappers) cost as much again as the message itself. Only on the Redis transport, outside
+    of a worker task, for a task with no execution options (see `_publishes_directly`);
+    otherwise, and when this path fails, `task_send(name, *args, queue=queue, **fallback)`
+    (a message sent twice is harmless to a caller whose processing is idempotent, as the
+    webhook inbox's is: the second finds its row claimed or processed).
+    """
+    if not _publishes_directly(name):
+        task_send(name, *args, queue=queue, **fallback)
+        return
+    try:
+        message = app.amqp.as_task_v2(
+            uuid(), name, args=args, reply_to=app.thread_oid, ignore_result=False
+        )
+        headers, properties, body, _ = message
+        content_type, content_encoding, payload = serialization.dumps(body, serializer="json")
+        with app.producer_or_acquire() as producer:
+            channel = producer.channel
+            properties = {**properties, "delivery_mode": 2}  # persistent, as kombu's default
+            channel.basic_publish(
+                channel.prepare_message(
+                    payload, 0, content_type, content_encoding, headers, properties
+                ),
+                exchange="",
+                routing_key=queue,
+            )
+    except Exception:
+        logging.getLogger(__name__).warning(
+            "direct publish of %s failed; sending it through apply_async", name, exc_info=True
+        )
+        task_send(name, *args, queue=queue, **fallback)

@@ -142,6 +142,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after each task unless
+# this is set (then only every N tasks): a PostgreSQL backend started per webhook event, and
+# the prepared statements (common/rawsql.py) lost with it. Tasks close their connections as
+# requests do instead (config/celery.py: CONN_MAX_AGE, broken or left in a transaction).
+CELERY_DB_REUSE_MAX = 1000
 
 # --- Stripe --------------------------------------------------------------------------------
 if PRODUCTION:  # required in production: raise ImproperlyConfigured when unset

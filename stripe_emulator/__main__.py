@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-backoff", type=float, default=0.05, help="first retry delay, doubled each time"
     )
     parser.add_argument("--webhook-timeout", type=float, default=5.0)
+    parser.add_argument(
+        "--webhook-threads",
+        type=int,
+        default=4,
+        help="threads delivering webhooks (default 4; 1 delivers in order, one at a time;"
+        " Stripe itself guarantees no order)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     chaos = parser.add_argument_group("chaos")
     chaos.add_argument("--chaos-seed", type=int, default=0)
@@ -76,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.webhook_threads < 1:
+        print("stripe_emulator: --webhook-threads must be at least 1", file=sys.stderr)
+        return 2
     try:
         chaos = ChaosConfig(
             seed=args.chaos_seed,
@@ -110,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         webhook_max_attempts=args.webhook_max_attempts,
         webhook_retry_backoff_seconds=args.webhook_backoff,
         webhook_timeout_seconds=args.webhook_timeout,
+        webhook_threads=args.webhook_threads,
         verbose=args.verbose,
     )
     try:

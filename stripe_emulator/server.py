@@ -178,6 +178,7 @@ class EmulatorServer:
         webhook_max_attempts: int = 5,
         webhook_retry_backoff_seconds: float = 0.05,
         webhook_timeout_seconds: float = 5.0,
+        webhook_threads: int = 1,
         verbose: bool = False,
     ) -> None:
         self.host = host
@@ -197,6 +198,7 @@ class EmulatorServer:
             retry_backoff_seconds=webhook_retry_backoff_seconds,
             timeout_seconds=webhook_timeout_seconds,
             on_result=self.state.mark_delivered,
+            threads=webhook_threads,
         )
         if webhook_url:
             self.webhooks.add_endpoint(webhook_url, self.webhook_secret)

@@ -1,7 +1,12 @@
 """Webhook delivery: a background queue that POSTs signed events to configured endpoints.
 
 Never called inside an API request: the state hands each new event to `enqueue`, which only
-appends to a queue; one worker thread delivers. Each attempt is signed afresh, exactly as
+appends to a queue; a pool of `threads` worker threads delivers (1 by default: deliveries
+in queue order, one at a time). With several threads, deliveries overlap and may arrive out
+of order, even for one endpoint, as on Stripe, which guarantees no order (receivers must be
+order-independent); each thread keeps one HTTP/1.1 keep-alive connection per endpoint host
+(a connection the receiver closed between two deliveries is reopened once, at once: at worst
+a duplicate delivery, which Stripe also makes). Each attempt is signed afresh, exactly as
 Stripe does: `Stripe-Signature: t=<unix ts>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>`,
 the `whsec_...` secret used as raw UTF-8 bytes. Non-2xx answers and connection errors are
 retried with exponential backoff (`retry_backoff_seconds * 2**attempt`, up to
@@ -13,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import hmac
+import http.client
 import itertools
 import json
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,7 +79,7 @@ class Delivery:
 
 
 class WebhookDispatcher:
-    """Queue + worker thread delivering events to endpoints, with chaos and retries."""
+    """Queue + worker threads delivering events to endpoints, with chaos and retries."""
 
     def __init__(
         self,
@@ -85,7 +90,11 @@ class WebhookDispatcher:
         timeout_seconds: float = 5.0,
         on_result: Callable[[str, bool], None] | None = None,
         log_size: int = 100_000,
+        threads: int = 1,
     ) -> None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        self.threads = threads
         self.endpoints: list[Endpoint] = []
         self.chaos = chaos
         # Decisions made when an event is queued (drop, duplicates) use `rng`, in event order,
@@ -116,7 +125,8 @@ class WebhookDispatcher:
         self._seq = itertools.count()
         self._stopping = False
         self._paused = False
-        self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._local = threading.local()  # each worker's keep-alive connections
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -168,21 +178,24 @@ class WebhookDispatcher:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._workers:
             return
         self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name="stripe-emulator-webhooks", daemon=True
-        )
-        self._thread.start()
+        self._workers = [
+            threading.Thread(target=self._run, name=f"stripe-emulator-webhooks-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        self._workers = []
 
     def pause(self) -> None:
         """Hold deliveries (events keep queueing) until `resume()`."""
@@ -343,6 +356,13 @@ class WebhookDispatcher:
                 return job
 
     def _run(self) -> None:
+        try:
+            self._deliver_jobs()
+        finally:
+            for connection in getattr(self._local, "connections", {}).values():
+                connection.close()
+
+    def _deliver_jobs(self) -> None:
         while True:
             job = self._next_job()
             if job is None:
@@ -387,25 +407,54 @@ class WebhookDispatcher:
                 self.on_result(*report)
 
     def _post(self, job: _Job) -> int | None:
+        """One signed POST; the HTTP status, or None when no answer came."""
         timestamp = int(time.time())
-        request = urllib.request.Request(  # noqa: S310 - the URL is configured by the test/demo
-            job.endpoint.url,
-            data=job.body.encode("utf-8"),
-            method="POST",
-            headers={
-                "Content-Type": "application/json; charset=utf-8",
-                "Stripe-Signature": sign(job.body, job.endpoint.secret, timestamp),
-                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            },
-        )
+        body = job.body.encode("utf-8")
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": sign(job.body, job.endpoint.secret, timestamp),
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+        }
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
-                response.read()
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
-        except (OSError, ValueError):
+            url = urllib.parse.urlsplit(job.endpoint.url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                return None
+            target = url.path or "/"
+            if url.query:
+                target = f"{target}?{url.query}"
+            key = (url.scheme, url.netloc)
+        except ValueError:
             return None
+        connections: dict[tuple[str, str], http.client.HTTPConnection]
+        connections = self._local.__dict__.setdefault("connections", {})
+        for _ in range(2):
+            connection = connections.pop(key, None)
+            reused = connection is not None
+            if connection is None:
+                kind = (
+                    http.client.HTTPSConnection
+                    if url.scheme == "https"
+                    else http.client.HTTPConnection
+                )
+                connection = kind(url.netloc, timeout=self.timeout_seconds)
+            try:
+                connection.request("POST", target, body, headers)
+                response = connection.getresponse()
+                response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                connection.close()
+                if reused:
+                    continue  # the receiver closed an idle keep-alive connection: reopen
+                return None
+            except (OSError, http.client.HTTPException, ValueError):
+                connection.close()
+                return None
+            if response.will_close:
+                connection.close()
+            else:
+                connections[key] = connection
+            return int(response.status)
+        return None
 
     # -- introspection ---------------------------------------------------------------------
 

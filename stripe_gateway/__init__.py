@@ -11,7 +11,8 @@ Life of an event
 1. `POST /webhooks/stripe/` verifies the signature over the raw body (any configured secret,
    300 s tolerance both ways), parses it, and inserts it with `ON CONFLICT DO NOTHING`: the
    Stripe id is unique, so a redelivery (even 20 at once) is a 200 that does nothing else.
-   Only the winning insert schedules `stripe_event_process` (on commit).
+   Only the winning insert schedules `stripe_event_process` (on commit), through
+   `config.celery.task_publish`: Celery's own message, put on the Redis channel directly.
 2. `event_process(event_id=...)` claims the row (`SELECT ... FOR UPDATE SKIP LOCKED`, status
    -> `processing`, `attempts += 1`, `next_attempt_at` = lease expiry; `attempts` is the
    lease token). Unknown types and events whose `livemode` does not match our API key are

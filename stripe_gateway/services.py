@@ -23,7 +23,7 @@ from django.utils import timezone
 from common import rawsql
 from common.backoff import backoff_delay
 from common.leases import Sweeper
-from config.celery import task_send
+from config.celery import task_publish
 from config.errors import ApplicationError
 from stripe_gateway import conf as gateway_conf
 from stripe_gateway.models import StripeEvent
@@ -230,10 +230,10 @@ def event_schedule(stripe_id: str) -> None:
     """Send the processing task. Never raises: the row is the source of truth, and the
     sweeper re-drives it if this message is lost (Redis down) or processing fails."""
     try:
-        task_send(
+        task_publish(
             PROCESS_TASK,
+            gateway_conf.get("STRIPE_EVENTS_QUEUE"),
             stripe_id,
-            queue=gateway_conf.get("STRIPE_EVENTS_QUEUE"),
             retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
         )
     except Exception:

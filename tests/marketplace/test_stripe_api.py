@@ -827,3 +827,26 @@ def test_the_stripe_library_logs_warnings_only() -> None:
     # then
     assert settings.LOGGING["loggers"]["stripe"] == {"level": "WARNING"}
     assert logging.getLogger("stripe").getEffectiveLevel() == logging.WARNING
+
+
+def test_the_http_client_reads_no_environment_per_request_unless_a_proxy_is_set(
+    monkeypatch: pytest.MonkeyPatch, mock_stripe: responses.RequestsMock
+) -> None:
+    # given: no proxy in the environment
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("all_proxy", raising=False)
+    mock_stripe.get(f"{API_BASE}/v1/charges/ch_1", json=stripe_object("charge"))
+    gateway = StripeGateway(api_key="sk_test_x", api_base=API_BASE, max_network_retries=0)
+
+    # when
+    gateway.charge_retrieve("ch_1")
+
+    # then: the thread's session skips the per-request environment scan
+    client = gateway._client._requestor._client  # type: ignore[attr-defined]
+    assert client._thread_local.session.trust_env is False
+
+    # given: a proxy in the environment -> stripe-python's stock client, untouched
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    proxied = StripeGateway(api_key="sk_test_x", api_base=API_BASE)
+    assert type(proxied._client._requestor._client) is stripe.RequestsClient  # type: ignore[attr-defined]

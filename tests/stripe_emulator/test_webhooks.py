@@ -242,3 +242,117 @@ def test_same_seed_same_chaos_decisions(receiver: Receiver) -> None:
         finally:
             server.stop()
     assert outcomes[0] == outcomes[1]
+
+
+class _SlowKeepAliveReceiver:
+    """An HTTP/1.1 receiver that holds each delivery `delay` seconds, answers `fail_first`
+    deliveries 500, and counts concurrent deliveries and TCP connections."""
+
+    def __init__(
+        self, delay: float, fail_first: int = 0, idle_timeout: float | None = None
+    ) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.lock = threading.Lock()
+        self.bodies: list[bytes] = []
+        self.active = self.peak = self.connections = 0
+        self.fail_first = fail_first
+        state = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = idle_timeout  # a connection idle this long is closed
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                with state.lock:
+                    state.connections += 1
+
+            def do_POST(self) -> None:
+                import time
+
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with state.lock:
+                    state.active += 1
+                    state.peak = max(state.peak, state.active)
+                time.sleep(delay)
+                with state.lock:
+                    state.active -= 1
+                    failing = state.fail_first > 0
+                    state.fail_first -= 1 if failing else 0
+                    if not failing:
+                        state.bodies.append(body)
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/webhooks/stripe"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_pool_of_threads_delivers_concurrently_completely_over_keep_alive() -> None:
+    import json
+
+    receiver = _SlowKeepAliveReceiver(delay=0.05, fail_first=3)
+    server = EmulatorServer(
+        port=0,
+        webhook_url=receiver.url,
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_retry_backoff_seconds=0.01,
+        webhook_threads=4,
+    )
+    server.start()
+    try:
+        client = make_client(server)
+        server.webhooks.pause()  # let the queue fill, so that every thread has work
+        created = [client.v1.customers.create().id for _ in range(24)]
+        server.webhooks.resume()
+        assert server.flush(10)
+
+        delivered = [json.loads(b)["data"]["object"]["id"] for b in receiver.bodies]
+        assert sorted(delivered) == sorted(created)  # each one exactly once (after retries)
+        assert receiver.peak > 1  # deliveries overlapped
+        assert receiver.connections <= 4  # one keep-alive connection per thread
+        stats = server.webhooks.snapshot()
+        assert stats["delivered"] == 24 and stats["failed_attempts"] == 3
+        assert stats["in_flight"] == 0 and stats["queued"] == 0
+    finally:
+        server.stop()
+        receiver.close()
+
+
+def test_a_receiver_closing_an_idle_keep_alive_connection_costs_no_failed_attempt() -> None:
+    import time
+
+    receiver = _SlowKeepAliveReceiver(delay=0.0, idle_timeout=0.1)
+    server = EmulatorServer(
+        port=0, webhook_url=receiver.url, webhook_secret=WEBHOOK_SECRET, webhook_threads=1
+    )
+    server.start()
+    try:
+        client = make_client(server)
+        client.v1.customers.create()
+        assert server.flush(5)
+        time.sleep(0.4)  # the receiver closes the idle connection
+        client.v1.customers.create()
+        assert server.flush(5)
+
+        stats = server.webhooks.snapshot()
+        assert len(receiver.bodies) == 2
+        assert stats["delivered"] == 2 and stats["failed_attempts"] == 0
+        assert receiver.connections == 2  # reopened once
+    finally:
+        server.stop()
+        receiver.close()
