@@ -565,6 +565,10 @@ def bench_stack(quick: bool) -> dict[str, Any]:
     count = int(os.environ.get("BENCH_STACK_ORDERS", "0")) or (60 if quick else 600)
     run = uuid.uuid4().hex[:10]
     token, restaurants, riders, code = _setup(run)
+    # Fresh planner statistics, as autovacuum keeps them in production (it may be off on a
+    # benchmark server: with none, a query planned for the wrong row counts skews the run).
+    with connections["default"].cursor() as cursor:
+        cursor.execute("ANALYZE")
     connections.close_all()
     runs = []
     with _stack(run) as stack:

@@ -18,7 +18,7 @@ from django.db.models.base import ModelState
 from ledger import conf, writer
 from ledger.domain import MAX_AMOUNT, PostingInput
 from ledger.errors import InvalidAmount, ReferenceConflict
-from ledger.models import Posting, Transaction
+from ledger.models import Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +90,17 @@ def replay(item: writer.PreparedTx, written: writer.Written) -> PostResult:
     )
 
 
+_POSTINGS_SQL = (
+    "SELECT (SELECT a.address FROM ledger_account a WHERE a.id = p.source_id), "
+    "(SELECT a.address FROM ledger_account a WHERE a.id = p.destination_id), p.asset, p.amount "
+    'FROM ledger_posting p WHERE p.transaction_id = %s ORDER BY p."index"'
+)
+
+
 def transaction_postings(transaction_id: int) -> list[PostingInput]:
-    rows = (
-        Posting.objects.filter(transaction_id=transaction_id)
-        .order_by("index")
-        .values_list("source__address", "destination__address", "asset", "amount")
-    )
-    return [PostingInput(*row) for row in rows]
+    """A stored transaction's postings, in order. The addresses are primary-key probes, never a
+    join: on stale statistics (a replay right after a bulk load) PostgreSQL planned the ORM's
+    join as a hash of every account, 26 ms for three postings at 59k accounts."""
+    with connection.cursor() as cursor:
+        cursor.execute(_POSTINGS_SQL, [transaction_id])
+        return [PostingInput(*row) for row in cursor.fetchall()]
