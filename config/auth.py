@@ -67,8 +67,8 @@ def _lookup_sql() -> tuple[str, list[Any], list[Any]] | None:
     token_fields, token_columns = rawsql.columns(token_model, "t")
     user_fields, user_columns = rawsql.columns(user_model, "u")
     token_table = qn(token_model._meta.db_table)
-    token_user = qn(token_model._meta.get_field("user").column)
-    user_pk = qn(user_model._meta.pk.column)  # type: ignore[union-attr]
+    token_user = qn(str(token_model._meta.get_field("user").column))
+    user_pk = qn(str(user_model._meta.pk.column))  # type: ignore[union-attr]
     user_perms = user_model._meta.get_field("user_permissions")
     user_groups = user_model._meta.get_field("groups")
     group_perms = Group._meta.get_field("permissions")
