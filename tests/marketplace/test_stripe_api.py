@@ -827,3 +827,28 @@ def test_the_stripe_library_logs_warnings_only() -> None:
     # then
     assert settings.LOGGING["loggers"]["stripe"] == {"level": "WARNING"}
     assert logging.getLogger("stripe").getEffectiveLevel() == logging.WARNING
+
+
+@responses.activate
+def test_the_http_sessions_take_the_proxies_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """requests would read the proxy variables and ~/.netrc on every call; the gateway reads
+    the proxies for its address when it is built and trusts the environment no further."""
+    from stripe_gateway.client import StripeGateway
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    proxied = StripeGateway(api_key="sk_test_x", api_base=API_BASE)
+    monkeypatch.setenv("NO_PROXY", urlsplit(API_BASE).hostname or "")
+    bypassed = StripeGateway(api_key="sk_test_x", api_base=API_BASE)
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.invalid:3128")
+    responses.get(f"{API_BASE}/v1/balance", json={"object": "balance", "available": []})
+
+    for gateway, expected in ((proxied, {"https": "http://proxy.invalid:3128"}), (bypassed, {})):
+        gateway.balance_retrieve()
+        session = gateway._http._thread_local.session
+        assert session.trust_env is False
+        assert dict(session.proxies) == expected
