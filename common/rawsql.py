@@ -35,6 +35,20 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Run `sql` (placeholders `%s`) on the default connection and return all its rows."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params)  # type: ignore[arg-type]
+        return cursor.fetchall()
+
+
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run a statement that returns no rows; returns the number of rows it changed."""
     if connection.vendor != "postgresql":

@@ -287,7 +287,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Tokens stored hashed (SHA-512 digest), with an expiry, revocable per account:
         # `manage.py api_token issue|revoke|list` (staff/management/commands/api_token.py).
-        "knox.auth.TokenAuthentication",
+        # knox's checks, with the token, its user and their permissions in one statement.
+        "config.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Every view names what it needs (config.permissions.NamedPermissions); a view that

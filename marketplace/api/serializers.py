@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.serializers import FieldsOnce
 from marketplace.models import Anomaly, Campaign, Order, Refund, Restaurant, Rider, Topup
 from marketplace.models.campaigns import CODE_REGEX
 from marketplace.models.restaurants import ASSET_REGEX, PORTION_REGEX
@@ -65,7 +66,7 @@ class AmountField(serializers.Field):
 # --- inputs ------------------------------------------------------------------------------------
 
 
-class RestaurantCreateInput(serializers.Serializer):
+class RestaurantCreateInput(FieldsOnce, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     email = serializers.EmailField(required=False, default="")
     commission = serializers.CharField(
@@ -74,17 +75,17 @@ class RestaurantCreateInput(serializers.Serializer):
     asset = asset_field()
 
 
-class RiderCreateInput(serializers.Serializer):
+class RiderCreateInput(FieldsOnce, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     email = serializers.EmailField(required=False, default="")
     asset = asset_field()
 
 
-class CommissionInput(serializers.Serializer):
+class CommissionInput(FieldsOnce, serializers.Serializer):
     commission = serializers.CharField(max_length=16, validators=[PORTION])
 
 
-class OrderCreateInput(serializers.Serializer):
+class OrderCreateInput(FieldsOnce, serializers.Serializer):
     restaurant = serializers.IntegerField(min_value=1)
     subtotal = AmountField()
     delivery_fee = AmountField(allow_zero=True, required=False, default=0)
@@ -93,15 +94,15 @@ class OrderCreateInput(serializers.Serializer):
     customer_name = serializers.CharField(max_length=200, required=False, default="")
 
 
-class RiderAssignInput(serializers.Serializer):
+class RiderAssignInput(FieldsOnce, serializers.Serializer):
     rider = serializers.IntegerField(min_value=1)
 
 
-class DeliverInput(serializers.Serializer):
+class DeliverInput(FieldsOnce, serializers.Serializer):
     rider = serializers.IntegerField(min_value=1, required=False)
 
 
-class RefundCreateInput(serializers.Serializer):
+class RefundCreateInput(FieldsOnce, serializers.Serializer):
     amount = AmountField()
     bearer = serializers.ChoiceField(choices=Refund.Bearer.choices, default=Refund.Bearer.PLATFORM)
     restaurant_share = serializers.CharField(max_length=32, required=False, validators=[PORTION])
@@ -110,7 +111,7 @@ class RefundCreateInput(serializers.Serializer):
     idempotency_key = serializers.CharField(max_length=255, required=False, default="")
 
 
-class CampaignCreateInput(serializers.Serializer):
+class CampaignCreateInput(FieldsOnce, serializers.Serializer):
     code = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=200, required=False, default="")
     budget = AmountField()
@@ -134,11 +135,11 @@ class CampaignCreateInput(serializers.Serializer):
         return attrs
 
 
-class AmountInput(serializers.Serializer):
+class AmountInput(FieldsOnce, serializers.Serializer):
     amount = AmountField()
 
 
-class TopupCreateInput(serializers.Serializer):
+class TopupCreateInput(FieldsOnce, serializers.Serializer):
     amount = AmountField()
     asset = asset_field()
     description = serializers.CharField(max_length=255, required=False, default="")
@@ -147,7 +148,7 @@ class TopupCreateInput(serializers.Serializer):
 # --- outputs -----------------------------------------------------------------------------------
 
 
-class RestaurantOutput(serializers.ModelSerializer):
+class RestaurantOutput(FieldsOnce, serializers.ModelSerializer):
     ledger_address = serializers.CharField(read_only=True)
 
     class Meta:
@@ -165,7 +166,7 @@ class RestaurantOutput(serializers.ModelSerializer):
         ]
 
 
-class RiderOutput(serializers.ModelSerializer):
+class RiderOutput(FieldsOnce, serializers.ModelSerializer):
     ledger_address = serializers.CharField(read_only=True)
 
     class Meta:
@@ -182,7 +183,7 @@ class RiderOutput(serializers.ModelSerializer):
         ]
 
 
-class PayeeBalanceOutput(serializers.Serializer):
+class PayeeBalanceOutput(FieldsOnce, serializers.Serializer):
     kind = serializers.CharField()
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -194,7 +195,7 @@ class PayeeBalanceOutput(serializers.Serializer):
     in_flight = serializers.IntegerField()
 
 
-class RefundOutput(serializers.ModelSerializer):
+class RefundOutput(FieldsOnce, serializers.ModelSerializer):
     class Meta:
         model = Refund
         fields = [
@@ -221,7 +222,7 @@ class RefundOutput(serializers.ModelSerializer):
         ]
 
 
-class OrderOutput(serializers.ModelSerializer):
+class OrderOutput(FieldsOnce, serializers.ModelSerializer):
     coupon = serializers.SerializerMethodField()
     ledger_address = serializers.CharField(read_only=True)
     refundable = serializers.IntegerField(read_only=True)
@@ -258,12 +259,12 @@ class OrderOutput(serializers.ModelSerializer):
         return order.campaign.code if order.campaign_id and order.campaign else None
 
 
-class OrderCreatedOutput(serializers.Serializer):
+class OrderCreatedOutput(FieldsOnce, serializers.Serializer):
     order = OrderOutput()
     payment_intent = serializers.DictField()
 
 
-class CampaignOutput(serializers.ModelSerializer):
+class CampaignOutput(FieldsOnce, serializers.ModelSerializer):
     ledger_address = serializers.CharField(read_only=True)
     remaining = serializers.SerializerMethodField()
 
@@ -292,21 +293,21 @@ class CampaignOutput(serializers.ModelSerializer):
         return balance_get(address=campaign.ledger_address, asset=campaign.asset)
 
 
-class TopupOutput(serializers.ModelSerializer):
+class TopupOutput(FieldsOnce, serializers.ModelSerializer):
     class Meta:
         model = Topup
         fields = ["id", "amount", "asset", "description", "status", "stripe_topup_id", "created_at"]
 
 
-class RefundDecisionInput(serializers.Serializer):
+class RefundDecisionInput(FieldsOnce, serializers.Serializer):
     note = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 
 
-class RefundRejectInput(serializers.Serializer):
+class RefundRejectInput(FieldsOnce, serializers.Serializer):
     reason = serializers.CharField(max_length=500)
 
 
-class AnomalyOutput(serializers.ModelSerializer):
+class AnomalyOutput(FieldsOnce, serializers.ModelSerializer):
     order = serializers.IntegerField(source="order_id", allow_null=True)
 
     class Meta:

@@ -209,8 +209,11 @@ class OrderDeliverView(StaffView):
     @extend_schema(request=s.DeliverInput, responses=s.OrderOutput)
     def post(self, request: Request, pk: int) -> Response:
         data = _valid(s.DeliverInput, request)
-        orders.order_deliver(order_id=pk, rider_id=data.get("rider"), actor=str(request.user))
-        return Response(s.OrderOutput(orders.order_get(order_id=pk)).data)
+        # The order as the delivery committed it (read under its lock): not read again.
+        order = orders.order_deliver(
+            order_id=pk, rider_id=data.get("rider"), actor=str(request.user)
+        )
+        return Response(s.OrderOutput(order).data)
 
 
 class OrderCancelView(StaffView):

@@ -154,6 +154,14 @@ def order_payment_intent_create(*, order_id: int) -> dict[str, Any]:
     order = Order.objects.filter(pk=order_id).first()
     if order is None:
         raise NotFound(f"Order {order_id} does not exist.")
+    return _payment_intent_create(order=order)[1]
+
+
+def _payment_intent_create(*, order: Order) -> tuple[Order, dict[str, Any]]:
+    """order_payment_intent_create for an order already read: (the order as committed, read
+    under its lock, with its restaurant and campaign; the PaymentIntent). The status read
+    before the Stripe call only spares a call for an order that cannot be paid; what counts
+    is the status under the lock after it (a cancel in between is handled there)."""
     if order.status not in (Status.CREATED, Status.PENDING_PAYMENT):
         raise InvalidState(
             f"Order {order.pk} is {order.status}: no new payment.", code=f"order_{order.status}"
@@ -176,32 +184,36 @@ def order_payment_intent_create(*, order_id: int) -> dict[str, Any]:
         raise
     with transaction.atomic(durable=True):
         locked = order_lock(order_id=order.pk)
+        fields: list[str] = []
         if not locked.payment_intent_id:
             locked.payment_intent_id = intent["id"]
-            fields = ["payment_intent_id"]
+            fields.append("payment_intent_id")
             if locked.status == Status.CANCELED:
                 # Canceled (expired, by staff) while Stripe was creating it: nobody must pay
                 # it, so it is cancelled too, after this commit.
                 locked.payment_intent_cancel = IntentCancel.PENDING
                 fields.append("payment_intent_cancel")
-            locked.save(update_fields=fields)
         if locked.status == Status.CREATED:
-            order_transition(order=locked, to=Status.PENDING_PAYMENT, note=intent["id"])
+            # The PaymentIntent's id is saved in the status change's statement.
+            order_transition(
+                order=locked, to=Status.PENDING_PAYMENT, note=intent["id"], fields=fields
+            )
+        elif fields:
+            locked.save(update_fields=fields)
     if locked.payment_intent_cancel == IntentCancel.PENDING:
         order_payment_intent_cancel(order_id=order.pk)
         raise InvalidState(
             f"Order {order.pk} was canceled while its PaymentIntent was being created.",
             code="order_canceled",
         )
-    return intent
+    return locked, intent
 
 
 def order_place(**kwargs: Any) -> tuple[Order, dict[str, Any]]:
-    """order_create, then order_payment_intent_create: (order, PaymentIntent)."""
-    order = order_create(**kwargs)
-    intent = order_payment_intent_create(order_id=order.pk)
-    order.refresh_from_db()
-    return order, intent
+    """order_create, then order_payment_intent_create: (order, PaymentIntent). The order
+    returned is the row as the PaymentIntent's transaction committed it (read under its
+    lock): not read a third time."""
+    return _payment_intent_create(order=order_create(**kwargs))
 
 
 # --- coupon release, cancel, expiry ----------------------------------------------------------

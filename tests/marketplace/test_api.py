@@ -328,3 +328,33 @@ def test_admin_pages_load(fake_gateway: FakeGateway, model: str) -> None:
     listing = place_client.get(f"/admin/marketplace/{model}/")
     # then
     assert listing.status_code == 200
+
+
+def test_create_and_deliver_answer_the_order_as_stored(
+    staff: APIClient, fake_gateway: FakeGateway
+) -> None:
+    """The order in the answers is the row as committed (the services return what they read
+    under the order's lock instead of reading it again): equal to a fresh read."""
+    from marketplace.api.serializers import OrderOutput
+    from marketplace.services.orders import order_get
+
+    # given
+    restaurant, rider = RestaurantFactory(), RiderFactory()
+    campaign = CampaignFactory(code="ASSTORED", per_order_cap=300, funding=1_000)
+    # when
+    created = place(staff, restaurant, coupon="ASSTORED")
+    order_id = created.json()["order"]["id"]
+    stored_after_create = OrderOutput(order_get(order_id=order_id)).data
+    order = Order.objects.get(pk=order_id)
+    pay(fake_gateway, order, fake_gateway.objects[created.json()["payment_intent"]["id"]])
+    delivered = staff.post(
+        f"/api/v1/orders/{order_id}/deliver/", {"rider": rider.pk}, format="json"
+    )
+    again = staff.post(f"/api/v1/orders/{order_id}/deliver/", {}, format="json")
+    # then
+    assert created.status_code == 201 and delivered.status_code == 200, delivered.json()
+    assert created.json()["order"] == stored_after_create
+    assert stored_after_create["coupon"] == campaign.code
+    assert stored_after_create["status"] == "pending_payment"
+    assert delivered.json() == OrderOutput(order_get(order_id=order_id)).data == again.json()
+    assert delivered.json()["rider"] == rider.pk and delivered.json()["status"] == "delivered"

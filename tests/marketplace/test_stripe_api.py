@@ -829,24 +829,26 @@ def test_the_stripe_library_logs_warnings_only() -> None:
     assert logging.getLogger("stripe").getEffectiveLevel() == logging.WARNING
 
 
-def test_the_http_client_reads_no_environment_per_request_unless_a_proxy_is_set(
-    monkeypatch: pytest.MonkeyPatch, mock_stripe: responses.RequestsMock
+@responses.activate
+def test_the_http_sessions_take_the_proxies_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # given: no proxy in the environment
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+    """requests would read the proxy variables and ~/.netrc on every call; the gateway reads
+    the proxies for its address when it is built and trusts the environment no further."""
+    from stripe_gateway.client import StripeGateway
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("all_proxy", raising=False)
-    mock_stripe.get(f"{API_BASE}/v1/charges/ch_1", json=stripe_object("charge"))
-    gateway = StripeGateway(api_key="sk_test_x", api_base=API_BASE, max_network_retries=0)
-
-    # when
-    gateway.charge_retrieve("ch_1")
-
-    # then: the thread's session skips the per-request environment scan
-    client = gateway._client._requestor._client  # type: ignore[attr-defined]
-    assert client._thread_local.session.trust_env is False
-
-    # given: a proxy in the environment -> stripe-python's stock client, untouched
+        monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     proxied = StripeGateway(api_key="sk_test_x", api_base=API_BASE)
-    assert type(proxied._client._requestor._client) is stripe.RequestsClient  # type: ignore[attr-defined]
+    monkeypatch.setenv("NO_PROXY", urlsplit(API_BASE).hostname or "")
+    bypassed = StripeGateway(api_key="sk_test_x", api_base=API_BASE)
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.invalid:3128")
+    responses.get(f"{API_BASE}/v1/balance", json={"object": "balance", "available": []})
+
+    for gateway, expected in ((proxied, {"https": "http://proxy.invalid:3128"}), (bypassed, {})):
+        gateway.balance_retrieve()
+        session = gateway._http._thread_local.session
+        assert session.trust_env is False
+        assert dict(session.proxies) == expected
