@@ -35,6 +35,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from common.rawsql import fetch_one
 from marketplace import conf
 from marketplace.models import Order
 from marketplace.services.anomalies import anomaly_record
@@ -100,10 +101,16 @@ def _already_booked(event: StripeEvent) -> _AlreadyBooked | None:
     order_id = _order_id(obj.get("metadata"))
     if not isinstance(charge_id, str) or not charge_id or order_id is None:
         return None
-    booked = Order.objects.filter(
-        pk=order_id, charge_id=charge_id, status__in=(Order.Status.PAID, Order.Status.DELIVERED)
-    ).exists()
-    return _AlreadyBooked(charge_id) if booked else None
+    booked = fetch_one(
+        _BOOKED_SQL.format(table=Order._meta.db_table),
+        [order_id, charge_id, Order.Status.PAID, Order.Status.DELIVERED],
+    )
+    return _AlreadyBooked(charge_id) if booked is not None else None
+
+
+# A prepared statement (common.rawsql): the ORM's `exists()` compiled the query anew for every
+# event, a fifth of an order's worker CPU in `bench orders`' loop.
+_BOOKED_SQL = "SELECT 1 FROM {table} WHERE id = %s AND charge_id = %s AND status IN (%s, %s)"
 
 
 def _fetch_charge(event: StripeEvent) -> dict[str, Any] | _AlreadyBooked | None:
