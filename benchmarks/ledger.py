@@ -550,6 +550,19 @@ def _order_vars(order: str, i: int) -> dict[str, str]:
     }
 
 
+def _renamed(postings: Any, names: dict[str, str]) -> list[PostingInput]:
+    """A script's postings (from one run) with its accounts renamed: its plain twin."""
+    return [
+        PostingInput(
+            names.get(p.source, p.source),
+            names.get(p.destination, p.destination),
+            p.asset,
+            p.amount,
+        )
+        for p in postings
+    ]
+
+
 @benchmark("numscript")
 def bench_numscript(quick: bool) -> dict[str, Any]:
     """The interpreter alone (ledger.numscript.bench), then scripts posted through
@@ -625,17 +638,7 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     def split_plain(i: int) -> None:
         v = split_vars(i)
         names = {orders[0]: v["order"], "riders:0000": v["rider"], restaurants[0]: v["restaurant"]}
-        transaction_post(
-            postings=[
-                PostingInput(
-                    names.get(p.source, p.source),
-                    names.get(p.destination, p.destination),
-                    p.asset,
-                    p.amount,
-                )
-                for p in template
-            ]
-        )
+        transaction_post(postings=_renamed(template, names))
 
     def flow_vars(i: int) -> dict[str, str]:
         return {
@@ -660,17 +663,7 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
             "riders:0000": v["rider"],
             restaurants[0]: v["restaurant"],
         }
-        transaction_post(
-            postings=[
-                PostingInput(
-                    names.get(p.source, p.source),
-                    names.get(p.destination, p.destination),
-                    p.asset,
-                    p.amount,
-                )
-                for p in flow_template
-            ]
-        )
+        transaction_post(postings=_renamed(flow_template, names))
 
     def flow_script(i: int) -> None:
         transaction_post(script=FLOW_SPLIT, vars=flow_vars(i))

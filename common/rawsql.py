@@ -35,8 +35,11 @@ def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         return cursor.fetchone()
 
 
-def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Run `sql` (placeholders `%s`) on the default connection and return all its rows."""
+def fetch_all(
+    sql: str, params: Sequence[Any], *, prepare: bool | None = None
+) -> list[tuple[Any, ...]]:
+    """Run `sql` (placeholders `%s`) on the default connection and return all its rows
+    (`prepare`: psycopg's, None = after a few uses, True = at once)."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -45,7 +48,7 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
 
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params)  # type: ignore[arg-type]
+        cursor.execute(sql, params, prepare=prepare)  # type: ignore[arg-type]
         return cursor.fetchall()
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from django.db import connection
 
+from common.rawsql import fetch_all
 from ledger.domain import MAX_AMOUNT
 from ledger.models import Account, Balance
 
@@ -157,16 +158,7 @@ def _balances_read_locked(ordered: Sequence[tuple[str, str]]) -> dict[tuple[str,
 def execute_fetchall(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Run a hot-path query. On PostgreSQL as a prepared statement with server-side binding
     (planned once per connection); errors still become Django's through wrap_database_errors."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-    import psycopg
-
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)  # type: ignore[arg-type]
-        return list(cursor.fetchall())
+    return fetch_all(sql, params, prepare=True)
 
 
 def _db_now() -> datetime:
