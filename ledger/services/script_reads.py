@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ledger.domain import validate_address, validate_asset
 from ledger.errors import LedgerError
@@ -153,18 +153,14 @@ class SpeculativeStore:
 
     def __init__(self) -> None:
         self.required: dict[tuple[str, str], int] = {}  # (address, ledger asset) -> minimum
-        self.asked: list[tuple[str, str]] = []  # every balance the run asked for, in order
-        self.seconds = 0.0  # no database time: nothing is read
 
     def get_balances(
         self, query: Mapping[str, Collection[tuple[str, str]]]
     ) -> dict[str, dict[tuple[str, str], int]]:
         for account, wanted in query.items():
             validate_address(account)
-            for asset, color in wanted:
-                if asset.endswith(ALL_SCALES):
-                    raise Unspeculable("every scale of an asset")
-                self.asked.append((account, ledger_asset(asset, color)))
+            if any(asset.endswith(ALL_SCALES) for asset, _color in wanted):
+                raise Unspeculable("every scale of an asset")
         return {account: {} for account in query}
 
     def get_account_metadata(self, accounts: Collection[str]) -> dict[str, dict[str, str]]:
@@ -190,9 +186,11 @@ class ReadPlan:
     metadata: tuple[Ref, ...]
     balances: tuple[tuple[Ref, Ref], ...]
     # Run without reading (SpeculativeStore) while this is true: a template whose run needed
-    # an exact balance (Unspeculable) is not tried again; one whose speculative writes keep
-    # failing their checks is tried again only now and then (`speculation_failed`).
+    # an exact balance (Unspeculable) is not tried again.
     speculate: bool = True
+    # Speculative writes that failed their checks since the last that held (see
+    # `should_speculate`).
+    misses: int = 0
 
 
 class _Plans:
@@ -210,6 +208,10 @@ class _Plans:
             if plan is not None:
                 self._entries.move_to_end(source)
             return plan
+
+    def peek(self, source: str) -> ReadPlan | None:
+        """`get` without the lock or the recency update (a dict read is atomic)."""
+        return self._entries.get(source)
 
     def put(self, source: str, plan: ReadPlan) -> None:
         with self._lock:
@@ -269,6 +271,7 @@ def learn_reads(program: Program, vars: Mapping[str, str], store: SnapshotStore)
             (ref(address, by_value), ref(asset, by_asset)) for address, asset in store.read
         ),
         speculate=known.speculate if known is not None else True,
+        misses=known.misses if known is not None else 0,
     )
     if plan != known:
         _PLANS.put(program.source, plan)
@@ -285,40 +288,6 @@ SPECULATION_MISSES = 3
 SPECULATION_RETRY = 256
 
 
-class _Misses:
-    """Consecutive failed speculative writes per template (bounded, like the plans)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def should_try(self, source: str) -> bool:
-        if self._counts.get(source, 0) < SPECULATION_MISSES:  # the usual case, without the lock
-            return True
-        with self._lock:
-            count = self._counts.get(source, 0)
-            if count < SPECULATION_MISSES:
-                return True
-            self._counts[source] = count + 1
-            return (count - SPECULATION_MISSES) % SPECULATION_RETRY == SPECULATION_RETRY - 1
-
-    def record(self, source: str, *, hit: bool) -> None:
-        if hit and source not in self._counts:  # the usual case, without the lock
-            return
-        with self._lock:
-            if hit:
-                self._counts.pop(source, None)
-                return
-            self._counts[source] = self._counts.get(source, 0) + 1
-            self._counts.move_to_end(source)
-            while len(self._counts) > self.size:
-                self._counts.popitem(last=False)
-
-
-_MISSES = _Misses(512)
-
-
 def should_speculate(program: Program) -> bool:
     """Run this template without reading? Only once its read plan is known, if that plan
     reads no account metadata and no run of it needed an exact balance, and unless its
@@ -326,29 +295,30 @@ def should_speculate(program: Program) -> bool:
     plan = _PLANS.get(program.source)
     if plan is None or not plan.speculate or plan.metadata:
         return False
-    return _MISSES.should_try(program.source)
+    if plan.misses < SPECULATION_MISSES:
+        return True
+    _PLANS.put(program.source, replace(plan, misses=plan.misses + 1))  # counts the runs
+    return (plan.misses - SPECULATION_MISSES) % SPECULATION_RETRY == SPECULATION_RETRY - 1
 
 
 def speculation_done(program: Program, *, hit: bool) -> None:
     """A speculative write succeeded (hit) or failed its checks (not hit)."""
-    _MISSES.record(program.source, hit=hit)
+    plan = _PLANS.peek(program.source)
+    if plan is None or (hit and plan.misses == 0):  # the usual case: nothing to write
+        return
+    _PLANS.put(program.source, replace(plan, misses=0 if hit else plan.misses + 1))
 
 
 def speculation_impossible(program: Program) -> None:
     """The template's run needed an exact balance: do not speculate on it again."""
-    plan = _PLANS.get(program.source)
+    plan = _PLANS.peek(program.source)
     if plan is not None and plan.speculate:
-        _PLANS.put(
-            program.source,
-            ReadPlan(metadata=plan.metadata, balances=plan.balances, speculate=False),
-        )
+        _PLANS.put(program.source, replace(plan, speculate=False))
 
 
 def forget_read_plans() -> None:
-    """Drop every learned read plan and speculation record (tests)."""
+    """Drop every learned read plan (tests)."""
     _PLANS.clear()
-    with _MISSES._lock:
-        _MISSES._counts.clear()
 
 
 __all__ = [

@@ -305,7 +305,7 @@ def _replay_existing(run_: _Run) -> ScriptOutcome | None:
 
 
 def _interpret(
-    run_: _Run, store: LedgerStore | SnapshotStore | SpeculativeStore, read_seconds: float = 0.0
+    run_: _Run, store: LedgerStore | SnapshotStore, read_seconds: float = 0.0
 ) -> ExecutionResult:
     started = time.perf_counter()
     try:
@@ -458,7 +458,7 @@ def _run_optimistic(run_: _Run) -> ScriptOutcome:
     finally:
         learn_reads(run_.program, run_.vars, store)
     item = _prepared(run_, result)
-    plan = _plan_with_reads(item, store.read)
+    plan = _plan_with(item, store.read, exact=True)
     try:
         return _replaying_races(lambda: _write_checked(run_, item, plan, result), run_)
     except writer.StaleRead:
@@ -486,7 +486,7 @@ def _run_speculative(run_: _Run) -> ScriptOutcome | None:
         return None
     except (NumscriptError, LedgerError):
         return None  # the ordinary run gives the error (or the replay of a used reference)
-    plan = _plan_with_minimums(item, store.required)
+    plan = _plan_with(item, store.required, exact=False)
     try:
         outcome = _replaying_races(lambda: _write_checked(run_, item, plan, result), run_)
     except InsufficientFunds:
@@ -496,25 +496,14 @@ def _run_speculative(run_: _Run) -> ScriptOutcome | None:
     return outcome
 
 
-def _plan_with_minimums(item: writer.PreparedTx, minimums: Mapping[tuple[str, str], int]) -> Plan:
-    """The postings' plan, unchecked, but for the balances a speculative run took from: each
-    must be at least its minimum under the write's locks."""
-    return _plan_with(item, minimums, exact=False)
-
-
-def _plan_with_reads(item: writer.PreparedTx, reads: Mapping[tuple[str, str], int]) -> Plan:
-    """The postings' plan, unchecked (the interpreter applied the script's overdraft rules),
-    plus every balance the interpreter read, expected unchanged under the write's locks: a key
-    that only was read (its account has no posting) changes nothing but is locked and
-    compared all the same, since the postings depend on it."""
-    return _plan_with(item, reads, exact=True)
-
-
 def _plan_with(
     item: writer.PreparedTx, balances: Mapping[tuple[str, str], int], *, exact: bool
 ) -> Plan:
-    """The postings' plan, unchecked, plus a check of each of `balances` under the write's
-    locks: exactly this balance (`exact`, SQLSTATE LD003 otherwise) or at least it (LD001)."""
+    """The postings' plan, unchecked (the interpreter applied the script's overdraft rules),
+    plus a check of each of `balances` under the write's locks: exactly the balance the
+    interpreter read (`exact`, SQLSTATE LD003 otherwise) or at least the minimum a speculative
+    run reported (LD001). A key only read or taken from, with no posting, changes nothing but is
+    locked and checked all the same, since the postings depend on it."""
     plan = plan_postings([(item.postings, {})], check=False)
     by_key = {(key.address, key.asset): key for key in plan.keys}
     extra = False

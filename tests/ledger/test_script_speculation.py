@@ -371,3 +371,20 @@ def test_a_guarded_failure_is_raised_as_the_error_of_its_sqlstate() -> None:
         # a deadlock is retried by the outermost service, as when ledger_post raised it
         assert is_retryable(raised.value) is (sqlstate == "40P01")
     assert writer._error_class("LD002").sqlstate == "LD002"
+
+
+def test_a_template_whose_speculative_writes_keep_failing_is_tried_only_now_and_then() -> None:
+    program = scripts.parse(TAKE)
+    script_reads._PLANS.put(program.source, script_reads.ReadPlan(metadata=(), balances=()))
+    assert script_reads.should_speculate(program)
+
+    # three failed checks in a row: the template runs the ordinary way...
+    for _ in range(script_reads.SPECULATION_MISSES):
+        script_reads.speculation_done(program, hit=False)
+    tries = [script_reads.should_speculate(program) for _ in range(2 * 256)]
+    # ...but for one speculative try every SPECULATION_RETRY runs
+    assert tries.count(True) == 2 and tries.index(True) == script_reads.SPECULATION_RETRY - 1
+
+    # a try that holds: speculating again on every run
+    script_reads.speculation_done(program, hit=True)
+    assert all(script_reads.should_speculate(program) for _ in range(5))
