@@ -254,8 +254,9 @@ END
 $fn$;
 """
 
-# ledger_post's parameters, for the guarded variant's signature and call (names, types)
-_POST_PARAMS = (
+# ledger_post's parameters (names, types): the guarded variant's signature and call, and the
+# client's call of either (ledger.writer)
+POST_PARAMS = (
     ("p_refs", "text[]"),
     ("p_timestamps", "timestamptz[]"),
     ("p_metadata", "jsonb"),
@@ -279,7 +280,7 @@ _POST_PARAMS = (
 
 GUARDED_POST_FUNCTION = (
     "CREATE OR REPLACE FUNCTION ledger_post_guarded(\n    "
-    + ",\n    ".join(f"{name} {kind}" for name, kind in _POST_PARAMS)
+    + ",\n    ".join(f"{name} {kind}" for name, kind in POST_PARAMS)
     + r"""
 ) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
                  o_replayed boolean, o_hash text)
@@ -297,7 +298,7 @@ DECLARE
     v_detail text;
 BEGIN
     RETURN QUERY SELECT * FROM ledger_post("""
-    + ", ".join(name for name, _kind in _POST_PARAMS)
+    + ", ".join(name for name, _kind in POST_PARAMS)
     + r""");
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME,

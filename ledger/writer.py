@@ -37,6 +37,7 @@ from ledger.errors import InsufficientFunds
 from ledger.models import Posting, Transaction, Unsealed
 from ledger.pgsql import (
     INSUFFICIENT_FUNDS_SQLSTATE,
+    POST_PARAMS,
     SHARD_SLOT_LOCK_SPACE,
     STALE_READ_SQLSTATE,
 )
@@ -99,21 +100,16 @@ def insufficient_funds(key: BalanceKey, balance: int) -> InsufficientFunds:
     )
 
 
-_POST_SQL = (
-    "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash FROM ledger_post("
-    "%s::text[], %s::timestamptz[], %s::jsonb, %s::text[], %s::bigint[], %s::text[], "
-    "%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::bigint[], "
-    "%s::int[], %s::text[], %s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[], %s::int)"
-)
+def _post_sql(function: str) -> str:
+    arguments = ", ".join(f"%s::{kind}" for _name, kind in POST_PARAMS)
+    return (
+        "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash "
+        f"FROM {function}({arguments})"
+    )
 
 
-_GUARDED_POST_SQL = _POST_SQL.replace("FROM ledger_post(", "FROM ledger_post_guarded(", 1)
-
-
-class GuardedFailure(Exception):
-    """What `ledger_post_guarded` returned instead of raising: the SQLSTATE, constraint,
-    message and detail of the error, raised again here as psycopg's error of that SQLSTATE
-    (so Django maps it as it would the raised one)."""
+_POST_SQL = _post_sql("ledger_post")
+_GUARDED_POST_SQL = _post_sql("ledger_post_guarded")
 
 
 class UniqueViolation(IntegrityError):
@@ -218,40 +214,48 @@ def write_postgres(
     mapped to Django's exceptions and the connection's state kept by `wrap_database_errors`."""
     db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
     db.ensure_connection()
-    sql = _GUARDED_POST_SQL if guarded else _POST_SQL
-    detail: str | None = None
+    refused: tuple[str, str] | None = None  # (SQLSTATE, detail) of LD001 / LD003
     try:
         with db.wrap_database_errors:
             cursor = psycopg.Cursor(db.connection)
             try:
                 cursor.execute(
-                    sql, post_params(items, plan, balance_shards()), prepare=True, binary=True
+                    _GUARDED_POST_SQL if guarded else _POST_SQL,
+                    post_params(items, plan, balance_shards()),
+                    prepare=True,
+                    binary=True,
                 )
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
             if rows and rows[0][0] == 0:  # a guarded call's failure, rolled back
-                sqlstate, constraint, message, detail = rows[0][5].split("|", 3)
-                if sqlstate == "23505":
-                    raise UniqueViolation(message, constraint)
-                if sqlstate not in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
-                    raise _error_class(sqlstate)(f"{message} (SQLSTATE {sqlstate})")
-                raise GuardedFailure(sqlstate)
-    except GuardedFailure as failure:
-        sqlstate = str(failure)
+                refused = _guarded_failure(rows[0][5])
     except DatabaseError as exc:
         cause = exc.__cause__
         sqlstate = getattr(cause, "sqlstate", None)
         if sqlstate not in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
             raise
-        detail = cause.diag.message_detail  # type: ignore[union-attr]
-    else:
+        refused = (sqlstate, cause.diag.message_detail or "1|0")  # type: ignore[union-attr]
+    if refused is None:
         return [Written(*row) for row in rows]
-    key_number, _, balance = (detail or "1|0").partition("|")
+    sqlstate, detail = refused
+    key_number, _, balance = detail.partition("|")
     key = plan.keys[int(key_number) - 1]
     if sqlstate == STALE_READ_SQLSTATE:
-        raise StaleRead(key, int(balance)) from None
-    raise insufficient_funds(key, int(balance)) from None
+        raise StaleRead(key, int(balance))
+    raise insufficient_funds(key, int(balance))
+
+
+def _guarded_failure(failure: str) -> tuple[str, str]:
+    """A failure row of `ledger_post_guarded` ('SQLSTATE|constraint|message|detail'): raised as
+    the error ledger_post would have raised (inside `wrap_database_errors`, so Django maps it
+    the same way), but for a refusal (LD001, LD003), returned as (SQLSTATE, detail)."""
+    sqlstate, constraint, message, detail = failure.split("|", 3)
+    if sqlstate in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
+        return sqlstate, detail or "1|0"
+    if sqlstate == "23505":
+        raise UniqueViolation(message, constraint)
+    raise _error_class(sqlstate)(f"{message} (SQLSTATE {sqlstate})")
 
 
 def _claim_shard(plan: Plan) -> int:
