@@ -85,50 +85,46 @@ class _AlreadyBooked:
     charge_id: str
 
 
-def _already_booked(event: StripeEvent) -> _AlreadyBooked | None:
-    """The second and third of the events describing one payment (`charge.succeeded`,
-    `payment_intent.succeeded`, `charge.updated`) find it booked by the first: no fetch from
-    Stripe, no ledger replay. Safe on the payload's hints alone: PAID (or DELIVERED) with this
-    `charge_id` is only ever written together with the `payment:<ch>` booking, in one
-    transaction, and an order never leaves those states for an unpaid one."""
-    obj = event.data_object
+def _payload_charge_id(obj: dict[str, Any]) -> str | None:
+    """The charge an event's object names: itself, or a PaymentIntent's latest charge (an id,
+    or the charge expanded); None when it names none."""
     if obj.get("object") == "payment_intent":
         charge_id = obj.get("latest_charge")
         if isinstance(charge_id, dict):
             charge_id = charge_id.get("id")
     else:
         charge_id = obj.get("id")
+    return charge_id if isinstance(charge_id, str) and charge_id else None
+
+
+def _already_booked(obj: dict[str, Any], charge_id: str | None) -> _AlreadyBooked | None:
+    """The second and third of the events describing one payment (`charge.succeeded`,
+    `payment_intent.succeeded`, `charge.updated`) find it booked by the first: no fetch from
+    Stripe, no ledger replay. Safe on the payload's hints alone: PAID (or DELIVERED) with this
+    `charge_id` is only ever written together with the `payment:<ch>` booking, in one
+    transaction, and an order never leaves those states for an unpaid one. A prepared
+    statement (common.rawsql): the ORM's `exists()` compiled the query anew for every event, a
+    fifth of an order's worker CPU in `bench orders`' loop."""
     order_id = _order_id(obj.get("metadata"))
-    if not isinstance(charge_id, str) or not charge_id or order_id is None:
+    if charge_id is None or order_id is None:
         return None
     booked = fetch_one(
-        _BOOKED_SQL.format(table=Order._meta.db_table),
+        "SELECT 1 FROM marketplace_order WHERE id = %s AND charge_id = %s AND status IN (%s, %s)",
         [order_id, charge_id, Order.Status.PAID, Order.Status.DELIVERED],
     )
     return _AlreadyBooked(charge_id) if booked is not None else None
 
 
-# A prepared statement (common.rawsql): the ORM's `exists()` compiled the query anew for every
-# event, a fifth of an order's worker CPU in `bench orders`' loop.
-_BOOKED_SQL = "SELECT 1 FROM {table} WHERE id = %s AND charge_id = %s AND status IN (%s, %s)"
-
-
 def _fetch_charge(event: StripeEvent) -> dict[str, Any] | _AlreadyBooked | None:
-    booked = _already_booked(event)
+    obj = event.data_object
+    charge_id = _payload_charge_id(obj)
+    booked = _already_booked(obj, charge_id)
     if booked is not None:
         return booked
-    obj = event.data_object
-    if obj.get("object") == "payment_intent":
-        charge_id = obj.get("latest_charge")
-        if isinstance(charge_id, dict):
-            charge_id = charge_id.get("id")
-        if not charge_id:
-            intent = get_gateway().payment_intent_retrieve(obj["id"])
-            charge_id = intent.get("latest_charge")
-        if not charge_id:
-            return None
-    else:
-        charge_id = obj["id"]
+    if charge_id is None and obj.get("object") == "payment_intent":
+        charge_id = get_gateway().payment_intent_retrieve(obj["id"]).get("latest_charge")
+    if not charge_id:
+        return None
     try:
         return get_gateway().charge_retrieve(charge_id, expand=("balance_transaction",))
     except ProviderObjectNotFound:
