@@ -54,6 +54,7 @@ BASE = {
     "DATABASE_OWNER_URL",
     "DB_ROLE",
     "DB_PGBOUNCER",
+    "DB_PREPARED",
     "WEB_WORKERS",
     "WEB_THREADS",
     "BEAT_LOCK_KEY",

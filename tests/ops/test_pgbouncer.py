@@ -72,13 +72,17 @@ def test_sealing_holds_no_lock_after_its_transaction():
         assert cursor.fetchone()[0] == 0
 
 
-def test_pgbouncer_settings_turn_off_prepared_statements_and_server_side_cursors():
-    env = {**os.environ, "DB_PGBOUNCER": "1", "DJANGO_ENV": "test"}
+def _database_settings(**environment: str) -> list[str]:
+    """(server-side cursors disabled, prepare_threshold, server_side_binding) as the settings
+    make them in a fresh process with this environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DB_PGBOUNCER", "DB_PREPARED")}
+    env.update(DJANGO_ENV="test", **environment)
     code = (
         "from django.conf import settings;"
         "d = settings.DATABASES['default'];"
-        "print(d['DISABLE_SERVER_SIDE_CURSORS'], d['OPTIONS']['prepare_threshold'],"
-        " d['OPTIONS']['server_side_binding'])"
+        "o = d.get('OPTIONS', {});"
+        "print(d.get('DISABLE_SERVER_SIDE_CURSORS', False), o.get('prepare_threshold'),"
+        " o.get('server_side_binding', False))"
     )
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup();" + code],
@@ -90,4 +94,16 @@ def test_pgbouncer_settings_turn_off_prepared_statements_and_server_side_cursors
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "None", "False"]
+    return result.stdout.split()
+
+
+def test_pgbouncer_settings_turn_off_prepared_statements_and_server_side_cursors():
+    assert _database_settings(DB_PGBOUNCER="1") == ["True", "None", "False"]
+
+
+def test_postgresql_statements_are_prepared_unless_turned_off():
+    # Django's own default (client-side binding, prepare_threshold None) planned every ORM
+    # statement on every call; the product prepares a statement run 5 times on a connection.
+    url = "postgres://postgres@127.0.0.1:5432/eats"
+    assert _database_settings(DATABASE_URL=url) == ["False", "5", "True"]
+    assert _database_settings(DATABASE_URL=url, DB_PREPARED="0") == ["False", "None", "False"]
