@@ -4,8 +4,9 @@ instances exactly as a queryset would.
 For the few statements every webhook and order runs (claiming an inbox row, locking an order):
 building a queryset costs several times the round trip, and Django's default client-side
 binding makes PostgreSQL parse and plan the statement again on every call. Here the statement
-is sent with server-side binding (psycopg prepares it after a few uses on the connection;
-`prepare_threshold=None`, set behind PgBouncer, turns that off) and the row is turned into a
+is sent with server-side binding (inside `common.prepared.prepared_statements()`, which the
+hot write paths run in, psycopg prepares it after a few uses on the connection; never behind
+PgBouncer) and the row is turned into a
 model instance with the fields' own converters (`from_db_value`), so the instance equals what
 `Model.objects.get()` returns. Other databases go through Django's cursor unchanged.
 """

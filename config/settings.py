@@ -447,15 +447,12 @@ if DB_ROLE == "owner" and env.str("DATABASE_OWNER_URL", default=""):
         {k: _owner[k] for k in ("NAME", "USER", "PASSWORD", "HOST", "PORT") if k in _owner}
     )
 
-# Prepared statements (issue 20): Django's psycopg backend binds parameters on the client and
-# turns psycopg's automatic preparation off (prepare_threshold=None), so PostgreSQL parsed and
-# planned every ORM statement on every call: about half of its CPU per API request. With
-# server-side binding and psycopg's default threshold, a statement text run 5 times on a
-# connection is prepared there (psycopg keeps the 100 most recent). DB_PREPARED=0 restores
-# Django's default; behind PgBouncer both are turned off below.
+# Server-side parameter binding (issue 20), which lets the hot write paths prepare their
+# statements (common/prepared.py: only there; elsewhere every statement is planned per call,
+# as with Django's default client-side binding). DB_PREPARED=0 restores Django's default;
+# behind PgBouncer it is off below.
 if DATABASES["default"]["ENGINE"].endswith("postgresql") and env.bool("DB_PREPARED", default=True):
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
-    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 5)
 
 # Behind PgBouncer in transaction pooling mode (DB_PGBOUNCER=1): a server connection serves
 # another client after each transaction, so nothing may outlive one. Django's psycopg

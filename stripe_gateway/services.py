@@ -23,6 +23,7 @@ from django.utils import timezone
 from common import rawsql
 from common.backoff import backoff_delay
 from common.leases import Sweeper
+from common.prepared import prepared_statements
 from config.celery import task_publish
 from config.errors import ApplicationError
 from stripe_gateway import conf as gateway_conf
@@ -186,6 +187,7 @@ def _insert(event: StripeEvent, raw: str | None) -> bool:
         return cursor.fetchone() is not None
 
 
+@prepared_statements()
 def event_ingest(
     *, payload: dict[str, Any], raw: str | None = None, schedule: bool = True
 ) -> IngestResult:
@@ -363,6 +365,7 @@ def _record_retry(
     return ProcessOutcome(row.stripe_id, status, token, retry_at, error)
 
 
+@prepared_statements()
 def event_process(*, event_id: str) -> ProcessOutcome:
     """Claim the inbox row of Stripe event `event_id` and run its handler once.
 

@@ -21,6 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from common.prepared import prepared_statements
 from ledger.errors import InsufficientFunds
 from ledger.retry import retry_on_conflict
 from marketplace import conf
@@ -209,6 +210,7 @@ def _payment_intent_create(*, order: Order) -> tuple[Order, dict[str, Any]]:
     return locked, intent
 
 
+@prepared_statements()
 def order_place(**kwargs: Any) -> tuple[Order, dict[str, Any]]:
     """order_create, then order_payment_intent_create: (order, PaymentIntent). The order
     returned is the row as the PaymentIntent's transaction committed it (read under its
@@ -320,6 +322,7 @@ def order_split_amount(*, order: Order) -> int:
     return order.amount_paid + order.discount - claimed
 
 
+@prepared_statements()
 @retry_on_conflict
 def order_deliver(*, order_id: int, rider_id: int | None = None, actor: str = "") -> Order:
     """Mark a paid order delivered and split its money (`delivery:<id>`): the delivery fee to

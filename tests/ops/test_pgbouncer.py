@@ -101,9 +101,9 @@ def test_pgbouncer_settings_turn_off_prepared_statements_and_server_side_cursors
     assert _database_settings(DB_PGBOUNCER="1") == ["True", "None", "False"]
 
 
-def test_postgresql_statements_are_prepared_unless_turned_off():
-    # Django's own default (client-side binding, prepare_threshold None) planned every ORM
-    # statement on every call; the product prepares a statement run 5 times on a connection.
+def test_postgresql_binds_on_the_server_unless_turned_off():
+    # server-side binding lets the hot paths prepare (common.prepared); nothing is prepared
+    # by default (prepare_threshold None, as Django leaves it)
     url = "postgres://postgres@127.0.0.1:5432/eats"
-    assert _database_settings(DATABASE_URL=url) == ["False", "5", "True"]
+    assert _database_settings(DATABASE_URL=url) == ["False", "None", "True"]
     assert _database_settings(DATABASE_URL=url, DB_PREPARED="0") == ["False", "None", "False"]

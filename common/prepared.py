@@ -1,0 +1,56 @@
+"""Prepared statements where they pay, and nowhere else (issue 20).
+
+Django's psycopg backend turns psycopg's automatic preparation off (`prepare_threshold=None`),
+so PostgreSQL parses and plans every ORM statement on every call. On the write paths that run
+for every order and every Stripe event (ingest, processing, order create and deliver), a
+statement text seen `PREPARE_THRESHOLD` times on a connection is better prepared: PostgreSQL
+then uses a generic plan, and planning was most of its CPU per statement there (`bench
+orders`: 3.8 -> 2.5 ms of PostgreSQL CPU per order).
+
+A generic plan is also what makes preparation unsafe everywhere else: planned without the
+parameters' values, a range or aggregate query can get a plan many times slower than the
+custom one (the staff dashboard's order page, 14 -> 99 ms at 200,000 orders; the balance
+sheet's recent postings, 38 ms a call). So preparation is on only inside `prepared_statements()`
+(a context manager and decorator) around those write paths; every other statement is planned
+per call, as Django does. The ledger's own write and read functions are prepared explicitly
+(`prepare=True`) and plan their statements generically inside PL/pgSQL.
+
+Needs server-side binding (`DATABASES OPTIONS server_side_binding`, settings `DB_PREPARED`);
+off behind PgBouncer in transaction mode (`DB_PGBOUNCER`), where nothing may outlive a
+transaction, and on other databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import connection
+
+#: Runs of one statement text on a connection before it is prepared (psycopg's default).
+PREPARE_THRESHOLD = 5
+
+
+def preparing_enabled() -> bool:
+    """Does the default connection bind on the server (then it can prepare)?"""
+    return connection.vendor == "postgresql" and bool(
+        connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+    )
+
+
+@contextmanager
+def prepared_statements() -> Iterator[None]:
+    """Within: statements run often on this thread's connection are prepared (see above).
+    Nests; restores the connection's setting on the way out."""
+    if not preparing_enabled():
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = raw.prepare_threshold  # type: ignore[union-attr]
+    raw.prepare_threshold = PREPARE_THRESHOLD  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if connection.connection is raw:  # not if the connection was closed and replaced
+            raw.prepare_threshold = previous  # type: ignore[union-attr]
