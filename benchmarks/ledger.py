@@ -522,8 +522,10 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
     return figures
 
 
-#: the product's split template (a fixed amount from the order): see bench_numscript
-FLOW_SPLIT = (Path(__file__).resolve().parent.parent / "marketplace/flows/split.num").read_text()
+#: the product's payment and split templates (fixed amounts): see bench_numscript
+FLOWS = Path(__file__).resolve().parent.parent / "marketplace/flows"
+FLOW_PAYMENT = (FLOWS / "payment.num").read_text()
+FLOW_SPLIT = (FLOWS / "split.num").read_text()
 
 ORDER_SCRIPT = """\
 vars {
@@ -583,6 +585,9 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
       account funds-checked in both;
     - script_contention_tx_per_s / _errors / _row_lock_waits: ORDER_SCRIPT from 4 writers
       through the hot accounts (stripe:balance, platform:fees), order accounts checked;
+    - flow_contention_tx_per_s / _errors / _row_lock_waits: the product's order flow from 4
+      writers (marketplace/flows/payment.num then split.num per order: script transactions/s),
+      the same hot accounts, order accounts checked;
     - script_post_p50_ms, interpreter_p50_ms, store_p50_ms (database time of the script's
       reads), interpreter_share: of the split script's posts."""
     from ledger.numscript import StaticStore, parse, run
@@ -766,5 +771,28 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     figures["script_contention_row_lock_waits"] = row_lock_waits(waits)
     figures["script_contention_lock_waits"] = waits
     figures["script_contention_lock_samples"] = polls
+
+    # the product's own order flow from 4 writers: payment.num (stripe:balance, unbounded, to
+    # the order through the payment's transit account; the fee back to stripe:balance), then
+    # split.num (the order's amount, funds-checked, to the rider, platform:fees and the
+    # restaurant): two script transactions per order through the hot accounts
+    def flow_order(w: int, i: int) -> None:
+        order = f"orders:{tag}-fc{w}-{i}"
+        transaction_post(
+            script=FLOW_PAYMENT,
+            vars={
+                "amount": f"{ASSET} {amount}",
+                "fee": f"{ASSET} {amount // 30}",
+                "payment": f"payments:{tag}-fc{w}-{i}",
+                "order": order,
+            },
+        )
+        transaction_post(script=FLOW_SPLIT, vars={**flow_vars(i), "order": order})
+
+    rate_flow, errors, waits, polls = run_writers(4, per_writer // 2, flow_order)
+    figures["flow_contention_tx_per_s"] = round(2 * rate_flow)
+    figures["flow_contention_errors"] = errors
+    figures["flow_contention_row_lock_waits"] = row_lock_waits(waits)
+    figures["flow_contention_lock_samples"] = polls
     figures["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return figures
