@@ -363,6 +363,17 @@ def _record_retry(
     return ProcessOutcome(row.stripe_id, status, token, retry_at, error)
 
 
+def _settle(row: StripeEvent, token: int, result: HandlerResult) -> ProcessOutcome:
+    """Record the outcome `prepare` settled, if this worker's lease still holds (the same
+    guard as the apply transaction's lease check: status `processing`, attempts = token)."""
+    status = Status.IGNORED if result.status == "ignored" else Status.PROCESSED
+    note = result.note[:MAX_ERROR_LENGTH]
+    if not _finish(row, token, status, note, timezone.now()):
+        logger.warning("Stripe event %s: lease lost, another worker owns it", row.stripe_id)
+        return ProcessOutcome(row.stripe_id, "skipped", token)
+    return ProcessOutcome(row.stripe_id, status, token, error=note)
+
+
 def event_process(*, event_id: str) -> ProcessOutcome:
     """Claim the inbox row of Stripe event `event_id` and run its handler once.
 
@@ -387,6 +398,11 @@ def event_process(*, event_id: str) -> ProcessOutcome:
 
     try:
         prepared = registration.prepare(row) if registration.prepare is not None else None
+        if isinstance(prepared, HandlerResult):
+            # The outcome is settled before any write (see registry: nothing to apply): the
+            # lease-guarded UPDATE alone records it, as the apply transaction's last
+            # statement would, without BEGIN, the lease lock and COMMIT around it.
+            return _settle(row, token, prepared)
         with transaction.atomic(durable=True):
             # The row as claimed is what the handler reads (its payload never changes); the
             # lock re-checks that the lease is still this worker's before anything is applied.
