@@ -168,8 +168,10 @@ def task_publish(name: str, queue: str, /, *args: Any, **fallback: Any) -> None:
         )
         headers, properties, body, _ = message
         content_type, content_encoding, payload = serialization.dumps(body, serializer="json")
-        with app.producer_pool.acquire(block=True, timeout=constants.acquire_timeout) as producer:
-            channel: Any = producer.channel  # a kombu virtual channel (Redis)
+        # A pooled connection's channel (kombu's `Producer` from the producer pool would be
+        # revived around it for every message: exchange and serializer set-up, unused here).
+        with app.pool.acquire(block=True, timeout=constants.acquire_timeout) as connection:
+            channel: Any = connection.default_channel  # a kombu virtual channel (Redis)
             properties = {**properties, "delivery_mode": 2}  # persistent, as kombu's default
             channel.basic_publish(
                 channel.prepare_message(
