@@ -170,7 +170,8 @@ def task_publish(name: str, queue: str, /, *args: Any, **fallback: Any) -> None:
         content_type, content_encoding, payload = serialization.dumps(body, serializer="json")
         # A pooled connection's channel (kombu's `Producer` from the producer pool would be
         # revived around it for every message: exchange and serializer set-up, unused here).
-        with app.pool.acquire(block=True, timeout=constants.acquire_timeout) as connection:
+        pool: Any = app.pool  # of kombu connections (the stubs say producers)
+        with pool.acquire(block=True, timeout=constants.acquire_timeout) as connection:
             channel: Any = connection.default_channel  # a kombu virtual channel (Redis)
             properties = {**properties, "delivery_mode": 2}  # persistent, as kombu's default
             channel.basic_publish(
