@@ -99,8 +99,7 @@ def _already_booked(obj: dict[str, Any], charge_id: str | None) -> HandlerResult
     fifth of an order's worker CPU in `bench orders`' loop. The answer is the event's settled
     outcome (see `stripe_gateway.registry`): the row is marked processed by one lease-guarded
     UPDATE, with no transaction, order lock or handler call."""
-    metadata = obj.get("metadata")
-    order_id = _order_id(metadata) if isinstance(metadata, dict) else None
+    order_id = _order_id(obj.get("metadata"))
     if charge_id is None or order_id is None:
         return None
     booked = fetch_one(
@@ -124,18 +123,6 @@ def _fetch_charge(event: StripeEvent) -> dict[str, Any] | HandlerResult | None:
         return get_gateway().charge_retrieve(charge_id, expand=("balance_transaction",))
     except ProviderObjectNotFound:
         return None
-
-
-def _settle_payment(payload: dict[str, Any]) -> HandlerResult | None:
-    """At ingest (see `stripe_gateway.registry`: `settle`): the outcome `_fetch_charge` would
-    settle, from the same check on the same payload (PAID or DELIVERED with this charge is
-    never undone), so that the second and third events of a payment are stored processed
-    and never queued."""
-    data = payload.get("data")
-    obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(obj, dict):
-        return None
-    return _already_booked(obj, _payload_charge_id(obj))
 
 
 def _payment_succeeded(
@@ -162,17 +149,11 @@ def _payment_succeeded(
     return HandlerResult.processed(outcome)
 
 
-handler_register("payment_intent.succeeded", prepare=_fetch_charge, settle=_settle_payment)(
-    _payment_succeeded
-)
-handler_register("charge.succeeded", prepare=_fetch_charge, settle=_settle_payment)(
-    _payment_succeeded
-)
+handler_register("payment_intent.succeeded", prepare=_fetch_charge)(_payment_succeeded)
+handler_register("charge.succeeded", prepare=_fetch_charge)(_payment_succeeded)
 # Asynchronous capture: `charge.updated` is how Stripe says the balance transaction is
 # attached (it also fires for description or metadata changes: booking is idempotent).
-handler_register("charge.updated", prepare=_fetch_charge, settle=_settle_payment)(
-    _payment_succeeded
-)
+handler_register("charge.updated", prepare=_fetch_charge)(_payment_succeeded)
 
 
 def _fetch_intent(event: StripeEvent) -> dict[str, Any] | None:

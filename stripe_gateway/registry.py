@@ -30,14 +30,7 @@ same type is a configuration error. Contract for handlers:
 - `prepare` may itself return a `HandlerResult` when the outcome is already settled by
   committed state it read (nothing to write: the payment the event describes is booked). Then
   no transaction is opened and the handler is not called: the row is marked with that result
-  by the one lease-guarded UPDATE (left to its new owner if the lease was lost meanwhile);
-- settled at ingest: a registration's `settle(payload)`, if any, is called when a delivery
-  is stored (with the event's mode matching the API key's). When it returns a
-  `HandlerResult`, the row is stored already terminal with that result (attempts 0) and no
-  processing is scheduled. It must return exactly what processing would (the same status
-  and note), decided from the payload and committed state that never changes (an order
-  paid and booked by a charge stays so), write nothing, call no API, never raise for any
-  payload (None when unsure: the event is then processed as usual).
+  by the one lease-guarded UPDATE (left to its new owner if the lease was lost meanwhile).
 """
 
 from __future__ import annotations
@@ -54,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["HANDLERS", "DeferEvent", "HandlerResult", "Registration", "handler_register"]
 
 Prepare = Callable[["StripeEvent"], Any]
-# settle(payload) -> the outcome, when committed state that never changes already decides it.
-Settle = Callable[[dict[str, Any]], "HandlerResult | None"]
 # apply(event) without a prepare step; apply(event, prepared) with one.
 Apply = Callable[..., "HandlerResult | None"]
 
@@ -91,8 +82,6 @@ class Registration:
     event_type: str
     apply: Apply
     prepare: Prepare | None = None
-    # Optional: called at ingest with the event (see module doc, "settled at ingest").
-    settle: Settle | None = None
     # Which endpoint must receive it: the platform's (its own objects) or the Connect one
     # (connected accounts' objects, events carrying `account`). `stripe_webhooks setup`.
     connect: bool = False
@@ -107,21 +96,17 @@ HANDLERS: dict[str, Registration] = {}
 
 
 def handler_register(
-    event_type: str,
-    *,
-    prepare: Prepare | None = None,
-    settle: Settle | None = None,
-    connect: bool = False,
+    event_type: str, *, prepare: Prepare | None = None, connect: bool = False
 ) -> Callable[[Apply], Apply]:
     """Register the decorated function as THE handler of `event_type` (see module doc).
     `connect=True`: the event is about connected accounts and comes through the Connect
-    endpoint. `settle`: see the module doc."""
+    endpoint."""
     if not isinstance(event_type, str) or not event_type or event_type != event_type.strip():
         raise ImproperlyConfigured(f"invalid Stripe event type {event_type!r}")
 
     def register(apply: Apply) -> Apply:
         registration = Registration(
-            event_type=event_type, apply=apply, prepare=prepare, settle=settle, connect=connect
+            event_type=event_type, apply=apply, prepare=prepare, connect=connect
         )
         existing = HANDLERS.get(event_type)
         # The same function registered again (a module imported twice) is harmless.

@@ -215,7 +215,6 @@ def event_ingest(
     """
     now = timezone.now()
     stripe_id = payload["id"]
-    settled = _settled_at_ingest(payload) if schedule else None
     values = {
         "stripe_id": stripe_id,
         "type": payload["type"],
@@ -232,12 +231,6 @@ def event_ingest(
         # The sweeper's safety net if the scheduled task is lost.
         "next_attempt_at": now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_SWEEP_GRACE")),
     }
-    if settled is not None:  # stored terminal, as processing would leave it; nothing to run
-        ignored = settled.status == "ignored"
-        values["status"] = (Status.IGNORED if ignored else Status.PROCESSED).value
-        values["last_error"] = settled.note[:MAX_ERROR_LENGTH]
-        values["processed_at"] = now
-        values["next_attempt_at"] = None
     try:
         if connection.in_atomic_block:  # keep an enclosing transaction usable on DataError
             with transaction.atomic():
@@ -248,26 +241,9 @@ def event_ingest(
         raise InvalidEvent(
             f"The event cannot be stored: {exc.__class__.__name__}.", code="invalid_event"
         ) from None
-    if created and schedule and settled is None:
+    if created and schedule:
         transaction.on_commit(partial(event_schedule, stripe_id))
     return IngestResult(stripe_id=stripe_id, created=created)
-
-
-def _settled_at_ingest(payload: dict[str, Any]) -> HandlerResult | None:
-    """The outcome processing would reach, if the event's handler can tell it at ingest (see
-    `stripe_gateway.registry`: `settle`); None otherwise, and on any error (the event is then
-    scheduled as usual, which is always correct)."""
-    registration = HANDLERS.get(payload["type"])
-    if registration is None or registration.settle is None:
-        return None
-    if payload.get("livemode", False) != _expected_livemode():
-        return None  # processing ignores it (the mode check): left to it
-    try:
-        result = registration.settle(payload)
-    except Exception:
-        logger.exception("settling Stripe event %s at ingest failed", payload.get("id"))
-        return None
-    return result if isinstance(result, HandlerResult) else None
 
 
 def event_schedule(stripe_id: str) -> None:

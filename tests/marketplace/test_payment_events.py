@@ -3,14 +3,12 @@ failures, mismatches. Stripe is faked at the seam."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from ledger.selectors import balance_get, transactions_list
 from marketplace.models import Anomaly, Order
-from stripe_gateway import services
 from stripe_gateway.models import StripeEvent
 from tests.marketplace.factories import CampaignFactory, RestaurantFactory
 from tests.marketplace.fakes import FakeGateway, card_fee, charge, fake_gateway, payment_intent
@@ -73,128 +71,6 @@ def test_an_event_about_a_payment_already_booked_is_settled_without_a_fetch_or_a
     row = StripeEvent.objects.get(stripe_id=second["id"])
     assert (row.status, row.last_error) == ("processed", "booked")
     assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
-
-
-# --- settled at ingest: the second and third events of a payment are never queued -------------
-@pytest.fixture
-def scheduled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What ingest schedules (on commit: see `ingest`), recorded instead of run."""
-    calls: list[str] = []
-    monkeypatch.setattr(services, "event_schedule", calls.append)
-    return calls
-
-
-@pytest.fixture
-def ingest(django_capture_on_commit_callbacks: Any) -> Any:
-    """Deliver an event as the webhook view does, running what it schedules on commit."""
-
-    def deliver(payload: dict[str, Any]) -> bool:
-        with django_capture_on_commit_callbacks(execute=True):
-            return services.event_ingest(payload=payload, raw=json.dumps(payload)).created
-
-    return deliver
-
-
-def _paid_order(fake_gateway: FakeGateway) -> tuple[Order, dict[str, Any], dict[str, Any]]:
-    restaurant = RestaurantFactory()
-    order, intent = placed_order(
-        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
-    )
-    ch = pay(fake_gateway, order, intent)
-    fake_gateway.calls.clear()
-    return order, intent, ch
-
-
-@pytest.mark.parametrize("event_type", ["charge.succeeded", "charge.updated", "intent"])
-def test_an_event_about_a_booked_payment_is_stored_processed_at_ingest(
-    fake_gateway: FakeGateway, scheduled: list[str], ingest: Any, event_type: str
-) -> None:
-    # given: an order paid and booked by its charge
-    _, intent, ch = _paid_order(fake_gateway)
-    payload = (
-        event("payment_intent.succeeded", intent)
-        if event_type == "intent"
-        else event(event_type, ch)
-    )
-
-    # when: delivered
-    assert ingest(payload)
-
-    # then: stored as processing would leave it, nothing queued, fetched or booked
-    row = StripeEvent.objects.get(stripe_id=payload["id"])
-    assert (row.status, row.last_error, row.attempts) == ("processed", "booked", 0)
-    assert row.processed_at is not None and row.next_attempt_at is None
-    assert scheduled == [] and fake_gateway.calls == []
-    assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
-    # and a worker given it anyway (a message from elsewhere, a sweep) leaves it alone
-    assert services.event_process(event_id=payload["id"]).status == "skipped"
-    assert services.events_due(limit=10) == []
-
-
-def test_settling_at_ingest_gives_what_processing_gives(fake_gateway: FakeGateway) -> None:
-    # given: two deliveries of the same news about a booked payment, under two event ids
-    _, _, ch = _paid_order(fake_gateway)
-    processed = event("charge.updated", ch)
-    settled = event("charge.updated", ch)
-
-    # when: one stored and processed by a worker, the other settled at ingest
-    assert process(processed).status == "processed"
-    services.event_ingest(payload=settled)  # schedules nothing: settled
-
-    # then: the same status and note
-    rows = StripeEvent.objects.filter(stripe_id__in=[processed["id"], settled["id"]])
-    assert {(r.status, r.last_error) for r in rows} == {("processed", "booked")}
-
-
-def test_an_event_about_a_payment_not_booked_yet_is_queued(
-    fake_gateway: FakeGateway, scheduled: list[str], ingest: Any
-) -> None:
-    # given: an order with its PaymentIntent, not paid yet
-    restaurant = RestaurantFactory()
-    order, intent = placed_order(
-        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
-    )
-    ch = fake_gateway.add(
-        charge(amount=order.total, payment_intent_id=intent["id"], order_id=order.pk)
-    )
-
-    # when
-    payload = event("charge.succeeded", ch)
-    assert ingest(payload)
-
-    # then: stored received, and processing scheduled
-    assert StripeEvent.objects.get(stripe_id=payload["id"]).status == "received"
-    assert scheduled == [payload["id"]]
-
-
-def test_an_event_of_the_other_mode_is_not_settled_at_ingest(
-    fake_gateway: FakeGateway, scheduled: list[str], ingest: Any
-) -> None:
-    # given: a booked payment, and an event about it from live mode (our key is a test key)
-    _, _, ch = _paid_order(fake_gateway)
-    payload = event("charge.updated", ch) | {"livemode": True}
-
-    # when
-    assert ingest(payload)
-
-    # then: left to processing, which ignores it
-    assert scheduled == [payload["id"]]
-    assert services.event_process(event_id=payload["id"]).status == "ignored"
-
-
-@pytest.mark.parametrize(
-    "metadata", [["order_id"], "order_id=1", None, {"order_id": 1}, {"order_id": "x"}]
-)
-def test_odd_metadata_is_not_settled_and_never_fails_ingest(
-    fake_gateway: FakeGateway, scheduled: list[str], ingest: Any, metadata: Any
-) -> None:
-    _, _, ch = _paid_order(fake_gateway)
-    payload = event("charge.updated", ch)
-    payload["data"]["object"]["metadata"] = metadata
-
-    assert ingest(payload)
-
-    assert scheduled == [payload["id"]]
 
 
 def test_event_for_an_unknown_order_is_recorded_and_flagged(fake_gateway: FakeGateway) -> None:

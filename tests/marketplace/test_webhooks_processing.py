@@ -22,7 +22,6 @@ from stripe_gateway.registry import (
     HANDLERS,
     DeferEvent,
     HandlerResult,
-    Registration,
     handler_register,
 )
 from stripe_gateway.tasks import stripe_event_process, stripe_events_sweep
@@ -399,65 +398,6 @@ def test_a_settled_outcome_is_not_recorded_by_a_worker_that_lost_its_lease(
     assert outcome.status == "skipped"
     row.refresh_from_db()
     assert (row.status, row.attempts, row.processed_at) == (Status.PROCESSING, 2, None)
-
-
-# --- settled at ingest ----------------------------------------------------------------------
-def _register_settle(monkeypatch: pytest.MonkeyPatch, settle: Any) -> list[str]:
-    applied: list[str] = []
-    registration = Registration(
-        event_type="charge.succeeded",
-        apply=lambda event: applied.append(event.stripe_id),
-        settle=settle,
-    )
-    monkeypatch.setitem(HANDLERS, "charge.succeeded", registration)
-    return applied
-
-
-def test_a_settle_that_fails_leaves_the_event_to_processing(
-    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
-) -> None:
-    def broken(payload: dict) -> HandlerResult:
-        raise KeyError("data")
-
-    applied = _register_settle(monkeypatch, broken)
-    event = make_event("charge.succeeded", stripe_object("charge"))
-
-    with django_capture_on_commit_callbacks() as scheduled:
-        assert services.event_ingest(payload=event).created
-
-    assert len(scheduled) == 1
-    assert StripeEvent.objects.get(stripe_id=event["id"]).status == Status.RECEIVED
-    assert services.event_process(event_id=event["id"]).status == Status.PROCESSED
-    assert applied == [event["id"]]
-
-
-def test_an_event_stored_without_scheduling_is_not_settled(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # replay and `sync --no-schedule` store events for a processing of their own
-    _register_settle(monkeypatch, lambda payload: HandlerResult.processed("settled"))
-    event = make_event("charge.succeeded", stripe_object("charge"))
-
-    services.event_ingest(payload=event, schedule=False)
-
-    assert StripeEvent.objects.get(stripe_id=event["id"]).status == Status.RECEIVED
-
-
-def test_a_settled_event_is_stored_terminal_and_not_scheduled(
-    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
-) -> None:
-    applied = _register_settle(monkeypatch, lambda payload: HandlerResult.ignored("not ours"))
-    event = make_event("charge.succeeded", stripe_object("charge"))
-
-    with django_capture_on_commit_callbacks() as scheduled:
-        assert services.event_ingest(payload=event).created
-        # a redelivery stays a no-op
-        assert not services.event_ingest(payload=event).created
-
-    row = StripeEvent.objects.get(stripe_id=event["id"])
-    assert (row.status, row.last_error, row.attempts) == (Status.IGNORED, "not ours", 0)
-    assert row.next_attempt_at is None and row.processed_at is not None
-    assert scheduled == [] and applied == []
 
 
 # --- the sweeper -----------------------------------------------------------------------------
