@@ -78,10 +78,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _event_id(run: str, i: int) -> str:
+    return f"evt_bench_{run}_{i:07d}"
+
+
 def _event(run: str, i: int, created: int) -> dict[str, Any]:
     """A realistic payment_intent.succeeded event (about 1.5 kB, like Stripe's)."""
     return {
-        "id": f"evt_bench_{run}_{i:07d}",
+        "id": _event_id(run, i),
         "object": "event",
         "api_version": "2024-06-20",
         "created": created,
@@ -172,10 +176,17 @@ def _vacuum_inbox() -> None:
             cursor.execute(f"VACUUM ANALYZE {StripeEvent._meta.db_table}")
 
 
-def _cleanup(run: str, queue: str) -> None:
+def _bench_rows(run: str, count: int) -> Any:
+    """The inbox rows of a run's `count` events, by id (the unique index; no prefix search,
+    which has no index of its own since stripe_gateway 0002)."""
     from stripe_gateway.models import StripeEvent
 
-    StripeEvent.objects.filter(stripe_id__startswith=f"evt_bench_{run}_").delete()
+    ids = [_event_id(run, i) for i in range(count)]
+    return StripeEvent.objects.filter(stripe_id__in=ids)
+
+
+def _cleanup(run: str, queue: str, count: int) -> None:
+    _bench_rows(run, count).delete()
     _vacuum_inbox()
     import redis
 
@@ -266,10 +277,8 @@ def bench_webhooks(quick: bool) -> dict[str, Any]:
             process.kill()
             process.wait()
 
-    from stripe_gateway.models import StripeEvent
-
-    stored = StripeEvent.objects.filter(stripe_id__startswith=f"evt_bench_{run}_").count()
-    _cleanup(run, queue)
+    stored = _bench_rows(run, warmup + total).count()
+    _cleanup(run, queue, warmup + total)
     ordered = sorted(x for per_thread in latencies for x in per_thread)
     return {
         "events": total,

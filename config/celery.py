@@ -5,9 +5,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery, signals
+from celery.utils.nodenames import anon_nodename
+from celery.utils.saferepr import saferepr
 from kombu import serialization
 from kombu.utils.uuid import uuid
 
@@ -114,6 +116,28 @@ def _publishable(name: str) -> bool:
     return options == _PUBLISH_OPTIONS and not task.ignore_result
 
 
+class _MessageConstants(NamedTuple):
+    maxlevels: int
+    kwargsrepr: str
+    origin: str
+    acquire_timeout: float | None
+
+
+@cache
+def _message_constants(pid: int) -> _MessageConstants:
+    """What `as_task_v2` and `producer_or_acquire` look up for every message (four lookups in
+    Celery's configuration, through the Django settings, a host name call, the repr of no
+    keyword arguments), read once per process (`pid`: a forked worker reads its own)."""
+    conf = app.conf
+    maxlevels = conf.task_repr_maxlevels
+    return _MessageConstants(
+        maxlevels=maxlevels,
+        kwargsrepr=saferepr({}, app.amqp.kwargsrepr_maxsize, maxlevels=maxlevels),
+        origin=anon_nodename(),
+        acquire_timeout=conf.broker_pool_acquire_timeout,
+    )
+
+
 def task_publish(name: str, queue: str, /, *args: Any, **fallback: Any) -> None:
     """Send the registered task `name` with positional `args` to `queue`: the message
     `task_send` would send, built by Celery itself (`amqp.as_task_v2`), put on the kombu
@@ -131,13 +155,24 @@ def task_publish(name: str, queue: str, /, *args: Any, **fallback: Any) -> None:
         task_send(name, *args, queue=queue, **fallback)
         return
     try:
+        constants = _message_constants(os.getpid())
         message = app.amqp.as_task_v2(
-            uuid(), name, args=args, reply_to=app.thread_oid, ignore_result=False
+            uuid(),
+            name,
+            args=args,
+            reply_to=app.thread_oid,
+            ignore_result=False,
+            argsrepr=saferepr(args, app.amqp.argsrepr_maxsize, maxlevels=constants.maxlevels),
+            kwargsrepr=constants.kwargsrepr,
+            origin=constants.origin,
         )
         headers, properties, body, _ = message
         content_type, content_encoding, payload = serialization.dumps(body, serializer="json")
-        with app.producer_or_acquire() as producer:
-            channel = producer.channel
+        # A pooled connection's channel (kombu's `Producer` from the producer pool would be
+        # revived around it for every message: exchange and serializer set-up, unused here).
+        pool: Any = app.pool  # of kombu connections (the stubs say producers)
+        with pool.acquire(block=True, timeout=constants.acquire_timeout) as connection:
+            channel: Any = connection.default_channel  # a kombu virtual channel (Redis)
             properties = {**properties, "delivery_mode": 2}  # persistent, as kombu's default
             channel.basic_publish(
                 channel.prepare_message(

@@ -23,7 +23,8 @@ processed before that marks the order paid-awaiting-settlement and is done (neve
 never failed for it). If no event ever sees the balance transaction, the settlement sweeper
 (`marketplace.payments_settle`, Celery beat) fetches the charge and books it. An event about a
 charge whose order is already paid and booked by that very charge (usually the second and
-third of the three) is processed without fetching anything: there is nothing left to book.
+third of the three) is processed without fetching anything: there is nothing left to book,
+and its row is marked by one lease-guarded UPDATE, with no transaction around it.
 
 `REQUIRED_EVENTS` (in `stripe_gateway.endpoints`) is computed from this table: what the
 `stripe_webhooks setup` command enables on the endpoints.
@@ -32,7 +33,6 @@ third of the three) is processed without fetching anything: there is nothing lef
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from common.rawsql import fetch_one
@@ -77,14 +77,6 @@ def _unknown_order(event: StripeEvent, stripe_object: str, what: str) -> Handler
 # --- payments ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _AlreadyBooked:
-    """What `_fetch_charge` returns instead of the charge when the order the event names is
-    already paid, and booked, by the charge the event names: nothing is left to do."""
-
-    charge_id: str
-
-
 def _payload_charge_id(obj: dict[str, Any]) -> str | None:
     """The charge an event's object names: itself, or a PaymentIntent's latest charge (an id,
     or the charge expanded); None when it names none."""
@@ -97,14 +89,16 @@ def _payload_charge_id(obj: dict[str, Any]) -> str | None:
     return charge_id if isinstance(charge_id, str) and charge_id else None
 
 
-def _already_booked(obj: dict[str, Any], charge_id: str | None) -> _AlreadyBooked | None:
+def _already_booked(obj: dict[str, Any], charge_id: str | None) -> HandlerResult | None:
     """The second and third of the events describing one payment (`charge.succeeded`,
     `payment_intent.succeeded`, `charge.updated`) find it booked by the first: no fetch from
     Stripe, no ledger replay. Safe on the payload's hints alone: PAID (or DELIVERED) with this
     `charge_id` is only ever written together with the `payment:<ch>` booking, in one
     transaction, and an order never leaves those states for an unpaid one. A prepared
     statement (common.rawsql): the ORM's `exists()` compiled the query anew for every event, a
-    fifth of an order's worker CPU in `bench orders`' loop."""
+    fifth of an order's worker CPU in `bench orders`' loop. The answer is the event's settled
+    outcome (see `stripe_gateway.registry`): the row is marked processed by one lease-guarded
+    UPDATE, with no transaction, order lock or handler call."""
     order_id = _order_id(obj.get("metadata"))
     if charge_id is None or order_id is None:
         return None
@@ -112,10 +106,10 @@ def _already_booked(obj: dict[str, Any], charge_id: str | None) -> _AlreadyBooke
         "SELECT 1 FROM marketplace_order WHERE id = %s AND charge_id = %s AND status IN (%s, %s)",
         [order_id, charge_id, Order.Status.PAID, Order.Status.DELIVERED],
     )
-    return _AlreadyBooked(charge_id) if booked is not None else None
+    return HandlerResult.processed(BOOKED) if booked is not None else None
 
 
-def _fetch_charge(event: StripeEvent) -> dict[str, Any] | _AlreadyBooked | None:
+def _fetch_charge(event: StripeEvent) -> dict[str, Any] | HandlerResult | None:
     obj = event.data_object
     charge_id = _payload_charge_id(obj)
     booked = _already_booked(obj, charge_id)
@@ -132,10 +126,10 @@ def _fetch_charge(event: StripeEvent) -> dict[str, Any] | _AlreadyBooked | None:
 
 
 def _payment_succeeded(
-    event: StripeEvent, charge: dict[str, Any] | _AlreadyBooked | None
+    event: StripeEvent, charge: dict[str, Any] | HandlerResult | None
 ) -> HandlerResult | None:
-    if isinstance(charge, _AlreadyBooked):
-        return HandlerResult.processed(BOOKED)
+    if isinstance(charge, HandlerResult):  # settled by `_already_booked` (not called then)
+        return charge
     if charge is None:
         return _unknown_order(event, event.data_object.get("id", ""), "charge not found")
     if charge.get("status") != "succeeded":

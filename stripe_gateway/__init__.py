@@ -19,7 +19,10 @@ Life of an event
    marked `ignored`.
 3. The handler runs in two phases, which is how "no Stripe call inside a transaction" and
    "the ledger write and the processed mark commit together" both hold:
-   - `prepare(event)` (optional) runs with no transaction open: fetch from Stripe here;
+   - `prepare(event)` (optional) runs with no transaction open: fetch from Stripe here. If
+     it returns a `HandlerResult` (the outcome is settled: nothing to write, e.g. the payment
+     is booked already), the row is marked with it by the one lease-guarded UPDATE and
+     `apply` is not called;
    - `apply(event[, prepared])` runs inside `transaction.atomic(durable=True)` after the
      row is locked again and the lease token checked; the row is marked `processed` (or
      `ignored` if the handler returns `HandlerResult.ignored(...)`) in the same transaction.

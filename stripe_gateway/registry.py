@@ -26,7 +26,11 @@ same type is a configuration error. Contract for handlers:
   not a fixed number of attempts);
 - any other exception marks the row `failed` and it is retried with backoff until
   `STRIPE_EVENTS_MAX_ATTEMPTS`; the transaction is rolled back, so nothing is half-written;
-- return None (processed) or `HandlerResult.ignored("why")` when the event is not ours.
+- return None (processed) or `HandlerResult.ignored("why")` when the event is not ours;
+- `prepare` may itself return a `HandlerResult` when the outcome is already settled by
+  committed state it read (nothing to write: the payment the event describes is booked). Then
+  no transaction is opened and the handler is not called: the row is marked with that result
+  by the one lease-guarded UPDATE (left to its new owner if the lease was lost meanwhile).
 """
 
 from __future__ import annotations

@@ -113,7 +113,11 @@ def event_parse(body: bytes) -> dict[str, Any]:
         )
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
         raise InvalidEvent("The body is not valid JSON.", code="malformed_json") from None
-    if not _depth_ok(payload, MAX_JSON_DEPTH):
+    # A value's nesting depth is at most the number of `{` and `[` in its text (each container
+    # opens with one; one inside a string only adds to the count, and UTF-8 never has these
+    # bytes inside another character): most bodies are proved shallow enough by this count.
+    opened = body.count(b"{") + body.count(b"[")
+    if opened > MAX_JSON_DEPTH and not _depth_ok(payload, MAX_JSON_DEPTH):
         raise InvalidEvent("The JSON is nested too deeply.", code="malformed_json")
     event_validate(payload)
     return payload
@@ -165,25 +169,37 @@ def _insert_sql(vendor: str) -> tuple[str, tuple[Any, ...]]:
     return sql, fields
 
 
-def _insert(event: StripeEvent, raw: str | None) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: True if this call created the row."""
+def _insert(values: dict[str, Any], raw: str | None) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: True if this call created the row.
+
+    `values`: the new row's field values by attribute name."""
     sql, fields = _insert_sql(connection.vendor)
     if connection.vendor == "postgresql" and raw is not None:
         # The webhook hot path: a server-side-binding psycopg cursor (prepared after a few
-        # uses) costs a fraction of Django's client-side-binding cursor for a ~2 kB payload.
+        # uses) costs a fraction of Django's client-side-binding cursor for a ~2 kB payload;
+        # no model instance is built (its construction and its two signals cost as much as
+        # the parse). The values are of the types psycopg adapts as the fields would.
         import psycopg
 
-        values = [raw if f.name == "payload" else getattr(event, f.attname) for f in fields]
+        params = [
+            raw
+            if f.name == "payload"
+            else values[f.attname]
+            if f.attname in values
+            else f.get_default()  # a field this function does not know yet
+            for f in fields
+        ]
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, values)
+            cursor.execute(sql, params)
             return cursor.fetchone() is not None
-    values = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields]
+    event = StripeEvent(**values)
+    params = [f.get_db_prep_save(f.pre_save(event, add=True), connection) for f in fields]
     if connection.vendor == "postgresql":
         payload_index = [f.name for f in fields].index("payload")
-        values[payload_index] = json.dumps(event.payload)
+        params[payload_index] = json.dumps(event.payload)
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, params)
         return cursor.fetchone() is not None
 
 
@@ -200,32 +216,36 @@ def event_ingest(
     lone surrogates in strings).
     """
     now = timezone.now()
-    event = StripeEvent(
-        stripe_id=payload["id"],
-        type=payload["type"],
-        livemode=payload.get("livemode", False),
-        account=payload.get("account") or "",
-        api_version=payload.get("api_version") or "",
-        created=datetime.fromtimestamp(payload["created"], tz=UTC),
-        payload=payload,
-        status=Status.RECEIVED,
-        received_at=now,
+    stripe_id = payload["id"]
+    values = {
+        "stripe_id": stripe_id,
+        "type": payload["type"],
+        "livemode": payload.get("livemode", False),
+        "account": payload.get("account") or "",
+        "api_version": payload.get("api_version") or "",
+        "created": datetime.fromtimestamp(payload["created"], tz=UTC),
+        "payload": payload,
+        "status": Status.RECEIVED.value,
+        "attempts": 0,
+        "last_error": "",
+        "received_at": now,
+        "processed_at": None,
         # The sweeper's safety net if the scheduled task is lost.
-        next_attempt_at=now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_SWEEP_GRACE")),
-    )
+        "next_attempt_at": now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_SWEEP_GRACE")),
+    }
     try:
         if connection.in_atomic_block:  # keep an enclosing transaction usable on DataError
             with transaction.atomic():
-                created = _insert(event, raw)
+                created = _insert(values, raw)
         else:
-            created = _insert(event, raw)
+            created = _insert(values, raw)
     except (DataError, RecursionError, UnicodeEncodeError) as exc:
         raise InvalidEvent(
             f"The event cannot be stored: {exc.__class__.__name__}.", code="invalid_event"
         ) from None
     if created and schedule:
-        transaction.on_commit(partial(event_schedule, event.stripe_id))
-    return IngestResult(stripe_id=event.stripe_id, created=created)
+        transaction.on_commit(partial(event_schedule, stripe_id))
+    return IngestResult(stripe_id=stripe_id, created=created)
 
 
 def event_schedule(stripe_id: str) -> None:
@@ -365,6 +385,17 @@ def _record_retry(
     return ProcessOutcome(row.stripe_id, status, token, retry_at, error)
 
 
+def _settle(row: StripeEvent, token: int, result: HandlerResult) -> ProcessOutcome:
+    """Record the outcome `prepare` settled, if this worker's lease still holds (the same
+    guard as the apply transaction's lease check: status `processing`, attempts = token)."""
+    status = Status.IGNORED if result.status == "ignored" else Status.PROCESSED
+    note = result.note[:MAX_ERROR_LENGTH]
+    if not _finish(row, token, status, note, timezone.now()):
+        logger.warning("Stripe event %s: lease lost, another worker owns it", row.stripe_id)
+        return ProcessOutcome(row.stripe_id, "skipped", token)
+    return ProcessOutcome(row.stripe_id, status, token, error=note)
+
+
 @prepared_statements()
 def event_process(*, event_id: str) -> ProcessOutcome:
     """Claim the inbox row of Stripe event `event_id` and run its handler once.
@@ -390,6 +421,11 @@ def event_process(*, event_id: str) -> ProcessOutcome:
 
     try:
         prepared = registration.prepare(row) if registration.prepare is not None else None
+        if isinstance(prepared, HandlerResult):
+            # The outcome is settled before any write (see registry: nothing to apply): the
+            # lease-guarded UPDATE alone records it, as the apply transaction's last
+            # statement would, without BEGIN, the lease lock and COMMIT around it.
+            return _settle(row, token, prepared)
         with transaction.atomic(durable=True):
             # The row as claimed is what the handler reads (its payload never changes); the
             # lock re-checks that the lease is still this worker's before anything is applied.

@@ -3,6 +3,8 @@ failures, mismatches. Stripe is faked at the seam."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ledger.selectors import balance_get, transactions_list
@@ -44,6 +46,31 @@ def test_duplicate_and_sibling_events_book_the_payment_once(fake_gateway: FakeGa
     assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
     assert bal(order.ledger_address) == 2500
     assert bal("stripe:balance") == -(2500 - card_fee(2500))
+
+
+def test_an_event_about_a_payment_already_booked_is_settled_without_a_fetch_or_a_lock(
+    fake_gateway: FakeGateway, django_assert_max_num_queries: Any
+) -> None:
+    # given: an order paid and booked by its charge
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
+    )
+    ch = pay(fake_gateway, order, intent)
+    assert process(event("charge.succeeded", ch)).status == "processed"
+    fake_gateway.calls.clear()
+    second = event("charge.updated", ch)
+
+    # when: claim, the already-booked check, the lease-guarded UPDATE
+    with django_assert_max_num_queries(3 + 1):  # + the inbox insert of `process`
+        outcome = process(second)
+
+    # then: processed with the same note, nothing fetched, nothing booked again
+    assert outcome.status == "processed"
+    assert fake_gateway.calls == []
+    row = StripeEvent.objects.get(stripe_id=second["id"])
+    assert (row.status, row.last_error) == ("processed", "booked")
+    assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
 
 
 def test_event_for_an_unknown_order_is_recorded_and_flagged(fake_gateway: FakeGateway) -> None:

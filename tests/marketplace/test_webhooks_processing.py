@@ -338,6 +338,68 @@ def test_a_worker_that_lost_its_lease_does_not_apply(register_handler: Any) -> N
     assert (row.status, row.attempts) == (Status.PROCESSING, 2)
 
 
+# --- an outcome settled by prepare: one guarded UPDATE, no transaction ----------------------
+def test_an_outcome_settled_by_prepare_marks_the_row_without_applying(
+    register_handler: Any, django_assert_max_num_queries: Any
+) -> None:
+    # given: a prepare that finds there is nothing to write (the payment is booked already)
+    calls: list[str] = []
+    register_handler(
+        "charge.succeeded",
+        lambda event, prepared: calls.append("applied"),
+        prepare=lambda event: HandlerResult.processed("booked"),
+    )
+    row = store()
+
+    # when: claim, then the lease-guarded UPDATE alone (no BEGIN, lease lock, COMMIT)
+    with django_assert_max_num_queries(2):
+        outcome = services.event_process(event_id=row.stripe_id)
+
+    # then
+    assert (outcome.status, outcome.attempts, outcome.error) == (Status.PROCESSED, 1, "booked")
+    assert calls == []
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.last_error) == (Status.PROCESSED, 1, "booked")
+    assert row.processed_at is not None and row.next_attempt_at is None
+    # and processing it again is a no-op
+    assert services.event_process(event_id=row.stripe_id).status == "skipped"
+
+
+def test_an_ignored_outcome_settled_by_prepare_is_ignored(register_handler: Any) -> None:
+    register_handler(
+        "charge.succeeded",
+        lambda event, prepared: None,
+        prepare=lambda event: HandlerResult.ignored("x" * 5000),
+    )
+    row = store()
+
+    outcome = services.event_process(event_id=row.stripe_id)
+
+    row.refresh_from_db()
+    assert outcome.status == row.status == Status.IGNORED
+    assert row.last_error == "x" * services.MAX_ERROR_LENGTH
+
+
+def test_a_settled_outcome_is_not_recorded_by_a_worker_that_lost_its_lease(
+    register_handler: Any,
+) -> None:
+    # given: while this worker prepares, its lease expires and another worker claims the row
+    def stolen(event: StripeEvent) -> HandlerResult:
+        StripeEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
+        return HandlerResult.processed("booked")
+
+    register_handler("charge.succeeded", lambda event, _: None, prepare=stolen)
+    row = store()
+
+    # when
+    outcome = services.event_process(event_id=row.stripe_id)
+
+    # then: nothing recorded, the row left to its new owner
+    assert outcome.status == "skipped"
+    row.refresh_from_db()
+    assert (row.status, row.attempts, row.processed_at) == (Status.PROCESSING, 2, None)
+
+
 # --- the sweeper -----------------------------------------------------------------------------
 def test_the_sweeper_redrives_exactly_the_due_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     # given

@@ -366,3 +366,43 @@ def test_processing_errors_never_change_the_answer(
     assert row.status == StripeEvent.Status.FAILED
     assert row.last_error == "RuntimeError: ledger is on fire"
     assert row.attempts == 1
+
+
+def _nested(depth: int) -> Any:
+    """A value `depth` containers deep (1: an empty object)."""
+    value: Any = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("brackets_in_strings", [0, 200])
+def test_the_depth_limit_is_exact_whatever_the_brackets_in_strings(
+    brackets_in_strings: int,
+) -> None:
+    # given: an event whose deepest value is at the limit (event > data > object > metadata >
+    # the nested value), with or without many brackets inside its strings (the shallow bodies
+    # are proved so by counting brackets; strings make the count larger than the depth)
+    limit = services.MAX_JSON_DEPTH
+    event = make_event("charge.succeeded", stripe_object("charge"))
+    event["description"] = "{[" * brackets_in_strings
+    event["data"]["object"]["metadata"] = _nested(limit - 3)
+    at_limit = json.dumps(event).encode()
+    event["data"]["object"]["metadata"] = _nested(limit - 2)
+    over = json.dumps(event).encode()
+
+    # then
+    assert services.event_parse(at_limit)["id"] == event["id"]
+    with pytest.raises(services.InvalidEvent) as refused:
+        services.event_parse(over)
+    assert refused.value.code == "malformed_json"
+
+
+def test_a_shallow_event_is_accepted_without_the_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    def walked(*args: Any) -> bool:
+        raise AssertionError("a body with fewer brackets than the limit needs no walk")
+
+    monkeypatch.setattr(services, "_depth_ok", walked)
+    body = json.dumps(make_event("charge.succeeded", stripe_object("charge"))).encode()
+    assert body.count(b"{") + body.count(b"[") <= services.MAX_JSON_DEPTH
+    assert services.event_parse(body)["type"] == "charge.succeeded"

@@ -79,3 +79,34 @@ def test_migrating_a_database_holding_events_keeps_every_row(at_before_the_move)
     ContentType.objects.clear_cache()
     assert content_type.app_label == "stripe_gateway"
     assert not ContentType.objects.filter(app_label="marketplace", model="stripeevent").exists()
+
+
+def _inbox_indexes() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s",
+            ["marketplace_stripe_event"],
+        )
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL index")
+@pytest.mark.django_db(transaction=True)
+def test_the_unread_like_index_is_dropped_and_comes_back_on_the_way_down() -> None:
+    like = "marketplace_stripe_event_stripe_id_a983b47f_like"  # the name Django gave it
+    try:
+        # given: the migrated database: the lookup by id keeps its unique index
+        indexes = _inbox_indexes()
+        assert like not in indexes
+        assert not [d for d in indexes.values() if "pattern_ops" in d]
+        assert "marketplace_stripe_event_stripe_id_key" in indexes
+
+        # when: migrated back
+        _migrate([("stripe_gateway", "0001_initial")])
+
+        # then: the index is there again, as Django made it
+        assert "(stripe_id varchar_pattern_ops)" in _inbox_indexes()[like]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert like not in _inbox_indexes()
