@@ -32,7 +32,7 @@ from marketplace.models.restaurants import ledger_id
 from marketplace.services.campaigns import campaign_for_code, coupon_discount
 from marketplace.services.common import MIN_CHARGE_AMOUNT, amount_validate, stripe_meta
 from marketplace.services.errors import CouponExhausted, InvalidInput, InvalidState, NotFound
-from marketplace.services.locks import order_lock
+from marketplace.services.locks import order_from_row, order_lock, order_row_sql
 from marketplace.services.order_status import (
     TRANSITIONS,
     coupon_release,
@@ -241,18 +241,18 @@ def _payment_intent_create(*, order: Order) -> tuple[Order, dict[str, Any]]:
 
 
 @cache
-def _payment_intent_record_sql() -> tuple[str, list[Field[Any, Any]]]:
-    fields, columns = rawsql.columns(Order)
-    sql = (
+def _payment_intent_record_sql() -> str:
+    select, joins = order_row_sql()
+    _, columns = rawsql.columns(Order)
+    return (
         "WITH o AS (UPDATE marketplace_order SET status = %s, payment_intent_id = %s "
         "WHERE id = %s AND status = %s AND payment_intent_id = '' "
         f"RETURNING {columns}), "
         "audit AS (INSERT INTO marketplace_order_status_change "
         "(order_id, from_status, to_status, actor, note, at) "
         "SELECT o.id, %s, %s, '', %s, %s FROM o) "
-        f"SELECT {columns} FROM o"
+        f"SELECT {select} FROM o {joins}"
     )
-    return sql, fields
 
 
 def _payment_intent_record(*, order: Order, intent_id: str) -> Order | None:
@@ -261,16 +261,14 @@ def _payment_intent_record(*, order: Order, intent_id: str) -> Order | None:
     audited as `order_transition` audits it (no actor, the PaymentIntent's id as the note).
     The UPDATE takes the order's row lock and checks the status under it, and the audit row
     is written in the same statement: what the locked transaction below does for this case,
-    in one round trip instead of four. Returns the order as updated (its restaurant and
-    campaign as `order` had them loaded), or None when the order is in any other state
-    (canceled meanwhile, a retry that already has an id...): the caller takes the lock and
-    decides."""
+    in one round trip instead of four. Returns the order as updated, with its restaurant and
+    campaign, or None when the order is in any other state (canceled meanwhile, a retry
+    that already has an id...): the caller takes the lock and decides."""
     if connection.vendor != "postgresql":
         return None
     assert Status.PENDING_PAYMENT in TRANSITIONS[Status.CREATED]
-    sql, fields = _payment_intent_record_sql()
     row = rawsql.fetch_one(
-        sql,
+        _payment_intent_record_sql(),
         [
             Status.PENDING_PAYMENT,
             intent_id,
@@ -282,13 +280,7 @@ def _payment_intent_record(*, order: Order, intent_id: str) -> Order | None:
             timezone.now(),
         ],
     )
-    if row is None:
-        return None
-    updated = rawsql.instance(Order, fields, row)
-    for relation in (Order.restaurant.field, Order.campaign.field):  # type: ignore[attr-defined]
-        if relation.is_cached(order):
-            relation.set_cached_value(updated, relation.get_cached_value(order))
-    return updated
+    return None if row is None else order_from_row(row)
 
 
 def order_place(**kwargs: Any) -> tuple[Order, dict[str, Any]]:
@@ -418,6 +410,10 @@ def order_deliver(*, order_id: int, rider_id: int | None = None, actor: str = ""
 
 def _order_deliver(*, order_id: int, rider_id: int | None, actor: str) -> Order:
     with transaction.atomic(durable=True):
+        order = _order_mark_delivered(order_id=order_id, rider_id=rider_id, actor=actor)
+        if order is not None:
+            _split_post(order)
+            return order
         order = order_lock(order_id=order_id)
         if order.status == Status.DELIVERED:
             return order
@@ -433,32 +429,84 @@ def _order_deliver(*, order_id: int, rider_id: int | None, actor: str) -> Order:
             )
         if order.rider_id is None:
             raise InvalidState(f"Order {order.pk} has no rider.", code="order_without_rider")
-        amount = order_split_amount(order=order)
-        if amount > 0:
-            # The commission comes from the restaurant's row (what the API shows; read with
-            # the order's lock), not from ledger metadata; the addresses from the ids.
-            commission = order.restaurant.commission
-            flow_post(
-                "split",
-                vars={
-                    "amount": monetary(order.asset, amount),
-                    "delivery_fee": monetary(order.asset, order.delivery_fee),
-                    "order": order.ledger_address,
-                    "restaurant": f"{Restaurant.LEDGER_PREFIX}:{ledger_id(order.restaurant_id)}",
-                    "rider": f"{Rider.LEDGER_PREFIX}:{ledger_id(order.rider_id)}",
-                    "commission": commission,
-                },
-                reference=f"delivery:{order.pk}",
-                metadata=stripe_meta(
-                    order_id=order.pk,
-                    payment_intent=order.payment_intent_id,
-                    charge=order.charge_id,
-                    campaign=order.campaign.code if order.campaign else None,
-                ),
-            )
+        _split_post(order)
         order.delivered_at = timezone.now()
         order_transition(order=order, to=Status.DELIVERED, actor=actor, fields=fields)
     return order
+
+
+def _split_post(order: Order) -> None:
+    """Book the split of a LOCKED order being delivered (`delivery:<id>`)."""
+    assert order.rider_id is not None  # checked by the delivery
+    amount = order_split_amount(order=order)
+    if amount <= 0:
+        return
+    # The commission comes from the restaurant's row (what the API shows; read with the
+    # order's lock), not from ledger metadata; the addresses from the ids.
+    commission = order.restaurant.commission
+    flow_post(
+        "split",
+        vars={
+            "amount": monetary(order.asset, amount),
+            "delivery_fee": monetary(order.asset, order.delivery_fee),
+            "order": order.ledger_address,
+            "restaurant": f"{Restaurant.LEDGER_PREFIX}:{ledger_id(order.restaurant_id)}",
+            "rider": f"{Rider.LEDGER_PREFIX}:{ledger_id(order.rider_id)}",
+            "commission": commission,
+        },
+        reference=f"delivery:{order.pk}",
+        metadata=stripe_meta(
+            order_id=order.pk,
+            payment_intent=order.payment_intent_id,
+            charge=order.charge_id,
+            campaign=order.campaign.code if order.campaign else None,
+        ),
+    )
+
+
+@cache
+def _mark_delivered_sql() -> str:
+    select, joins = order_row_sql()
+    _, columns = rawsql.columns(Order)
+    return (
+        "WITH o AS (UPDATE marketplace_order SET status = %s, delivered_at = %s, "
+        "rider_id = COALESCE(%s, rider_id) "
+        "WHERE id = %s AND status = %s AND COALESCE(%s, rider_id) IS NOT NULL "
+        f"RETURNING {columns}), "
+        "audit AS (INSERT INTO marketplace_order_status_change "
+        "(order_id, from_status, to_status, actor, note, at) "
+        "SELECT o.id, %s, %s, %s, '', %s FROM o) "
+        f"SELECT {select} FROM o {joins}"
+    )
+
+
+def _order_mark_delivered(*, order_id: int, rider_id: int | None, actor: str) -> Order | None:
+    """The common case of a delivery, its lock and status change in one statement (on
+    PostgreSQL, inside the delivery's transaction): a paid order with a rider (the one given,
+    else its own) becomes delivered, audited as `order_transition` audits it, and is returned
+    with its restaurant and campaign, locked by the UPDATE, for the split that follows in the
+    same transaction (a failing split rolls the change back). None when the order is in any
+    other state (or does not exist): the caller locks it and decides, nothing was written."""
+    if connection.vendor != "postgresql":
+        return None
+    assert Status.DELIVERED in TRANSITIONS[Status.PAID]
+    now = timezone.now()
+    row = rawsql.fetch_one(
+        _mark_delivered_sql(),
+        [
+            Status.DELIVERED,
+            now,
+            rider_id,
+            order_id,
+            Status.PAID,
+            rider_id,
+            Status.PAID,
+            Status.DELIVERED,
+            actor[:255],
+            now,
+        ],
+    )
+    return None if row is None else order_from_row(row)
 
 
 def order_get(*, order_id: int) -> Order:

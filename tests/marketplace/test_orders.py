@@ -25,6 +25,7 @@ from marketplace.services.orders import (
     order_deliver,
     order_payment_intent_create,
     order_place,
+    order_rider_assign,
     orders_expire,
 )
 from marketplace.services.parties import restaurant_commission_set
@@ -401,3 +402,78 @@ def test_a_customer_is_created_in_the_order_s_transaction(
     # then: neither is left
     assert not Order.objects.filter(restaurant=restaurant).exists()
     assert not Customer.objects.filter(email="c@x.co").exists()
+
+
+def _paid(fake_gateway: FakeGateway) -> Order:
+    campaign = CampaignFactory(funding=10_000)
+    order, intent = order_place(
+        restaurant_id=RestaurantFactory().pk,
+        subtotal=1800,
+        delivery_fee=200,
+        coupon_code=campaign.code,
+    )
+    pay(fake_gateway, order, intent)
+    return order
+
+
+@pytest.mark.parametrize("assigned_before", [False, True])
+def test_a_delivery_locks_and_audits_in_the_split_s_transaction(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, assigned_before: bool
+) -> None:
+    # given: a paid order (with a coupon), its rider given now or assigned before
+    order, rider = _paid(fake_gateway), RiderFactory()
+    if assigned_before:
+        order_rider_assign(order_id=order.pk, rider_id=rider.pk)
+    monkeypatch.setattr(orders, "order_lock", None)  # the one-statement path only
+    # when
+    delivered = order_deliver(
+        order_id=order.pk, rider_id=None if assigned_before else rider.pk, actor="staff-1"
+    )
+    # then: the answer is the row as committed, with its restaurant and campaign
+    assert _row(order.pk) == model_to_dict(delivered) | {"id": order.pk}
+    assert (delivered.status, delivered.rider_id) == ("delivered", rider.pk)
+    assert delivered.delivered_at is not None
+    assert delivered.campaign is not None and delivered.campaign.pk == order.campaign_id
+    last = OrderStatusChange.objects.filter(order=order).order_by("id").last()
+    assert last is not None
+    assert (last.from_status, last.to_status, last.actor, last.note) == (
+        "paid",
+        "delivered",
+        "staff-1",
+        "",
+    )
+    assert transactions_list(reference=f"delivery:{order.pk}").count() == 1
+    assert bal(rider.ledger_address) == 200
+
+
+def test_a_split_that_fails_leaves_the_order_paid_and_unaudited(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the ledger refuses the split after the order's row was changed
+    order, rider = _paid(fake_gateway), RiderFactory()
+    changes = OrderStatusChange.objects.filter(order=order).count()
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise InvalidState("refused", code="refused")
+
+    monkeypatch.setattr(orders, "flow_post", refused)
+    # when
+    with pytest.raises(InvalidState):
+        order_deliver(order_id=order.pk, rider_id=rider.pk)
+    # then: the change was rolled back with the split
+    order.refresh_from_db()
+    assert (order.status, order.rider_id, order.delivered_at) == ("paid", None, None)
+    assert OrderStatusChange.objects.filter(order=order).count() == changes
+
+
+def test_a_paid_order_without_a_rider_is_not_delivered(fake_gateway: FakeGateway) -> None:
+    # given
+    order = _paid(fake_gateway)
+    # when
+    with pytest.raises(InvalidState) as raised:
+        order_deliver(order_id=order.pk)
+    # then
+    assert raised.value.code == "order_without_rider"
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert transactions_list(reference=f"delivery:{order.pk}").count() == 0
