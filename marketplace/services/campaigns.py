@@ -206,7 +206,7 @@ def _campaign_by_code_sql() -> tuple[str, list[Any]]:
 
 
 def _campaign_by_code(code: str) -> Campaign | None:
-    """`Campaign.objects.filter(code=code).first()` as one prepared statement (an order
+    """`Campaign.objects.filter(code=code).first()` as one raw statement (an order
     with a coupon reads it; the ORM's query building cost several times the round trip)."""
     sql, fields = _campaign_by_code_sql()
     row = rawsql.fetch_one(sql, [code])

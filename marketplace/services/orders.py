@@ -74,7 +74,7 @@ def order_create(
     amount_validate(subtotal, field="subtotal")
     amount_validate(delivery_fee, field="delivery_fee", allow_zero=True)
     # Only the restaurant's asset is needed (the order refers to the restaurant by id), read
-    # by a prepared statement: the ORM's query building cost several times the round trip.
+    # by one raw statement (common.rawsql): the ORM's query building cost several times the round trip.
     row = rawsql.fetch_one(
         "SELECT asset FROM marketplace_restaurant WHERE id = %s", [restaurant_id]
     )
@@ -156,7 +156,7 @@ def _order_insert_sql() -> tuple[str, list[Field[Any, Any]]]:
 
 
 def _order_insert(order: Order) -> None:
-    """INSERT the unsaved `order` and set its id: on PostgreSQL one prepared statement (what
+    """INSERT the unsaved `order` and set its id: on PostgreSQL one raw statement (what
     `Order.objects.create` writes, without its per-call query compilation; no signal
     receiver listens to orders), elsewhere `save()`."""
     if connection.vendor != "postgresql":
