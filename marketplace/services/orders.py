@@ -74,7 +74,8 @@ def order_create(
     amount_validate(subtotal, field="subtotal")
     amount_validate(delivery_fee, field="delivery_fee", allow_zero=True)
     # Only the restaurant's asset is needed (the order refers to the restaurant by id), read
-    # by one raw statement (common.rawsql): the ORM's query building cost several times the round trip.
+    # by one raw statement (common.rawsql): the ORM's query building cost several times the
+    # round trip.
     row = rawsql.fetch_one(
         "SELECT asset FROM marketplace_restaurant WHERE id = %s", [restaurant_id]
     )
