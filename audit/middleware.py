@@ -12,6 +12,9 @@ from django.http import HttpRequest, HttpResponse
 from audit.context import audit_context
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Where ops.middleware.RequestContextMiddleware (first in the stack) leaves the id it chose
+# (a WSGI environ key; audit, at the bottom of the apps, imports none above it).
+REQUEST_ID_META = "eats.request_id"
 
 
 def _client_ip(request: HttpRequest) -> str | None:
@@ -29,8 +32,12 @@ class AuditContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        given = request.headers.get("X-Request-ID", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        # The id the request context (ops.middleware, first in the stack) chose and echoes in
+        # X-Request-ID and in every log line; this middleware's own choice only without it.
+        request_id = request.META.get(REQUEST_ID_META, "")
+        if not request_id:
+            given = request.headers.get("X-Request-ID", "")
+            request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         via = "staff" if request.path.startswith("/staff/") else "api"
         if request.path.startswith("/admin/"):
             via = "admin"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from audit.middleware import REQUEST_ID_META
 from ops.logs import context_bind, context_reset
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -22,6 +23,8 @@ class RequestContextMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("X-Request-ID", "")
         request_id = supplied if _VALID_ID.match(supplied) else uuid.uuid4().hex
+        # The one id of this request: the audit context (audit.middleware) records this one.
+        request.META[REQUEST_ID_META] = request_id
         token = context_bind(request_id=request_id)
         started = time.perf_counter()
         try:

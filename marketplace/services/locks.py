@@ -12,6 +12,7 @@ last (a ledger post inside the service's transaction). Locks are held until comm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -32,30 +33,28 @@ def campaign_lock(*, campaign_id: int) -> Campaign:
 
 
 @cache
-def _order_lock_sql(vendor: str) -> tuple[str, list[Any], list[Any], list[Any]]:
-    order_fields, order_columns = rawsql.columns(Order, "o")
-    restaurant_fields, restaurant_columns = rawsql.columns(Restaurant, "r")
-    campaign_fields, campaign_columns = rawsql.columns(Campaign, "c")
-    lock = " FOR UPDATE OF o" if vendor == "postgresql" else ""
-    sql = (
-        f"SELECT {order_columns}, {restaurant_columns}, {campaign_columns} "
-        "FROM marketplace_order o JOIN marketplace_restaurant r ON r.id = o.restaurant_id "
-        f"LEFT JOIN marketplace_campaign c ON c.id = o.campaign_id WHERE o.id = %s{lock}"
+def _row_columns() -> tuple[tuple[list[Any], str], tuple[list[Any], str], tuple[list[Any], str]]:
+    return (
+        rawsql.columns(Order, "o"),
+        rawsql.columns(Restaurant, "r"),
+        rawsql.columns(Campaign, "c"),
     )
-    return sql, order_fields, restaurant_fields, campaign_fields
 
 
-def order_lock(*, order_id: int) -> Order:
-    """The order, locked, with its restaurant and campaign (when it has one) loaded.
+def order_row_sql() -> tuple[str, str]:
+    """(select list, joins) of a row `order_from_row` reads: every column of the order
+    (aliased `o`), of its restaurant (`r`) and of its campaign (`c`, NULLs when none)."""
+    (_, order_columns), (_, restaurant_columns), (_, campaign_columns) = _row_columns()
+    return (
+        f"{order_columns}, {restaurant_columns}, {campaign_columns}",
+        "JOIN marketplace_restaurant r ON r.id = o.restaurant_id "
+        "LEFT JOIN marketplace_campaign c ON c.id = o.campaign_id",
+    )
 
-    One prepared statement: this lock is on the hot path of every payment and delivery, and
-    the ORM's query building costs several times the round trip. Only the order's row is
-    locked (`FOR UPDATE OF`): the restaurant and campaign rows are read as of the statement,
-    exactly as the separate reads they replace were, so the global lock order is unchanged."""
-    sql, order_fields, restaurant_fields, campaign_fields = _order_lock_sql(connection.vendor)
-    values = rawsql.fetch_one(sql, [order_id])
-    if values is None:
-        raise NotFound(f"Order {order_id} does not exist.", extra={"order_id": order_id})
+
+def order_from_row(values: Sequence[Any]) -> Order:
+    """The order of a row of `order_row_sql`'s columns, its restaurant and campaign loaded."""
+    (order_fields, _), (restaurant_fields, _), (campaign_fields, _) = _row_columns()
     end = len(order_fields)
     order = rawsql.instance(Order, order_fields, values[:end])
     start, end = end, end + len(restaurant_fields)
@@ -67,6 +66,26 @@ def order_lock(*, order_id: int) -> Order:
             order, rawsql.instance(Campaign, campaign_fields, values[end:])
         )
     return order
+
+
+@cache
+def _order_lock_sql(vendor: str) -> str:
+    select, joins = order_row_sql()
+    lock = " FOR UPDATE OF o" if vendor == "postgresql" else ""
+    return f"SELECT {select} FROM marketplace_order o {joins} WHERE o.id = %s{lock}"
+
+
+def order_lock(*, order_id: int) -> Order:
+    """The order, locked, with its restaurant and campaign (when it has one) loaded.
+
+    One statement: this lock is on the hot path of every payment and delivery, and the ORM's
+    query building costs several times the round trip. Only the order's row is locked
+    (`FOR UPDATE OF`): the restaurant and campaign rows are read as of the statement,
+    exactly as the separate reads they replace were, so the global lock order is unchanged."""
+    values = rawsql.fetch_one(_order_lock_sql(connection.vendor), [order_id])
+    if values is None:
+        raise NotFound(f"Order {order_id} does not exist.", extra={"order_id": order_id})
+    return order_from_row(values)
 
 
 def refund_lock(*, refund_id: int) -> Refund:

@@ -71,3 +71,102 @@ def test_input_validation_is_unchanged() -> None:
     assert not bad.is_valid()
     assert set(bad.errors) == {"restaurant", "subtotal", "customer_email"}
     assert s.OrderCreateInput(data={"restaurant": 1, "subtotal": 1500}).is_valid()
+
+
+# --- fields bound once and shared for reading and validating --------------------------------
+
+INPUTS = [cls for cls in ONCE if cls.__name__.endswith("Input")]
+# Each input class: a valid body, an invalid one (every field wrong where it can be).
+BODIES: dict[str, list[dict[str, Any]]] = {
+    "OrderCreateInput": [
+        {"restaurant": 1, "subtotal": 1500, "coupon": "X", "customer_email": "a@b.co"},
+        {"restaurant": 0, "subtotal": "12", "delivery_fee": -1, "customer_email": "x"},
+    ],
+    "RefundCreateInput": [
+        {"amount": 100, "bearer": "restaurant", "restaurant_share": "50%"},
+        {"amount": 0, "bearer": "nobody", "rider_share": "150%", "reason": "x" * 501},
+    ],
+    "CampaignCreateInput": [
+        {"code": "spring", "budget": 10, "per_order_cap": 5, "starts_at": "2030-01-01T00:00Z"},
+        {
+            "code": "no good",
+            "budget": 10,
+            "per_order_cap": 5,
+            "starts_at": "2030-01-02T00:00Z",
+            "ends_at": "2030-01-01T00:00Z",
+        },
+    ],
+}
+
+
+def _own_fields(cls: type[Any], **kwargs: Any) -> Any:
+    """The same class, validating or reading with its own fields (a context turns the shared
+    ones off)."""
+    serializer = cls(**kwargs, context={"own": True})
+    assert serializer._shared_fields() == (None, None)
+    return serializer
+
+
+@pytest.mark.parametrize("cls", INPUTS, ids=lambda c: c.__name__)
+def test_validation_with_shared_fields_is_validation_with_its_own(cls: type[Any]) -> None:
+    # given: each body, empty and wrong-typed ones too
+    bodies = [{}, {"unknown": 1}, [], *BODIES.get(cls.__name__, [])]
+    for data in bodies:
+        # when
+        shared = cls(data=data)
+        own = _own_fields(cls, data=data)
+        # then: the same outcome, the same errors, the same values
+        assert shared._shared_fields()[1] is not None
+        assert shared.is_valid() == own.is_valid(), data
+        assert shared.errors == own.errors, data
+        if not own.errors:
+            assert dict(shared.validated_data) == dict(own.validated_data)
+
+
+@pytest.mark.django_db
+def test_an_order_reads_the_same_with_shared_fields_from_many_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # given: orders with and without a coupon
+    campaign = CampaignFactory(funding=10_000)
+    orders = [OrderFactory(coupon=campaign.code if i % 2 else None) for i in range(6)]
+    expected = [_own_fields(s.OrderOutput, instance=order).data for order in orders]
+    # when: 8 threads serialize them at once, 50 times each
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: s.OrderOutput(orders[i % 6]).data, range(400)))
+    # then
+    assert [dict(d) for d in got] == [dict(expected[i % 6]) for i in range(400)]
+    assert expected[1]["coupon"] == campaign.code and expected[0]["coupon"] is None
+    first, second = s.OrderOutput(orders[0]), s.OrderOutput(orders[1])
+    assert first._readable_fields is second._readable_fields
+
+
+def test_what_needs_its_serializer_is_not_shared() -> None:
+    from django.contrib.auth import get_user_model
+    from rest_framework.validators import UniqueValidator
+
+    class WithUser(FieldsOnce, serializers.Serializer):
+        by = serializers.HiddenField(default=serializers.CurrentUserDefault())
+        name = serializers.CharField()
+
+    class WithUnique(FieldsOnce, serializers.Serializer):
+        name = serializers.CharField(
+            validators=[UniqueValidator(queryset=get_user_model().objects.all())]
+        )
+
+    class WithReadOnlyDefault(FieldsOnce, serializers.Serializer):
+        kind = serializers.CharField(read_only=True, default="a")
+        name = serializers.CharField()
+
+    class Nested(FieldsOnce, serializers.Serializer):
+        tags = serializers.ListField(child=serializers.CharField())
+
+    readable, writable = WithUser()._shared_fields()
+    assert readable is not None and writable is None  # the hidden field is write-only
+    assert WithUnique()._shared_fields()[1] is None
+    assert WithUnique()._shared_fields()[0] is not None  # reading needs no validator
+    assert WithReadOnlyDefault()._shared_fields()[1] is None
+    assert Nested()._shared_fields() == (None, None)
+    # partial, a parent (many=True) or a context: the instance's own fields
+    assert s.OrderCreateInput(data={}, partial=True)._shared_fields() == (None, None)
+    assert s.OrderOutput([], many=True).child._shared_fields() == (None, None)

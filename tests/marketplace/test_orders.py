@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django.db import IntegrityError
+from django.forms.models import model_to_dict
 
 from ledger.selectors import account_metadata_get, balance_get, transactions_list
-from marketplace.models import Order, OrderStatusChange
+from marketplace.models import Customer, Order, OrderStatusChange
+from marketplace.services import orders
 from marketplace.services.campaigns import campaign_fund, campaign_pause
 from marketplace.services.errors import (
     CampaignOverBudget,
@@ -18,6 +23,9 @@ from marketplace.services.errors import (
 from marketplace.services.orders import (
     order_create,
     order_deliver,
+    order_payment_intent_create,
+    order_place,
+    order_rider_assign,
     orders_expire,
 )
 from marketplace.services.parties import restaurant_commission_set
@@ -309,3 +317,163 @@ def test_delivery_to_an_unknown_rider_changes_nothing(fake_gateway: FakeGateway)
     assert order.status == Order.Status.PAID
     assert transactions_list(reference=f"delivery:{order.pk}").count() == 0
     assert bal(order.ledger_address) == 1100
+
+
+# --- placing in few statements: the same rows as the ORM and the locked path write ----------
+
+
+def _row(order_id: int) -> dict[str, Any]:
+    return model_to_dict(Order.objects.get(pk=order_id)) | {"id": order_id}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"customer_email": "c@example.com"}, {"customer_name": "Ana"}, {"coupon": True}],
+    ids=["plain", "email", "name", "coupon"],
+)
+def test_placing_writes_and_answers_the_rows_the_orm_would(
+    fake_gateway: FakeGateway,
+    extra: dict[str, Any],
+    django_assert_num_queries: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: a new order's PaymentIntent is recorded in one statement, not the locked path
+    restaurant = RestaurantFactory()
+    monkeypatch.setattr(orders, "order_lock", None)
+    if extra.pop("coupon", False):
+        extra["coupon_code"] = CampaignFactory(funding=10_000, per_order_cap=300).code.lower()
+    # when
+    order, intent = order_place(
+        restaurant_id=restaurant.pk, subtotal=1800, delivery_fee=200, **extra
+    )
+    # then: the answer is the row as committed, field for field
+    assert _row(order.pk) == model_to_dict(order) | {"id": order.pk}
+    assert order.status == Order.Status.PENDING_PAYMENT
+    assert order.payment_intent_id == intent["id"]
+    assert (order.asset, order.total) == (USD, 2000 - order.discount)
+    # the status change audited as order_transition audits it
+    changes = list(
+        OrderStatusChange.objects.filter(order=order).values_list(
+            "from_status", "to_status", "actor", "note"
+        )
+    )
+    assert changes == [("created", "pending_payment", "", intent["id"])]
+    # the campaign the view shows is the one placed with, read no more
+    with django_assert_num_queries(0):
+        coupon = order.campaign.code if order.campaign_id else None
+    assert coupon == (extra["coupon_code"].upper() if "coupon_code" in extra else None)
+    if extra.get("customer_email") or extra.get("customer_name"):
+        assert order.customer is not None
+        assert order.customer.email == extra.get("customer_email", "")
+    else:
+        assert order.customer_id is None
+
+
+def test_a_second_payment_intent_request_returns_the_same_one_and_audits_nothing(
+    fake_gateway: FakeGateway,
+) -> None:
+    # given: an order whose PaymentIntent is recorded
+    order, intent = order_place(restaurant_id=RestaurantFactory().pk, subtotal=1800, delivery_fee=0)
+    # when: the client asks again (the locked path: the order is not `created` any more)
+    again = order_payment_intent_create(order_id=order.pk)
+    # then: the same PaymentIntent (same key), nothing changed or audited again
+    assert again["id"] == intent["id"]
+    assert _row(order.pk) == model_to_dict(order) | {"id": order.pk}
+    assert OrderStatusChange.objects.filter(order=order).count() == 1
+    keys = {c["idempotency_key"] for c in fake_gateway.calls_of("payment_intent_create")}
+    assert keys == {f"order:{order.pk}:payment_intent"}
+
+
+def test_a_customer_is_created_in_the_order_s_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: the order's insert fails after its customer was created
+    restaurant = RestaurantFactory()
+
+    def refused(order: Order) -> None:
+        raise IntegrityError("refused")
+
+    monkeypatch.setattr(orders, "_order_insert", refused)
+    # when
+    with pytest.raises(IntegrityError):
+        order_create(
+            restaurant_id=restaurant.pk, subtotal=1000, delivery_fee=0, customer_email="c@x.co"
+        )
+    # then: neither is left
+    assert not Order.objects.filter(restaurant=restaurant).exists()
+    assert not Customer.objects.filter(email="c@x.co").exists()
+
+
+def _paid(fake_gateway: FakeGateway) -> Order:
+    campaign = CampaignFactory(funding=10_000)
+    order, intent = order_place(
+        restaurant_id=RestaurantFactory().pk,
+        subtotal=1800,
+        delivery_fee=200,
+        coupon_code=campaign.code,
+    )
+    pay(fake_gateway, order, intent)
+    return order
+
+
+@pytest.mark.parametrize("assigned_before", [False, True])
+def test_a_delivery_locks_and_audits_in_the_split_s_transaction(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch, assigned_before: bool
+) -> None:
+    # given: a paid order (with a coupon), its rider given now or assigned before
+    order, rider = _paid(fake_gateway), RiderFactory()
+    if assigned_before:
+        order_rider_assign(order_id=order.pk, rider_id=rider.pk)
+    monkeypatch.setattr(orders, "order_lock", None)  # the one-statement path only
+    # when
+    delivered = order_deliver(
+        order_id=order.pk, rider_id=None if assigned_before else rider.pk, actor="staff-1"
+    )
+    # then: the answer is the row as committed, with its restaurant and campaign
+    assert _row(order.pk) == model_to_dict(delivered) | {"id": order.pk}
+    assert (delivered.status, delivered.rider_id) == ("delivered", rider.pk)
+    assert delivered.delivered_at is not None
+    assert delivered.campaign is not None and delivered.campaign.pk == order.campaign_id
+    last = OrderStatusChange.objects.filter(order=order).order_by("id").last()
+    assert last is not None
+    assert (last.from_status, last.to_status, last.actor, last.note) == (
+        "paid",
+        "delivered",
+        "staff-1",
+        "",
+    )
+    assert transactions_list(reference=f"delivery:{order.pk}").count() == 1
+    assert bal(rider.ledger_address) == 200
+
+
+def test_a_split_that_fails_leaves_the_order_paid_and_unaudited(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the ledger refuses the split after the order's row was changed
+    order, rider = _paid(fake_gateway), RiderFactory()
+    changes = OrderStatusChange.objects.filter(order=order).count()
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise InvalidState("refused", code="refused")
+
+    monkeypatch.setattr(orders, "flow_post", refused)
+    # when
+    with pytest.raises(InvalidState):
+        order_deliver(order_id=order.pk, rider_id=rider.pk)
+    # then: the change was rolled back with the split
+    order.refresh_from_db()
+    assert (order.status, order.rider_id, order.delivered_at) == ("paid", None, None)
+    assert OrderStatusChange.objects.filter(order=order).count() == changes
+
+
+def test_a_paid_order_without_a_rider_is_not_delivered(fake_gateway: FakeGateway) -> None:
+    # given
+    order = _paid(fake_gateway)
+    # when
+    with pytest.raises(InvalidState) as raised:
+        order_deliver(order_id=order.pk)
+    # then
+    assert raised.value.code == "order_without_rider"
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert transactions_list(reference=f"delivery:{order.pk}").count() == 0

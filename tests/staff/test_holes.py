@@ -114,6 +114,32 @@ def test_a_ledger_post_by_api_leaves_an_audit_row_in_the_same_transaction() -> N
     assert response["X-Request-ID"] == "req-42"
 
 
+@pytest.mark.parametrize("given", [None, "a:colon", "x" * 100], ids=["none", "colon", "long"])
+def test_the_audit_row_carries_the_request_id_the_response_and_the_logs_carry(
+    given: str | None,
+) -> None:
+    # given: no X-Request-ID, or one only one of the two middlewares used to accept
+    client = token_client(make_user("fa", roles=["Finance admin"]))
+    extra = {} if given is None else {"HTTP_X_REQUEST_ID": given}
+    # when
+    response = client.post(
+        "/api/v1/ledger/transactions/",
+        {
+            "postings": [
+                {"source": "world", "destination": "bank:platform", "asset": "USD/2", "amount": 5}
+            ]
+        },
+        format="json",
+        **extra,
+    )
+    # then: one id for the request (the audit column keeps its first 64 characters)
+    assert response.status_code == 201
+    echoed = response["X-Request-ID"]
+    assert AuditEntry.objects.get().request_id == echoed[:64]
+    if given == "x" * 100:
+        assert echoed == given
+
+
 def test_a_dry_run_or_a_replay_writes_no_audit_row() -> None:
     client = token_client(make_user("fa", roles=["Finance admin"]))
     body = {
