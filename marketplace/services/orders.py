@@ -242,18 +242,28 @@ def _payment_intent_create(*, order: Order) -> tuple[Order, dict[str, Any]]:
     return locked, intent
 
 
-@cache
-def _payment_intent_record_sql() -> str:
+def _transition_sql(change: str, audit: str) -> str:
+    """One statement for a status change's common case: `change` (the UPDATE's SET and
+    WHERE) on the order, its audit row (`audit`: from_status, to_status, actor, note, at, as
+    `order_transition` writes it), and the order as updated, with its restaurant and campaign
+    (`order_row_sql`); no row when the WHERE does not hold."""
     select, joins = order_row_sql()
     _, columns = rawsql.columns(Order)
     return (
-        "WITH o AS (UPDATE marketplace_order SET status = %s, payment_intent_id = %s "
-        "WHERE id = %s AND status = %s AND payment_intent_id = '' "
-        f"RETURNING {columns}), "
+        f"WITH o AS (UPDATE marketplace_order {change} RETURNING {columns}), "
         "audit AS (INSERT INTO marketplace_order_status_change "
         "(order_id, from_status, to_status, actor, note, at) "
-        "SELECT o.id, %s, %s, '', %s, %s FROM o) "
+        f"SELECT o.id, {audit} FROM o) "
         f"SELECT {select} FROM o {joins}"
+    )
+
+
+@cache
+def _payment_intent_record_sql() -> str:
+    return _transition_sql(
+        "SET status = %s, payment_intent_id = %s "
+        "WHERE id = %s AND status = %s AND payment_intent_id = ''",
+        "%s, %s, '', %s, %s",
     )
 
 
@@ -470,17 +480,10 @@ def _split_post(order: Order) -> None:
 
 @cache
 def _mark_delivered_sql() -> str:
-    select, joins = order_row_sql()
-    _, columns = rawsql.columns(Order)
-    return (
-        "WITH o AS (UPDATE marketplace_order SET status = %s, delivered_at = %s, "
-        "rider_id = COALESCE(%s, rider_id) "
-        "WHERE id = %s AND status = %s AND COALESCE(%s, rider_id) IS NOT NULL "
-        f"RETURNING {columns}), "
-        "audit AS (INSERT INTO marketplace_order_status_change "
-        "(order_id, from_status, to_status, actor, note, at) "
-        "SELECT o.id, %s, %s, %s, '', %s FROM o) "
-        f"SELECT {select} FROM o {joins}"
+    return _transition_sql(
+        "SET status = %s, delivered_at = %s, rider_id = COALESCE(%s, rider_id) "
+        "WHERE id = %s AND status = %s AND COALESCE(%s, rider_id) IS NOT NULL",
+        "%s, %s, %s, '', %s",
     )
 
 
