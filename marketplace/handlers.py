@@ -125,11 +125,9 @@ def _fetch_charge(event: StripeEvent) -> dict[str, Any] | HandlerResult | None:
         return None
 
 
-def _payment_succeeded(
-    event: StripeEvent, charge: dict[str, Any] | HandlerResult | None
-) -> HandlerResult | None:
-    if isinstance(charge, HandlerResult):  # settled by `_already_booked` (not called then)
-        return charge
+def _payment_succeeded(event: StripeEvent, charge: dict[str, Any] | None) -> HandlerResult | None:
+    """Book the charge `_fetch_charge` fetched (not called when that settled the event: a
+    `HandlerResult` from prepare finishes the row without apply, see stripe_gateway.registry)."""
     if charge is None:
         return _unknown_order(event, event.data_object.get("id", ""), "charge not found")
     if charge.get("status") != "succeeded":
