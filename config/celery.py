@@ -138,6 +138,35 @@ def _message_constants(pid: int) -> _MessageConstants:
     )
 
 
+def publishes_directly(name: str) -> bool:
+    """`task_publish` puts task `name`'s message on Redis itself here (not eager, not inside a
+    worker task, the broker is Redis, the task has no execution options)."""
+    return _publishes_directly(name)
+
+
+@cache
+def _gate_client(pid: int, url: str) -> Any:
+    """One Redis client per process (`pid`: a forked process builds its own) on the broker's
+    server (`url`), for the publish gates; thread-safe, connections from its own pool."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def publish_gate_close(key: str, ttl_ms: int) -> bool:
+    """Close the gate `key` for at most `ttl_ms` (Redis `SET NX PX`): True if this call
+    closed it, and so must publish the message the gate coalesces; False if it was closed
+    already (that message is published and its task has not started yet). Raises
+    redis' errors: the caller falls back to publishing without the gate."""
+    return bool(_gate_client(os.getpid(), str(app.conf.broker_url)).set(key, b"1", nx=True, px=ttl_ms))
+
+
+def publish_gate_open(key: str) -> None:
+    """Open the gate `key` (its task has started: what is stored from now on needs another
+    message). Raises redis' errors."""
+    _gate_client(os.getpid(), str(app.conf.broker_url)).delete(key)
+
+
 def task_publish(name: str, queue: str, /, *args: Any, **fallback: Any) -> None:
     """Send the registered task `name` with positional `args` to `queue`: the message
     `task_send` would send, built by Celery itself (`amqp.as_task_v2`), put on the kombu

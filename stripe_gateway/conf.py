@@ -20,6 +20,13 @@ STRIPE_EVENTS_LEASE          how long a claimed row belongs to its worker, secon
 STRIPE_EVENTS_SWEEP_GRACE    a `received` row is re-driven by the sweeper after this (60)
 STRIPE_EVENTS_SWEEP_BATCH    rows one sweep re-drives at most (500)
 STRIPE_EVENTS_QUEUE          the Celery queue of the processing tasks ("celery")
+STRIPE_EVENTS_DRAINS         drain tasks a burst of new events is coalesced into (4): a new
+                             event publishes a drain only if none of its slot is waiting to
+                             start; a drain processes every new event it can claim. 0: one
+                             task per event. Set it to at least the workers' total concurrency
+STRIPE_EVENTS_DRAIN_BATCH    events one drain processes before it hands over to a new one (200)
+STRIPE_EVENTS_DRAIN_GATE_TTL how long a slot's gate stays closed if its drain never starts
+                             (a lost message), seconds (15)
 """
 
 from typing import Any
@@ -42,6 +49,9 @@ KNOBS: dict[str, Knob] = {
     "STRIPE_EVENTS_SWEEP_GRACE": Knob(60.0, "float", "re-drive received rows after, seconds"),
     "STRIPE_EVENTS_SWEEP_BATCH": Knob(500, "int", "rows one sweep re-drives"),
     "STRIPE_EVENTS_QUEUE": Knob("celery", "str", "Celery queue of the processing tasks"),
+    "STRIPE_EVENTS_DRAINS": Knob(4, "int", "drain slots new events coalesce into (0: off)"),
+    "STRIPE_EVENTS_DRAIN_BATCH": Knob(200, "int", "events one drain processes"),
+    "STRIPE_EVENTS_DRAIN_GATE_TTL": Knob(15.0, "float", "a drain gate's expiry, seconds"),
 }
 DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)
 

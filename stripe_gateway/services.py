@@ -7,6 +7,8 @@ duplicate does nothing else. Processing (`event_process`) is described in the pa
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import math
@@ -24,7 +26,13 @@ from common import rawsql
 from common.backoff import backoff_delay
 from common.leases import Sweeper
 from common.prepared import prepared_statements
-from config.celery import task_publish
+from config.celery import (
+    publish_gate_close,
+    publish_gate_open,
+    publishes_directly,
+    task_publish,
+    task_send,
+)
 from config.errors import ApplicationError
 from stripe_gateway import conf as gateway_conf
 from stripe_gateway.models import StripeEvent
@@ -35,6 +43,11 @@ logger = logging.getLogger(__name__)
 # The Celery task that processes one row (`tasks.stripe_event_process`); its name predates
 # this app and is kept so that queued messages still run.
 PROCESS_TASK = "marketplace.webhooks.tasks.stripe_event_process"
+# The Celery task that processes every new row it can claim (`tasks.stripe_events_drain`).
+DRAIN_TASK = "stripe_gateway.tasks.stripe_events_drain"
+# Redis key of the publish gate of drain slot N of a queue: closed while a drain of that slot is
+# waiting to start.
+DRAIN_GATE = "eats:stripe-events:{}:drain-gate:{}"
 
 Status = StripeEvent.Status
 MAX_JSON_DEPTH = 64
@@ -248,9 +261,49 @@ def event_ingest(
     return IngestResult(stripe_id=stripe_id, created=created)
 
 
+_drain_slots = itertools.count()
+
+
 def event_schedule(stripe_id: str) -> None:
-    """Send the processing task. Never raises: the row is the source of truth, and the
-    sweeper re-drives it if this message is lost (Redis down) or processing fails."""
+    """Have a new row processed. Never raises: the row is the source of truth, and the
+    sweeper re-drives it if this message is lost (Redis down) or processing fails.
+
+    With drains (STRIPE_EVENTS_DRAINS > 0, a Redis broker, not eager), the row is left to a
+    drain of one slot (round robin): its gate is closed (`SET NX`) and the drain published
+    only if the gate was open; closed, a drain of that slot is waiting to start, and it will
+    claim this row, committed before the gate was tried (`events_drain`). A burst of events
+    costs a few drain tasks instead of one task each: Celery's own work per task (the
+    prefork hand-off, the ack, two log lines) was most of a worker's CPU per event.
+    Otherwise (and if Redis refuses the gate): one `stripe_event_process` task per row."""
+    slots = int(gateway_conf.get("STRIPE_EVENTS_DRAINS"))
+    if slots > 0 and publishes_directly(DRAIN_TASK):
+        drain_schedule(next(_drain_slots) % slots)
+        return
+    _publish_one(stripe_id)
+
+
+def drain_schedule(slot: int) -> None:
+    """Publish a drain of `slot` unless one is waiting to start. Never raises."""
+    key = _gate_key(slot)
+    try:
+        ttl_ms = int(float(gateway_conf.get("STRIPE_EVENTS_DRAIN_GATE_TTL")) * 1000)
+        if not publish_gate_close(key, max(ttl_ms, 1)):
+            return
+    except Exception:
+        logger.warning("drain gate %s unavailable; publishing a drain anyway", key, exc_info=True)
+    try:
+        task_publish(DRAIN_TASK, gateway_conf.get("STRIPE_EVENTS_QUEUE"), slot)
+    except Exception:
+        logger.exception("a drain of slot %s could not be published", slot)
+        with contextlib.suppress(Exception):
+            publish_gate_open(key)  # the next event publishes again
+
+
+def _gate_key(slot: int) -> str:
+    return DRAIN_GATE.format(gateway_conf.get("STRIPE_EVENTS_QUEUE"), slot)
+
+
+def _publish_one(stripe_id: str) -> None:
     try:
         task_publish(
             PROCESS_TASK,
@@ -319,6 +372,35 @@ def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
         f"RETURNING {returning}"
     )
     return sql, fields
+
+
+@cache
+def _claim_next_sql(vendor: str) -> tuple[str, list[Any]]:
+    fields, returning = rawsql.columns(StripeEvent)
+    table = StripeEvent._meta.db_table
+    lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+    # The oldest new row nobody holds (stripe_event_status_idx: status, received_at), leased
+    # as `_claim` leases one by id. Its own transaction: the lease commits at once, and
+    # asynchronously (see `_claim_sql`).
+    head = guard = ""
+    if vendor == "postgresql":
+        head = "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)) "
+        guard = " AND EXISTS (SELECT 1 FROM lease)"
+    sql = (
+        f"{head}UPDATE {table} SET status = %s, attempts = attempts + 1, next_attempt_at = %s "
+        f"WHERE id = (SELECT id FROM {table} WHERE status = %s "
+        f"ORDER BY received_at, id LIMIT 1{lock}){guard} RETURNING {returning}"
+    )
+    return sql, fields
+
+
+def _claim_next(now: datetime) -> StripeEvent | None:
+    """Claim the oldest `received` row no one else holds (None: there is none). Must be
+    called with no transaction open."""
+    lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
+    sql, fields = _claim_next_sql(connection.vendor)
+    values = rawsql.fetch_one(sql, [Status.PROCESSING, lease_until, Status.RECEIVED])
+    return None if values is None else rawsql.instance(StripeEvent, fields, values)
 
 
 def _claim(event_id: str, now: datetime) -> StripeEvent | None:
@@ -408,6 +490,12 @@ def event_process(*, event_id: str) -> ProcessOutcome:
     row = _claim(event_id, now)
     if row is None:
         return ProcessOutcome(event_id, "skipped")
+    return _process_claimed(row, now)
+
+
+def _process_claimed(row: StripeEvent, now: datetime) -> ProcessOutcome:
+    """Run the handler of `row`, claimed by this worker at `now` (its lease token: attempts)."""
+    event_id = row.stripe_id
     token = row.attempts
 
     if row.livemode != _expected_livemode():
@@ -453,6 +541,64 @@ def event_process(*, event_id: str) -> ProcessOutcome:
     return ProcessOutcome(event_id, status, token, error=note)
 
 
+@dataclass(frozen=True)
+class DrainResult:
+    processed: int  # rows claimed and run (whatever their outcome)
+    statuses: dict[str, int]  # outcome status -> count
+    handed_over: bool  # the batch was full: another drain of the slot was scheduled
+
+
+@prepared_statements()
+def events_drain(*, slot: int, limit: int | None = None) -> DrainResult:
+    """The drain of `slot`: open the slot's gate, then claim and process the oldest new row
+    until none is left to claim, or `limit` (STRIPE_EVENTS_DRAIN_BATCH) rows are done, when
+    it schedules the slot's next drain and stops (others wait their turn on the queue).
+
+    Why no new row is left behind: a row whose `event_schedule` found the gate closed was
+    committed before that; the drain that closed the gate had not opened it yet, so it
+    opens it later and claims from then on every new row not claimed by another worker,
+    this one included. A row that ends deferred or failed gets its own
+    `stripe_event_process` message at its retry time, as after a single event's task; a
+    drain lost with its worker leaves leased rows to the sweeper (lease expiry), new ones to
+    the next drain or the sweeper (STRIPE_EVENTS_SWEEP_GRACE). Must be called with no
+    transaction open."""
+    key = _gate_key(slot)
+    try:
+        publish_gate_open(key)
+    except Exception:  # it expires (STRIPE_EVENTS_DRAIN_GATE_TTL); new rows wait until then
+        logger.warning("drain gate %s could not be opened", key, exc_info=True)
+    limit = int(gateway_conf.get("STRIPE_EVENTS_DRAIN_BATCH")) if limit is None else limit
+    statuses: dict[str, int] = {}
+    processed = 0
+    while processed < limit:
+        now = timezone.now()
+        row = _claim_next(now)
+        if row is None:
+            return DrainResult(processed, statuses, handed_over=False)
+        outcome = _process_claimed(row, now)
+        processed += 1
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        if outcome.retry_at is not None:
+            _schedule_retry(outcome.stripe_id, outcome.retry_at)
+    drain_schedule(slot)
+    return DrainResult(processed, statuses, handed_over=True)
+
+
+def _schedule_retry(stripe_id: str, at: datetime) -> None:
+    """The row's next attempt as its own task (what a single event's task does by retrying
+    itself); never raises: the sweeper re-drives the row when it is due anyway."""
+    countdown = max(0.0, (at - timezone.now()).total_seconds()) + 1.0
+    try:
+        task_send(
+            PROCESS_TASK,
+            stripe_id,
+            queue=gateway_conf.get("STRIPE_EVENTS_QUEUE"),
+            countdown=countdown,
+        )
+    except Exception:
+        logger.exception("the retry of Stripe event %s could not be scheduled", stripe_id)
+
+
 # --- sweep, replay, sync ---------------------------------------------------------------------
 def events_due(*, limit: int, now: datetime | None = None) -> list[str]:
     """Stripe ids of rows the sweeper must re-drive: scheduling lost, retry due, lease expired."""
@@ -468,8 +614,9 @@ def events_due(*, limit: int, now: datetime | None = None) -> list[str]:
 
 
 def _schedule_each(stripe_ids: Sequence[str]) -> None:
+    # One task per row: a due row may be deferred, failed or leased, which drains leave alone.
     for stripe_id in stripe_ids:
-        event_schedule(stripe_id)
+        _publish_one(stripe_id)
 
 
 SWEEPER = Sweeper(

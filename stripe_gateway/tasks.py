@@ -34,6 +34,20 @@ def stripe_event_process(self, event_id: str) -> str:
     return outcome.status
 
 
+@shared_task(
+    name=services.DRAIN_TASK,
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def stripe_events_drain(slot: int) -> int:
+    """Process every new inbox row this worker can claim (see `services.events_drain`);
+    returns how many it ran."""
+    return services.events_drain(slot=slot).processed
+
+
 @shared_task(name="marketplace.webhooks.tasks.stripe_events_sweep")
 def stripe_events_sweep() -> int:
     """Every 30 s (CELERY_BEAT_SCHEDULE): re-drive due, deferred, failed and stale rows."""

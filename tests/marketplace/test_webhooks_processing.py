@@ -419,7 +419,7 @@ def test_the_sweeper_redrives_exactly_the_due_rows(monkeypatch: pytest.MonkeyPat
     for name, fields in updates.items():
         StripeEvent.objects.filter(pk=rows[name].pk).update(**fields)
     scheduled: list[str] = []
-    monkeypatch.setattr(services, "event_schedule", scheduled.append)
+    monkeypatch.setattr(services, "_publish_one", scheduled.append)
 
     # when
     count = services.events_sweep()
