@@ -158,7 +158,9 @@ def publish_gate_close(key: str, ttl_ms: int) -> bool:
     closed it, and so must publish the message the gate coalesces; False if it was closed
     already (that message is published and its task has not started yet). Raises
     redis' errors: the caller falls back to publishing without the gate."""
-    return bool(_gate_client(os.getpid(), str(app.conf.broker_url)).set(key, b"1", nx=True, px=ttl_ms))
+    return bool(
+        _gate_client(os.getpid(), str(app.conf.broker_url)).set(key, b"1", nx=True, px=ttl_ms)
+    )
 
 
 def publish_gate_open(key: str) -> None:

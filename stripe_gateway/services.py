@@ -375,15 +375,14 @@ def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
 
 
 @cache
-def _claim_next_sql(vendor: str) -> tuple[str, list[Any]]:
+def _claim_next_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
     fields, returning = rawsql.columns(StripeEvent)
     table = StripeEvent._meta.db_table
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
     # The oldest new row nobody holds (stripe_event_status_idx: status, received_at), leased
-    # as `_claim` leases one by id. Its own transaction: the lease commits at once, and
-    # asynchronously (see `_claim_sql`).
+    # as `_claim` leases one by id, and committed as it commits (see `_claim_sql`).
     head = guard = ""
-    if vendor == "postgresql":
+    if async_commit:
         head = "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)) "
         guard = " AND EXISTS (SELECT 1 FROM lease)"
     sql = (
@@ -398,7 +397,8 @@ def _claim_next(now: datetime) -> StripeEvent | None:
     """Claim the oldest `received` row no one else holds (None: there is none). Must be
     called with no transaction open."""
     lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
-    sql, fields = _claim_next_sql(connection.vendor)
+    async_commit = connection.vendor == "postgresql" and not connection.in_atomic_block
+    sql, fields = _claim_next_sql(connection.vendor, async_commit)
     values = rawsql.fetch_one(sql, [Status.PROCESSING, lease_until, Status.RECEIVED])
     return None if values is None else rawsql.instance(StripeEvent, fields, values)
 

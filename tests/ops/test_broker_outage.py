@@ -102,7 +102,7 @@ def _forget_connections() -> None:
     celery_app.amqp._producer_pool = None
 
 
-def start_worker(broker: PrivateRedis, queue: str) -> subprocess.Popen:
+def start_worker(broker: PrivateRedis, queue: str, concurrency: int = 1) -> subprocess.Popen:
     database = connection.settings_dict
     env = {
         **os.environ,
@@ -117,7 +117,7 @@ def start_worker(broker: PrivateRedis, queue: str) -> subprocess.Popen:
         "LOG_LEVEL": "WARNING",
         "CELERY_LIVENESS_FILE": str(broker.tmp / "worker.alive"),
     }
-    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", "1"]
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", str(concurrency)]
     command += ["-Q", queue, "-n", f"drill-{uuid.uuid4().hex[:6]}@%h", "-l", "WARNING"]
     # as in production: gossip, mingle and heartbeats on (they reconnect too)
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)

@@ -1,0 +1,91 @@
+"""Drains with a real worker: a burst of webhook events, stored from several threads, is
+processed by a few drain tasks of a real prefork worker, each row claimed once, with no
+sweeper run (nothing is left for it).
+
+Against a private redis-server and a real worker subprocess, as the broker outage drill."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from stripe_gateway import services
+from stripe_gateway.models import StripeEvent
+from tests.ops.test_broker_outage import PrivateRedis, arrive, done, start_worker
+from tests.ops.test_broker_outage import broker as broker  # the fixture, re-exported
+from tests.payouts.conftest import TRANSACTIONAL_APPS
+from tests.polling import wait_for
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True, available_apps=TRANSACTIONAL_APPS),
+]
+
+THREADS, EACH = 4, 40
+
+
+def arrive_from_threads() -> list[str]:
+    """THREADS webhook requests at a time, EACH events each, as gunicorn's threads store them."""
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        try:
+            mine = arrive(EACH)
+            with lock:
+                ids.extend(mine)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ids) == THREADS * EACH
+    return ids
+
+
+def test_a_burst_is_processed_by_a_few_drains_each_row_claimed_once(
+    broker: PrivateRedis, settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # given: two drain slots; every message this process publishes is counted
+    settings.STRIPE_EVENTS_DRAINS = 2
+    settings.STRIPE_EVENTS_SWEEP_GRACE = 3600.0  # the sweeper would not re-drive anything
+    published: list[str] = []
+    real_publish = services.task_publish
+
+    def counting_publish(name: str, queue: str, *args: Any, **kwargs: Any) -> None:
+        published.append(name)
+        real_publish(name, queue, *args, **kwargs)
+
+    monkeypatch.setattr(services, "task_publish", counting_publish)
+
+    # when: a burst arrives before any worker runs, then one starts (two processes)
+    first = arrive_from_threads()
+    assert published == [services.DRAIN_TASK] * 2  # one per slot: the gates stay closed
+    worker = start_worker(broker, settings.STRIPE_EVENTS_QUEUE, concurrency=2)
+    try:
+        wait_for(lambda: done(first), 120, "the first burst to be processed by two drains")
+        # and a second burst while the worker is running
+        second = arrive_from_threads()
+        wait_for(lambda: done(second), 120, "the second burst to be processed")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+    # then: every row processed by one claim, by fewer tasks than events
+    rows = StripeEvent.objects.filter(stripe_id__in=first + second)
+    assert sorted(set(rows.values_list("status", "attempts"))) == [("ignored", 1)]
+    assert len(published) < len(first + second)
+    assert set(published) == {services.DRAIN_TASK}
