@@ -11,8 +11,12 @@ Life of an event
 1. `POST /webhooks/stripe/` verifies the signature over the raw body (any configured secret,
    300 s tolerance both ways), parses it, and inserts it with `ON CONFLICT DO NOTHING`: the
    Stripe id is unique, so a redelivery (even 20 at once) is a 200 that does nothing else.
-   Only the winning insert schedules `stripe_event_process` (on commit), through
+   Only the winning insert schedules its processing (on commit), through
    `config.celery.task_publish`: Celery's own message, put on the Redis channel directly.
+   With drains (STRIPE_EVENTS_DRAINS > 0, a Redis broker, not eager) that message is a
+   `stripe_events_drain` of one slot, published only if the slot's Redis gate was open: a
+   drain processes every new row it can claim (`services.events_drain`), so a burst of
+   events costs a few tasks; otherwise it is the row's own `stripe_event_process`.
 2. `event_process(event_id=...)` claims the row (`SELECT ... FOR UPDATE SKIP LOCKED`, status
    -> `processing`, `attempts += 1`, `next_attempt_at` = lease expiry; `attempts` is the
    lease token). Unknown types and events whose `livemode` does not match our API key are
@@ -34,8 +38,8 @@ Life of an event
    older than `STRIPE_EVENTS_DEFER_HORIZON` (3 days: Stripe can deliver what it waits for
    as long as it retries webhooks).
 5. The sweeper (`stripe_events_sweep`, every 30 s) re-drives every row whose
-   `next_attempt_at` has passed: lost scheduling (`received` after the grace period), due
-   retries, expired leases of crashed workers.
+   `next_attempt_at` has passed, one `stripe_event_process` task each: lost scheduling
+   (`received` after the grace period), due retries, expired leases of crashed workers.
 
 Must not import: marketplace, payouts, reconciliation or any other domain app (the import
 contracts in pyproject.toml enforce it). Handlers live in the apps that own the money flows

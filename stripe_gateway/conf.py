@@ -25,6 +25,7 @@ STRIPE_EVENTS_DRAINS         drain tasks a burst of new events is coalesced into
                              start; a drain processes every new event it can claim. 0: one
                              task per event. Set it to at least the workers' total concurrency
 STRIPE_EVENTS_DRAIN_BATCH    events one drain processes before it hands over to a new one (200)
+STRIPE_EVENTS_DRAIN_SECONDS  ... or once it has run this long, seconds (10)
 STRIPE_EVENTS_DRAIN_GATE_TTL how long a slot's gate stays closed if its drain never starts
                              (a lost message), seconds (15)
 """
@@ -51,6 +52,7 @@ KNOBS: dict[str, Knob] = {
     "STRIPE_EVENTS_QUEUE": Knob("celery", "str", "Celery queue of the processing tasks"),
     "STRIPE_EVENTS_DRAINS": Knob(4, "int", "drain slots new events coalesce into (0: off)"),
     "STRIPE_EVENTS_DRAIN_BATCH": Knob(200, "int", "events one drain processes"),
+    "STRIPE_EVENTS_DRAIN_SECONDS": Knob(10.0, "float", "a drain hands over after, seconds"),
     "STRIPE_EVENTS_DRAIN_GATE_TTL": Knob(15.0, "float", "a drain gate's expiry, seconds"),
 }
 DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)

@@ -12,6 +12,7 @@ import itertools
 import json
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -551,8 +552,9 @@ class DrainResult:
 @prepared_statements()
 def events_drain(*, slot: int, limit: int | None = None) -> DrainResult:
     """The drain of `slot`: open the slot's gate, then claim and process the oldest new row
-    until none is left to claim, or `limit` (STRIPE_EVENTS_DRAIN_BATCH) rows are done, when
-    it schedules the slot's next drain and stops (others wait their turn on the queue).
+    until none is left to claim, or `limit` (STRIPE_EVENTS_DRAIN_BATCH) rows are done or
+    STRIPE_EVENTS_DRAIN_SECONDS have passed, when it schedules the slot's next drain and
+    stops (the worker's other tasks take their turn; a slow Stripe never holds it for long).
 
     Why no new row is left behind: a row whose `event_schedule` found the gate closed was
     committed before that; the drain that closed the gate had not opened it yet, so it
@@ -568,9 +570,10 @@ def events_drain(*, slot: int, limit: int | None = None) -> DrainResult:
     except Exception:  # it expires (STRIPE_EVENTS_DRAIN_GATE_TTL); new rows wait until then
         logger.warning("drain gate %s could not be opened", key, exc_info=True)
     limit = int(gateway_conf.get("STRIPE_EVENTS_DRAIN_BATCH")) if limit is None else limit
+    deadline = time.monotonic() + float(gateway_conf.get("STRIPE_EVENTS_DRAIN_SECONDS"))
     statuses: dict[str, int] = {}
     processed = 0
-    while processed < limit:
+    while processed < limit and (processed == 0 or time.monotonic() < deadline):
         now = timezone.now()
         row = _claim_next(now)
         if row is None:

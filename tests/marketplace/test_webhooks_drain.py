@@ -267,3 +267,24 @@ def test_the_drain_task_returns_how_many_rows_it_ran(register_handler: Any, gate
         Status.PROCESSED,
         Status.IGNORED,
     }
+
+
+def test_a_drain_out_of_time_hands_over_after_one_row(
+    register_handler: Any,
+    published: list[tuple[Any, ...]],
+    gates: Any,
+    queue: str,
+    settings: Any,
+) -> None:
+    # given: no time left from the start (a slow Stripe, say): one row at least is run
+    settings.STRIPE_EVENTS_DRAIN_SECONDS = 0.0
+    register_handler("charge.succeeded", lambda event: None)
+    rows = [store(), store()]
+
+    # when
+    result = services.events_drain(slot=1)
+
+    # then
+    assert (result.processed, result.handed_over) == (1, True)
+    assert published == [(services.DRAIN_TASK, queue, 1)]
+    assert StripeEvent.objects.get(pk=rows[1].pk).status == Status.RECEIVED
