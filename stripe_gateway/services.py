@@ -375,12 +375,19 @@ def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
     return sql, fields
 
 
+# Rows a drain claims in one statement: the events of one payment, which arrive together, are
+# then run by one worker one after the other (the second and third find the payment booked)
+# instead of racing two workers to the booking. Small, as every claimed row waits on the
+# ones before it: its lease (STRIPE_EVENTS_LEASE) must outlast them.
+DRAIN_CLAIM = 4
+
+
 @cache
 def _claim_next_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
     fields, returning = rawsql.columns(StripeEvent)
     table = StripeEvent._meta.db_table
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-    # The oldest new row nobody holds (stripe_event_status_idx: status, received_at), leased
+    # The oldest new rows nobody holds (stripe_event_status_idx: status, received_at), leased
     # as `_claim` leases one by id, and committed as it commits (see `_claim_sql`).
     head = guard = ""
     if async_commit:
@@ -388,20 +395,21 @@ def _claim_next_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
         guard = " AND EXISTS (SELECT 1 FROM lease)"
     sql = (
         f"{head}UPDATE {table} SET status = %s, attempts = attempts + 1, next_attempt_at = %s "
-        f"WHERE id = (SELECT id FROM {table} WHERE status = %s "
-        f"ORDER BY received_at, id LIMIT 1{lock}){guard} RETURNING {returning}"
+        f"WHERE id IN (SELECT id FROM {table} WHERE status = %s "
+        f"ORDER BY received_at, id LIMIT %s{lock}){guard} RETURNING {returning}"
     )
     return sql, fields
 
 
-def _claim_next(now: datetime) -> StripeEvent | None:
-    """Claim the oldest `received` row no one else holds (None: there is none). Must be
-    called with no transaction open."""
+def _claim_next(now: datetime, count: int) -> list[StripeEvent]:
+    """Claim the `count` oldest `received` rows no one else holds (fewer, or none, if there
+    are not as many), oldest first. Must be called with no transaction open."""
     lease_until = now + timedelta(seconds=gateway_conf.get("STRIPE_EVENTS_LEASE"))
     async_commit = connection.vendor == "postgresql" and not connection.in_atomic_block
     sql, fields = _claim_next_sql(connection.vendor, async_commit)
-    values = rawsql.fetch_one(sql, [Status.PROCESSING, lease_until, Status.RECEIVED])
-    return None if values is None else rawsql.instance(StripeEvent, fields, values)
+    found = rawsql.fetch_all(sql, [Status.PROCESSING, lease_until, Status.RECEIVED, count])
+    rows = [rawsql.instance(StripeEvent, fields, values) for values in found]
+    return sorted(rows, key=lambda row: (row.received_at, row.pk))
 
 
 def _claim(event_id: str, now: datetime) -> StripeEvent | None:
@@ -575,14 +583,15 @@ def events_drain(*, slot: int, limit: int | None = None) -> DrainResult:
     processed = 0
     while processed < limit and (processed == 0 or time.monotonic() < deadline):
         now = timezone.now()
-        row = _claim_next(now)
-        if row is None:
+        rows = _claim_next(now, min(DRAIN_CLAIM, limit - processed))
+        if not rows:
             return DrainResult(processed, statuses, handed_over=False)
-        outcome = _process_claimed(row, now)
-        processed += 1
-        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-        if outcome.retry_at is not None:
-            _schedule_retry(outcome.stripe_id, outcome.retry_at)
+        for row in rows:  # all of them: each is leased to this worker
+            outcome = _process_claimed(row, timezone.now())
+            processed += 1
+            statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+            if outcome.retry_at is not None:
+                _schedule_retry(outcome.stripe_id, outcome.retry_at)
     drain_schedule(slot)
     return DrainResult(processed, statuses, handed_over=True)
 
