@@ -102,7 +102,9 @@ def _forget_connections() -> None:
     celery_app.amqp._producer_pool = None
 
 
-def start_worker(broker: PrivateRedis, queue: str, concurrency: int = 1) -> subprocess.Popen:
+def start_worker(
+    broker: PrivateRedis, queue: str, concurrency: int = 1, **extra_env: str
+) -> subprocess.Popen:
     database = connection.settings_dict
     env = {
         **os.environ,
@@ -116,6 +118,7 @@ def start_worker(broker: PrivateRedis, queue: str, concurrency: int = 1) -> subp
         "STRIPE_EVENTS_QUEUE": queue,
         "LOG_LEVEL": "WARNING",
         "CELERY_LIVENESS_FILE": str(broker.tmp / "worker.alive"),
+        **extra_env,
     }
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-c", str(concurrency)]
     command += ["-Q", queue, "-n", f"drill-{uuid.uuid4().hex[:6]}@%h", "-l", "WARNING"]

@@ -6,9 +6,12 @@ Against a private redis-server and a real worker subprocess, as the broker outag
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +92,64 @@ def test_a_burst_is_processed_by_a_few_drains_each_row_claimed_once(
     assert sorted(set(rows.values_list("status", "attempts"))) == [("ignored", 1)]
     assert len(published) < len(first + second)
     assert set(published) == {services.DRAIN_TASK}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_killed_mid_drain_leaves_nothing_behind(
+    broker: PrivateRedis, settings: Any
+) -> None:
+    # given: many new events, a worker (leases of 2 s) draining them
+    settings.STRIPE_EVENTS_DRAINS = 1
+    settings.STRIPE_EVENTS_LEASE = 2.0
+    ids = arrive(600)
+    queue = settings.STRIPE_EVENTS_QUEUE
+    worker = start_worker(broker, queue, STRIPE_EVENTS_LEASE="2", STRIPE_EVENTS_DRAIN_BATCH="50")
+
+    # when: it is SIGKILLed, pool process and all, in the middle of the drain
+    def some_done() -> bool:
+        return StripeEvent.objects.filter(stripe_id__in=ids, status="ignored").count() >= 20
+
+    try:
+        wait_for(some_done, 120, "the drain to start")
+    finally:
+        for pid in [*_children(worker.pid), worker.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    assert not done(ids), "the drain finished before the kill: nothing was tested"
+
+    # then: a new worker and the sweeper (once the dead worker's leases expired) finish them
+    time.sleep(2.5)
+    second = start_worker(broker, queue, STRIPE_EVENTS_LEASE="2")
+    try:
+        services.events_sweep()  # what beat runs every 30 s
+
+        def swept_and_done() -> bool:
+            if done(ids):
+                return True
+            services.events_sweep()
+            return False
+
+        wait_for(swept_and_done, 120, "every event to be processed after the kill", every=1.0)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            second.wait()
+    rows = StripeEvent.objects.filter(stripe_id__in=ids)
+    assert set(rows.values_list("status", flat=True)) == {"ignored"}
+    assert max(rows.values_list("attempts", flat=True)) <= 2  # at most the dead lease, then one
