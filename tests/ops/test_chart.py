@@ -223,3 +223,21 @@ def test_the_values_schema_rejects_typos_and_unsafe_values(override):
     )
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
+
+
+def test_the_web_and_the_workers_share_one_drain_slot_per_celery_process(docs):
+    # given: the workers' processes as rendered
+    worker = next(
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-worker")
+    )
+    command = worker["spec"]["template"]["spec"]["containers"][0]["command"]
+    processes = worker["spec"]["replicas"] * int(command[command.index("--concurrency") + 1])
+    config = by_kind(docs, "ConfigMap")[0]["data"]
+
+    # then: every pod reads the number of drain slots from the one ConfigMap
+    assert config["STRIPE_EVENTS_DRAINS"] == str(processes)
+
+
+def test_an_explicit_drain_count_wins() -> None:
+    docs = render("eats", "--set-string", "env.STRIPE_EVENTS_DRAINS=3")
+    assert by_kind(docs, "ConfigMap")[0]["data"]["STRIPE_EVENTS_DRAINS"] == "3"
