@@ -126,6 +126,18 @@ def start_worker(
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
 
 
+def stop_worker(worker: subprocess.Popen) -> None:
+    """A warm shutdown (SIGTERM: running tasks finish), killed after 30 s."""
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
 def arrive(n: int) -> list[str]:
     """n events the webhook view stores (and tries to schedule) as they arrive."""
     ids = []
@@ -176,12 +188,6 @@ def test_the_worker_rides_out_a_20_second_broker_outage(broker: PrivateRedis, se
         assert worker.poll() is None
         assert StripeEvent.objects.filter(status="ignored").count() == len(before + during + after)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        stop_worker(worker)
         stderr = worker.stderr.read() if worker.stderr else ""
     assert "Unrecoverable error" not in stderr, stderr[-3000:]

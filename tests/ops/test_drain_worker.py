@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from django.db import connection
 
 from stripe_gateway import services
 from stripe_gateway.models import StripeEvent
-from tests.ops.test_broker_outage import PrivateRedis, arrive, done, start_worker
+from tests.ops.test_broker_outage import PrivateRedis, arrive, done, start_worker, stop_worker
 from tests.ops.test_broker_outage import broker as broker  # the fixture, re-exported
 from tests.payouts.conftest import TRANSACTIONAL_APPS
 from tests.polling import wait_for
@@ -80,12 +79,7 @@ def test_a_burst_is_processed_by_a_few_drains_each_row_claimed_once(
         second = arrive_from_threads()
         wait_for(lambda: done(second), 120, "the second burst to be processed")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_worker(worker)
 
     # then: every row processed by one claim, by fewer tasks than events
     rows = StripeEvent.objects.filter(stripe_id__in=first + second)
@@ -144,12 +138,7 @@ def test_a_worker_killed_mid_drain_leaves_nothing_behind(
 
         wait_for(swept_and_done, 120, "every event to be processed after the kill", every=1.0)
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            second.kill()
-            second.wait()
+        stop_worker(second)
     rows = StripeEvent.objects.filter(stripe_id__in=ids)
     assert set(rows.values_list("status", flat=True)) == {"ignored"}
     assert max(rows.values_list("attempts", flat=True)) <= 2  # at most the dead lease, then one
