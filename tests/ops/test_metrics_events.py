@@ -6,7 +6,6 @@ directory, behind the metrics token."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from ledger import retry
 from ledger.errors import LedgerBusy
 from ledger.models import Posting
 from ledger.services import PostingInput, transaction_post
+from tests.ops.test_broker_outage import stop_worker
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,12 +220,7 @@ def test_a_worker_serves_the_task_metrics_of_its_children(tmp_path):
         assert fetch(url, "wrong")[0] == 401
         assert fetch(url.removesuffix("/metrics") + "/other", token)[0] == 404
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_worker(worker)
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)
