@@ -22,7 +22,7 @@ dispatch service would, and delivers them.
 
 Reports orders/s end to end (first order created to last split booked), the order latency
 (created -> split) percentiles, events/s processed, the inbox backlog peak (rows received or
-processing, sampled), and the CPU each kind of process spent per order (from /proc: gunicorn,
+processing, sampled), the Celery task runs per order (from the worker's log), and the CPU each kind of process spent per order (from /proc: gunicorn,
 celery, postgres backends of this database but the client's own, the emulator, and this
 client). PostgreSQL's background processes (WAL writer, checkpointer) serve every database and
 are not counted.
@@ -35,6 +35,7 @@ import http.client
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -328,6 +329,18 @@ def _start_worker(stack: _Stack, processes: int) -> None:
     _wait_celery(stack.worker, log, processes)
 
 
+_TASK_DONE = re.compile(r"Task ([\w.]+)\[[^\]]+\] (?:succeeded|raised|retry)")
+
+
+def _tasks_done(log: Path) -> dict[str, int]:
+    """{task name: runs} the worker logged as finished (INFO: one line per task run)."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for match in _TASK_DONE.finditer(log.read_text(errors="replace")):
+            counts[match[1]] = counts.get(match[1], 0) + 1
+    return counts
+
+
 def _setup(run: str) -> tuple[str, list[int], list[int], str]:
     """A token with the service account's role, restaurants, riders, a funded campaign."""
     from django.contrib.auth import get_user_model
@@ -531,6 +544,7 @@ def _one_run(
         f"{name}_ms": round(seconds / max(1, delivered) * 1000, 2) for name, seconds in cpu.items()
     }
     server_ms = sum(v for k, v in per_order.items() if k != "client_ms")
+    tasks = _tasks_done(stack.logs / f"celery-{processes}.log")
 
     def pct(fraction: float) -> float:
         if not latencies:
@@ -552,6 +566,9 @@ def _one_run(
         "events_per_order": round(sum(by_status.values()) / max(1, delivered), 2),
         "events_per_s": round(len(handled_list) / events_span, 1) if events_span else 0.0,
         "backlog_peak": backlog_peak,
+        # Celery task runs (drains coalesce the events: fewer than events_per_order)
+        "celery_tasks": tasks,
+        "celery_tasks_per_order": round(sum(tasks.values()) / max(1, delivered), 2),
         "cpu_ms_per_order": {**per_order, "server_total_ms": round(server_ms, 2)},
         "load_average_before": round(load_before[0], 2),
         "load_average_after": round(os.getloadavg()[0], 2),
