@@ -6,8 +6,15 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from benchmarks.stack import CpuMeter, cpu_seconds, descendants, postgres_backends
+from benchmarks.stack import (
+    CpuMeter,
+    _tasks_done,
+    cpu_seconds,
+    descendants,
+    postgres_backends,
+)
 
 
 def _burn(seconds: float) -> None:
@@ -47,3 +54,25 @@ def test_the_meter_counts_from_its_start_and_keeps_what_it_last_saw() -> None:
 
 def test_backends_of_an_unknown_database_are_none() -> None:
     assert postgres_backends("no_such_database_s20s") == []
+
+
+def test_task_runs_are_counted_from_the_worker_log(tmp_path: Path) -> None:
+    # given: a worker log at INFO (lines as Celery 5 writes them)
+    log = tmp_path / "celery-2.log"
+    log.write_text(
+        "[2026-12-04 16:00:00,000: INFO/MainProcess] Task stripe_gateway.tasks.stripe_events_"
+        "drain[1f0c] received\n"
+        "[2026-12-04 16:00:00,010: INFO/ForkPoolWorker-1] Task stripe_gateway.tasks.stripe_"
+        "events_drain[1f0c] succeeded in 0.01s: 3\n"
+        "[2026-12-04 16:00:00,020: INFO/ForkPoolWorker-2] Task marketplace.webhooks.tasks."
+        "stripe_event_process[2a] retry: Retry in 31s\n"
+        "[2026-12-04 16:00:00,030: ERROR/ForkPoolWorker-2] Task stripe_gateway.tasks.stripe_"
+        "events_drain[3b] raised unexpected: OperationalError()\n"
+    )
+
+    # then: finished runs only, by task
+    assert _tasks_done(log) == {
+        "stripe_gateway.tasks.stripe_events_drain": 2,
+        "marketplace.webhooks.tasks.stripe_event_process": 1,
+    }
+    assert _tasks_done(tmp_path / "missing.log") == {}
