@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from ops.bench import benchmark
+from ops.bench import benchmark, process_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_THREADS = 4
@@ -270,12 +269,7 @@ def bench_webhooks(quick: bool) -> dict[str, Any]:
         seconds = run_clients(measured, record=True)
         cpu_after = _server_cpu_seconds(process.pid)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process_stop(process, timeout=20)
 
     stored = _bench_rows(run, warmup + total).count()
     _cleanup(run, queue, warmup + total)

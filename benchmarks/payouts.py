@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from ops.bench import benchmark
+from ops.bench import benchmark, process_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -101,16 +100,6 @@ def _worker(server_url: str, queue: str, index: int) -> subprocess.Popen:
     command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     # The worker's banner goes to stderr: stdout carries only the benchmark's JSON lines.
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=sys.stderr)  # noqa: S603
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -250,6 +239,6 @@ def bench_payouts(quick: bool) -> dict[str, Any]:
         }
     finally:
         for process in workers:
-            _stop(process)
+            process_stop(process)
         server.stop()
         _cleanup_queue(queue)

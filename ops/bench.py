@@ -6,6 +6,8 @@ packages) and register themselves with `@benchmark("name")`;
 line: `{"bench": NAME, ...figures}`. Benchmarks run against whatever DATABASE_URL points to.
 """
 
+import signal
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -34,3 +36,17 @@ def registry() -> dict[str, BenchFn]:
     for module in pkgutil.iter_modules(benchmarks.__path__):
         importlib.import_module(f"benchmarks.{module.name}")
     return dict(_REGISTRY)
+
+
+def process_stop(process: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """Stop a child process the benchmarks and drills started (a Celery worker, gunicorn):
+    SIGTERM, so that it shuts down warm (running tasks finish), then SIGKILL if it is still
+    there after `timeout` seconds. Nothing if it has exited already."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

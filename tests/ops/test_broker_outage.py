@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from django.db import connection
 
 from config.celery import app as celery_app
 from ops import liveness
+from ops.bench import process_stop
 from stripe_gateway import services
 from stripe_gateway.models import StripeEvent
 from tests.payouts.conftest import TRANSACTIONAL_APPS
@@ -126,18 +126,6 @@ def start_worker(
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
 
 
-def stop_worker(worker: subprocess.Popen) -> None:
-    """A warm shutdown (SIGTERM: running tasks finish), killed after 30 s."""
-    if worker.poll() is not None:
-        return
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-
-
 def arrive(n: int) -> list[str]:
     """n events the webhook view stores (and tries to schedule) as they arrive."""
     ids = []
@@ -188,6 +176,6 @@ def test_the_worker_rides_out_a_20_second_broker_outage(broker: PrivateRedis, se
         assert worker.poll() is None
         assert StripeEvent.objects.filter(status="ignored").count() == len(before + during + after)
     finally:
-        stop_worker(worker)
+        process_stop(worker)
         stderr = worker.stderr.read() if worker.stderr else ""
     assert "Unrecoverable error" not in stderr, stderr[-3000:]

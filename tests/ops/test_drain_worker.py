@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from ops.bench import process_stop
 from stripe_gateway import services
 from stripe_gateway.models import StripeEvent
-from tests.ops.test_broker_outage import PrivateRedis, arrive, done, start_worker, stop_worker
+from tests.ops.test_broker_outage import PrivateRedis, arrive, done, start_worker
 from tests.ops.test_broker_outage import broker as broker  # the fixture, re-exported
 from tests.payouts.conftest import TRANSACTIONAL_APPS
 from tests.polling import wait_for
@@ -79,7 +80,7 @@ def test_a_burst_is_processed_by_a_few_drains_each_row_claimed_once(
         second = arrive_from_threads()
         wait_for(lambda: done(second), 120, "the second burst to be processed")
     finally:
-        stop_worker(worker)
+        process_stop(worker)
 
     # then: every row processed by one claim, by fewer tasks than events
     rows = StripeEvent.objects.filter(stripe_id__in=first + second)
@@ -138,7 +139,7 @@ def test_a_worker_killed_mid_drain_leaves_nothing_behind(
 
         wait_for(swept_and_done, 120, "every event to be processed after the kill", every=1.0)
     finally:
-        stop_worker(second)
+        process_stop(second)
     rows = StripeEvent.objects.filter(stripe_id__in=ids)
     assert set(rows.values_list("status", flat=True)) == {"ignored"}
     assert max(rows.values_list("attempts", flat=True)) <= 2  # at most the dead lease, then one

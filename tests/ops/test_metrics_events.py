@@ -27,7 +27,7 @@ from ledger import retry
 from ledger.errors import LedgerBusy
 from ledger.models import Posting
 from ledger.services import PostingInput, transaction_post
-from tests.ops.test_broker_outage import stop_worker
+from ops.bench import process_stop
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,7 +220,7 @@ def test_a_worker_serves_the_task_metrics_of_its_children(tmp_path):
         assert fetch(url, "wrong")[0] == 401
         assert fetch(url.removesuffix("/metrics") + "/other", token)[0] == 404
     finally:
-        stop_worker(worker)
+        process_stop(worker)
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL)

@@ -25,6 +25,7 @@ from django.db import connection
 
 from config.celery import app as celery_app
 from ledger.models import Transaction
+from ops.bench import process_stop
 from payouts.models import Payout
 from payouts.services import payouts_enqueue, payouts_schedule, payouts_sweep
 from stripe_emulator import ChaosConfig, EmulatorServer
@@ -89,16 +90,6 @@ def start_worker(emulator: EmulatorServer, queue: str, name: str) -> subprocess.
     return subprocess.Popen(command, cwd=ROOT, env=env)
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def test_sigkill_during_the_stripe_call_then_another_worker_finishes(
     emulator: EmulatorServer, queue: str, settings: Any
 ) -> None:
@@ -141,9 +132,9 @@ def test_sigkill_during_the_stripe_call_then_another_worker_finishes(
 
         wait_for(paid, 90, "the payout to be paid")
     finally:
-        stop(first)
+        process_stop(first, timeout=20)
         if second is not None:
-            stop(second)
+            process_stop(second, timeout=20)
     # then: paid, exactly one transfer at Stripe, the books add up for this payee
     assert emulator.transfer_counts() == {str(payout.pk): 1}
     assert payout.transfer_id and payout.attempts >= 1
