@@ -350,14 +350,13 @@ def backoff_seconds(attempt: int) -> float:
 # lock-then-update transaction costs three more round trips.
 
 
-@cache
-def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
+def _lease_sql(vendor: str, async_commit: bool, rows: str) -> tuple[str, list[Any]]:
+    """The UPDATE that leases the inbox rows `rows` picks (`= (SELECT id ...)` or `IN (SELECT
+    id ...)`, with `{lock}` where the row locks go) and returns them, in one round trip.
+    Parameters: status processing, the lease's expiry, then those of `rows`."""
     fields, returning = rawsql.columns(StripeEvent)
     table = StripeEvent._meta.db_table
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-    # One statement, one round trip: the row is locked (skipped if another worker holds it),
-    # checked claimable (received; or deferred, failed or with an expired lease and due) and
-    # leased.
     head, guard = "", ""
     if async_commit:
         # The lease is committed without waiting for its WAL flush (this statement's own
@@ -368,11 +367,21 @@ def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
         guard = " AND EXISTS (SELECT 1 FROM lease)"
     sql = (
         f"{head}UPDATE {table} SET status = %s, attempts = attempts + 1, next_attempt_at = %s "
-        f"WHERE id = (SELECT id FROM {table} WHERE stripe_id = %s AND (status = %s OR "
-        f"(status IN (%s, %s, %s) AND next_attempt_at <= %s)){lock}){guard} "
-        f"RETURNING {returning}"
+        f"WHERE id {rows.format(table=table, lock=lock)}{guard} RETURNING {returning}"
     )
     return sql, fields
+
+
+@cache
+def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
+    # The row is locked (skipped if another worker holds it), checked claimable (received;
+    # or deferred, failed or with an expired lease and due) and leased.
+    return _lease_sql(
+        vendor,
+        async_commit,
+        "= (SELECT id FROM {table} WHERE stripe_id = %s AND (status = %s OR "
+        "(status IN (%s, %s, %s) AND next_attempt_at <= %s)){lock})",
+    )
 
 
 # Rows a drain claims in one statement: the events of one payment, which arrive together, are
@@ -384,21 +393,12 @@ DRAIN_CLAIM = 4
 
 @cache
 def _claim_next_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
-    fields, returning = rawsql.columns(StripeEvent)
-    table = StripeEvent._meta.db_table
-    lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
-    # The oldest new rows nobody holds (stripe_event_status_idx: status, received_at), leased
-    # as `_claim` leases one by id, and committed as it commits (see `_claim_sql`).
-    head = guard = ""
-    if async_commit:
-        head = "WITH lease AS (SELECT set_config('synchronous_commit', 'off', true)) "
-        guard = " AND EXISTS (SELECT 1 FROM lease)"
-    sql = (
-        f"{head}UPDATE {table} SET status = %s, attempts = attempts + 1, next_attempt_at = %s "
-        f"WHERE id IN (SELECT id FROM {table} WHERE status = %s "
-        f"ORDER BY received_at, id LIMIT %s{lock}){guard} RETURNING {returning}"
+    # The oldest new rows nobody holds (stripe_event_status_idx: status, received_at).
+    return _lease_sql(
+        vendor,
+        async_commit,
+        "IN (SELECT id FROM {table} WHERE status = %s ORDER BY received_at, id LIMIT %s{lock})",
     )
-    return sql, fields
 
 
 def _claim_next(now: datetime, count: int) -> list[StripeEvent]:
