@@ -52,6 +52,13 @@ def payment_book(*, order: Order, charge: dict[str, Any], event_id: str = "") ->
             "succeeded. Not booked: refund it at Stripe.",
         )
         return REFUSED
+    if order.charge_id == charge_id and order.status in (Status.PAID, Status.DELIVERED):
+        # Booked before: PAID (or DELIVERED) with this charge is only ever written below,
+        # in the transaction that posts `payment:<ch>`. Two events of one payment that both
+        # passed the handler's unlocked check land here one after the other; the second
+        # used to run the script again for a ledger replay (a fifth of `bench stack`'s
+        # ledger calls).
+        return BOOKED
     pi_id = charge.get("payment_intent") or ""
     if order.payment_intent_id and pi_id and order.payment_intent_id != pi_id:
         anomaly_record(

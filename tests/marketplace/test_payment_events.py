@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import transaction
 
 from ledger.selectors import balance_get, transactions_list
 from marketplace.models import Anomaly, Order
+from marketplace.services import payments
+from marketplace.services.locks import order_lock
 from stripe_gateway.models import StripeEvent
 from tests.marketplace.factories import CampaignFactory, RestaurantFactory
 from tests.marketplace.fakes import FakeGateway, card_fee, charge, fake_gateway, payment_intent
@@ -71,6 +74,32 @@ def test_an_event_about_a_payment_already_booked_is_settled_without_a_fetch_or_a
     row = StripeEvent.objects.get(stripe_id=second["id"])
     assert (row.status, row.last_error) == ("processed", "booked")
     assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
+
+
+def test_a_sibling_event_that_raced_past_the_check_books_nothing_under_the_lock(
+    fake_gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: two events of one payment both found it unbooked before either took the order's
+    # lock (two drains); the first has booked it
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
+    )
+    ch = pay(fake_gateway, order, intent)
+    assert process(event("charge.succeeded", ch)).status == "processed"
+    fetched = fake_gateway.charge_retrieve(ch["id"], expand=("balance_transaction",))
+    posts: list[str] = []
+    monkeypatch.setattr(payments, "flow_post", lambda name, **kw: posts.append(name))
+
+    # when: the second books the charge it fetched, under the order's lock
+    with transaction.atomic():
+        outcome = payments.payment_book(order=order_lock(order_id=order.pk), charge=fetched)
+
+    # then: booked before; no script run, no ledger replay, no second status change
+    assert outcome == payments.BOOKED
+    assert posts == []
+    assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PAID
 
 
 def test_event_for_an_unknown_order_is_recorded_and_flagged(fake_gateway: FakeGateway) -> None:
