@@ -204,9 +204,53 @@ def _positive(amount: int) -> None:
         raise ValueError(f"amount must be a positive int in minor units, got {amount!r}")
 
 
+class _Session(requests.Session):
+    """A `requests.Session` for the Stripe API only, with `request` cut down to what that
+    API needs: the request prepared and handed to the mounted adapter (so `responses` and
+    any other adapter-level double still see it), no cookie jar, no redirects, no hooks, no
+    environment (see `_HttpClient`).
+
+    `Session.request` spends about half of its CPU around the adapter: merging the session's
+    and the call's settings and cookies (runtime `Protocol` isinstance checks), reading the
+    response's cookies into the jar, resolving redirects. Stripe's API sets no cookie the
+    client must send back and answers without redirects (a 3xx is returned to the SDK as it
+    is, which raises it as an API error instead of following it)."""
+
+    def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        timeout: Any = None,
+        verify: Any = True,
+        proxies: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=method,
+            url=url,
+            headers={**self.headers, **headers} if headers else dict(self.headers),
+            data=data,
+        )
+        adapter = self.get_adapter(url)
+        response = adapter.send(
+            prepared,
+            stream=stream,
+            timeout=timeout,
+            verify=verify,
+            cert=None,
+            proxies=dict(proxies) if proxies else dict(self.proxies),
+        )
+        if not stream:
+            response.content  # noqa: B018 (read the body now: a timeout raises here)
+        return response
+
+
 class _HttpClient(stripe.RequestsClient):
-    """stripe-python's `requests` client (one `requests.Session` per thread, as the SDK makes
-    them), with the environment read once instead of on every call.
+    """stripe-python's `requests` client (one session per thread, as the SDK makes them),
+    with the environment read once instead of on every call, and a `_Session`.
 
     A session that trusts the environment (requests' default) reads the proxy variables
     (scanning the whole environment, three times), NO_PROXY and ~/.netrc for every request:
@@ -223,11 +267,38 @@ class _HttpClient(stripe.RequestsClient):
 
     def _request_internal(self, *args: Any, **kwargs: Any) -> Any:
         if getattr(self._thread_local, "session", None) is None:
-            session = requests.Session()
+            session = _Session()
             session.trust_env = False
             session.proxies.update(self._proxies)
             self._thread_local.session = session
         return super()._request_internal(*args, **kwargs)  # type: ignore[call-overload]
+
+
+def _sdk_logs_when_enabled() -> None:
+    """stripe-python formats its request and response log lines (the response body's included)
+    before the logging level is looked at: about a tenth of a millisecond of CPU per call
+    with the `stripe` logger at WARNING, as in production. Its requestor's two log functions
+    are wrapped to format only when the line goes somewhere: the `stripe` logger enabled for
+    that level, or the SDK's own console logging (`stripe.log`, STRIPE_LOG) asking for it.
+    What is logged, and where, is unchanged (tests/stripe_gateway/test_client_http.py)."""
+    from stripe import _api_requestor, _util
+
+    sdk_logger = logging.getLogger("stripe")
+
+    def guarded(original: Callable[..., None], level: int, console: tuple[str, ...]) -> Any:
+        def log(message: str, **params: Any) -> None:
+            if sdk_logger.isEnabledFor(level) or _util._console_log_level() in console:
+                original(message, **params)
+
+        log.__wrapped__ = original  # type: ignore[attr-defined]
+        return log
+
+    if not hasattr(_api_requestor.log_info, "__wrapped__"):
+        _api_requestor.log_info = guarded(_util.log_info, logging.INFO, ("debug", "info"))
+        _api_requestor.log_debug = guarded(_util.log_debug, logging.DEBUG, ("debug",))
+
+
+_sdk_logs_when_enabled()
 
 
 class StripeGateway:

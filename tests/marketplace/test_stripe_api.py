@@ -852,3 +852,81 @@ def test_the_http_sessions_take_the_proxies_from_the_environment_once(
         session = gateway._http._thread_local.session
         assert session.trust_env is False
         assert dict(session.proxies) == expected
+
+
+def test_the_session_sends_what_the_sdk_builds_and_keeps_no_cookie_nor_follows_a_redirect(
+    gateway: StripeGateway, mock_stripe: responses.RequestsMock
+) -> None:
+    """The cut-down session hands the SDK's request to the adapter as it is: method, form
+    body, the API key, the idempotency key and requests' default headers; a cookie Stripe
+    might set is not sent back, and a redirect is an error, never followed."""
+    # given: a response that sets a cookie, then a redirect
+    pi = stripe_object("payment_intent")
+    mock_stripe.post(
+        f"{API_BASE}/v1/payment_intents", json=pi, headers={"Set-Cookie": "sid=abc; Path=/"}
+    )
+    mock_stripe.get(
+        f"{API_BASE}/v1/payment_intents/{pi['id']}",
+        status=302,
+        headers={"Location": f"{API_BASE}/v1/elsewhere"},
+    )
+
+    # when
+    gateway.payment_intent_create(
+        amount=1500, asset="USD/2", idempotency_key="order:7", metadata={"order_id": "7"}
+    )
+    with pytest.raises(PaymentProviderError):
+        gateway.payment_intent_retrieve(pi["id"])
+
+    # then: two calls, the second without the cookie; the redirect's target never asked
+    first, second = mock_stripe.calls
+    assert first.request.method == "POST"
+    assert form(first)["amount"] == ["1500"]
+    assert first.request.headers["Authorization"] == "Bearer sk_test_marketplace"
+    assert first.request.headers["Idempotency-Key"] == "order:7"
+    assert first.request.headers["User-Agent"].startswith("Stripe/v1 PythonBindings")
+    assert (
+        first.request.headers["Accept-Encoding"]
+        == requests.utils.default_headers()["Accept-Encoding"]
+    )
+    assert "Cookie" not in second.request.headers
+    assert second.request.method == "GET"
+
+
+def test_the_sdk_formats_its_log_lines_only_when_they_go_somewhere(
+    gateway: StripeGateway,
+    mock_stripe: responses.RequestsMock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """stripe-python builds its request and response lines (the body included) before the
+    level is looked at; the gateway makes it look first. Enabled, the same lines arrive."""
+    from stripe import _util
+
+    formatted: list[dict[str, Any]] = []
+    original = _util.logfmt
+    monkeypatch.setattr(_util, "logfmt", lambda props: formatted.append(props) or original(props))
+    monkeypatch.setattr(stripe, "log", None)
+    monkeypatch.setattr(_util, "STRIPE_LOG", None)
+    mock_stripe.get(f"{API_BASE}/v1/balance", json={"object": "balance", "available": []})
+    mock_stripe.get(f"{API_BASE}/v1/balance", json={"object": "balance", "available": []})
+    mock_stripe.get(f"{API_BASE}/v1/balance", json={"object": "balance", "available": []})
+
+    # when: the stripe logger at WARNING (production), then at INFO, then DEBUG
+    with caplog.at_level(logging.WARNING, logger="stripe"):
+        gateway.balance_retrieve()
+    quiet = list(formatted)
+    with caplog.at_level(logging.INFO, logger="stripe"):
+        gateway.balance_retrieve()
+    info = [r.getMessage() for r in caplog.records if r.name == "stripe"]
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="stripe"):
+        gateway.balance_retrieve()
+    debug = [r.getMessage() for r in caplog.records if r.name == "stripe"]
+
+    # then
+    assert quiet == []
+    assert any(m.startswith("message='Request to Stripe api'") for m in info)
+    assert any(m.startswith("message='Stripe API response'") for m in info)
+    assert not any("API response body" in m for m in info)
+    assert any("message='API response body'" in m for m in debug)
