@@ -25,6 +25,8 @@ limit_request_line = 8190
 limit_request_fields = 100
 worker_tmp_dir = os.environ.get("WEB_TMP_DIR", "/tmp")  # noqa: S108 (an emptyDir in the chart)
 accesslog = "-"
+# Gunicorn's access lines, each field computed only when the format reads it.
+logger_class = "ops.gunicorn_logging.AccessLogger"
 # Recycle a worker after this many requests (0: never; the stack benchmark measures without).
 max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "5000"))
 max_requests_jitter = 500 if max_requests else 0
