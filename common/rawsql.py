@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
@@ -24,6 +25,7 @@ M = TypeVar("M", bound=Model)
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
     """Run `sql` (placeholders `%s`) on the default connection and return its first row."""
+    connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -41,6 +43,7 @@ def fetch_all(
 ) -> list[tuple[Any, ...]]:
     """Run `sql` (placeholders `%s`) on the default connection and return all its rows
     (`prepare`: psycopg's, None = after a few uses, True = at once)."""
+    connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -55,6 +58,7 @@ def fetch_all(
 
 def execute(sql: str, params: Sequence[Any]) -> int:
     """Run a statement that returns no rows; returns the number of rows it changed."""
+    connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -69,7 +73,7 @@ def execute(sql: str, params: Sequence[Any]) -> int:
 
 def columns(model: type[Model], alias: str = "") -> tuple[list[Field[Any, Any]], str]:
     """The model's concrete fields and their quoted columns (`alias.col, ...`) in that order."""
-    qn = connection.ops.quote_name
+    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
     fields: list[Field[Any, Any]] = list(model._meta.concrete_fields)  # type: ignore[arg-type]
     prefix = f"{alias}." if alias else ""
     return fields, ", ".join(f"{prefix}{qn(str(f.column))}" for f in fields)
@@ -78,7 +82,9 @@ def columns(model: type[Model], alias: str = "") -> tuple[list[Field[Any, Any]],
 _CONVERTERS: dict[tuple[str, tuple[Field[Any, Any], ...]], list[list[Any]]] = {}
 
 
-def _converters(fields: Sequence[Field[Any, Any]]) -> list[list[Any]]:
+def _converters(
+    connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, Any]]
+) -> list[list[Any]]:
     key = (connection.vendor, tuple(fields))
     found = _CONVERTERS.get(key)
     if found is None:
@@ -96,8 +102,11 @@ def instance(model: type[M], fields: Sequence[Field[Any, Any]], values: Sequence
     """A model instance from a row of `fields` (all its concrete fields, in order), each value
     passed through the backend's and the field's converters like a queryset does (JSON text ->
     dict, SQLite's integers -> bool, ...)."""
+    connection = connections[DEFAULT_DB_ALIAS]
     converted = []
-    for field, converters, value in zip(fields, _converters(fields), values, strict=True):
+    for field, converters, value in zip(
+        fields, _converters(connection, fields), values, strict=True
+    ):
         for converter in converters:
             value = converter(value, field, connection)
         converted.append(value)
