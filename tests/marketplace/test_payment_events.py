@@ -31,6 +31,17 @@ def ledger_count() -> int:
     return transactions_list().count()
 
 
+def booked_order(fake_gateway: FakeGateway) -> tuple[Order, dict[str, Any]]:
+    """An order paid by a charge whose `charge.succeeded` booked it: (order, charge)."""
+    restaurant = RestaurantFactory()
+    order, intent = placed_order(
+        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
+    )
+    ch = pay(fake_gateway, order, intent)
+    assert process(event("charge.succeeded", ch)).status == "processed"
+    return order, ch
+
+
 def test_duplicate_and_sibling_events_book_the_payment_once(fake_gateway: FakeGateway) -> None:
     # given
     restaurant = RestaurantFactory()
@@ -55,12 +66,7 @@ def test_an_event_about_a_payment_already_booked_is_settled_without_a_fetch_or_a
     fake_gateway: FakeGateway, django_assert_max_num_queries: Any
 ) -> None:
     # given: an order paid and booked by its charge
-    restaurant = RestaurantFactory()
-    order, intent = placed_order(
-        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
-    )
-    ch = pay(fake_gateway, order, intent)
-    assert process(event("charge.succeeded", ch)).status == "processed"
+    _, ch = booked_order(fake_gateway)
     fake_gateway.calls.clear()
     second = event("charge.updated", ch)
 
@@ -81,12 +87,7 @@ def test_a_sibling_event_that_raced_past_the_check_books_nothing_under_the_lock(
 ) -> None:
     # given: two events of one payment both found it unbooked before either took the order's
     # lock (two drains); the first has booked it
-    restaurant = RestaurantFactory()
-    order, intent = placed_order(
-        fake_gateway, restaurant_id=restaurant.pk, subtotal=2000, delivery_fee=500
-    )
-    ch = pay(fake_gateway, order, intent)
-    assert process(event("charge.succeeded", ch)).status == "processed"
+    order, ch = booked_order(fake_gateway)
     fetched = fake_gateway.charge_retrieve(ch["id"], expand=("balance_transaction",))
     posts: list[str] = []
     monkeypatch.setattr(payments, "flow_post", lambda name, **kw: posts.append(name))
