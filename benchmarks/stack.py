@@ -22,7 +22,9 @@ dispatch service would, and delivers them.
 
 Reports orders/s end to end (first order created to last split booked), the order latency
 (created -> split) percentiles, events/s processed, the inbox backlog peak (rows received or
-processing, sampled), the Celery task runs per order (from the worker's log), and the CPU each kind of process spent per order (from /proc: gunicorn,
+processing, sampled), the Celery task runs per order (from the worker's log), the product's
+Stripe API calls per order (the emulator's request count, less the client's confirmations),
+and the CPU each kind of process spent per order (from /proc: gunicorn,
 celery, postgres backends of this database but the client's own, the emulator, and this
 client). PostgreSQL's background processes (WAL writer, checkpointer) serve every database and
 are not counted.
@@ -211,6 +213,12 @@ def _wait_celery(process: subprocess.Popen[bytes], log: Path, processes: int) ->
             return
         time.sleep(0.2)
     raise RuntimeError(f"celery did not start in time: {log.read_text()[-2000:]}")
+
+
+def _emulator_requests(stack: _Stack) -> int:
+    """The API requests the emulator has answered so far (its control endpoints not counted)."""
+    stats = _Http(stack.emulator_port, {}).call("GET", "/_emulator/stats", None, "text/plain")
+    return int(stats["api"]["requests"])
 
 
 class _Http:
@@ -403,6 +411,7 @@ def _one_run(
             "client": lambda: [os.getpid()],
         }
     )
+    confirms = [0]  # the client's own calls to the emulator (one confirmation per order)
     plans: queue.Queue[int] = queue.Queue()
     for i in range(count):
         plans.put(i)
@@ -436,6 +445,8 @@ def _one_run(
                     placed.append(created["order"]["id"])
                 form = urlencode({"payment_method": "pm_card_visa"}).encode()
                 emulator.headers["Idempotency-Key"] = f"confirm:{intent}"
+                with lock:
+                    confirms[0] += 1
                 emulator.call(
                     "POST",
                     f"/v1/payment_intents/{intent}/confirm",
@@ -490,6 +501,7 @@ def _one_run(
 
     started_at = timezone.now()
     own_backend()
+    stripe_before = _emulator_requests(stack)
     load_before = os.getloadavg()
     meter.start()
     started = time.perf_counter()
@@ -517,6 +529,7 @@ def _one_run(
         thread.join()
     _stop(stack.worker)
     stack.worker = None
+    stripe_calls = _emulator_requests(stack) - stripe_before - confirms[0]
 
     rows: list[tuple[Any, Any]] = list(
         Order.objects.filter(pk__in=placed, status=Order.Status.DELIVERED).values_list(
@@ -569,6 +582,11 @@ def _one_run(
         # Celery task runs (drains coalesce the events: fewer than events_per_order)
         "celery_tasks": tasks,
         "celery_tasks_per_order": round(sum(tasks.values()) / max(1, delivered), 2),
+        # The product's Stripe API calls (the PaymentIntent's creation, the charge fetches):
+        # more than 2 when an event's fetch found no balance transaction attached yet
+        # (asynchronous capture: charge.updated books it) or two sibling events of one
+        # payment fetched the charge at once (two drains)
+        "stripe_calls_per_order": round(stripe_calls / max(1, delivered), 2),
         "cpu_ms_per_order": {**per_order, "server_total_ms": round(server_ms, 2)},
         "load_average_before": round(load_before[0], 2),
         "load_average_after": round(os.getloadavg()[0], 2),
