@@ -293,9 +293,14 @@ def _sdk_logs_when_enabled() -> None:
         log.__wrapped__ = original  # type: ignore[attr-defined]
         return log
 
-    if not hasattr(_api_requestor.log_info, "__wrapped__"):
-        _api_requestor.log_info = guarded(_util.log_info, logging.INFO, ("debug", "info"))
-        _api_requestor.log_debug = guarded(_util.log_debug, logging.DEBUG, ("debug",))
+    for name, level, console in (
+        ("log_info", logging.INFO, ("debug", "info")),
+        ("log_debug", logging.DEBUG, ("debug",)),
+    ):
+        current = getattr(_api_requestor, name, None)
+        # another SDK version may log differently: then it is left as it is
+        if current is getattr(_util, name, None) and current is not None:
+            setattr(_api_requestor, name, guarded(current, level, console))
 
 
 _sdk_logs_when_enabled()
