@@ -64,7 +64,7 @@ class Atoms(dict):  # type: ignore[type-arg]
             return environ.get(_ENVIRON[key])
         sent = getattr(self._resp, "sent", None)
         if key == "b":
-            return sent is not None and str(sent) or "-"
+            return str(sent) if sent is not None else "-"
         if key == "B":
             return sent
         if key == "f":
@@ -79,7 +79,7 @@ class Atoms(dict):  # type: ignore[type-arg]
         if key == "M":
             return elapsed.seconds * 1000 + int(elapsed.microseconds / 1000)
         if key == "L":
-            return "%d.%06d" % (elapsed.seconds, elapsed.microseconds)
+            return f"{elapsed.seconds}.{elapsed.microseconds:06d}"
         if key == "p":
             return f"<{os.getpid()}>"
         return _MISSING

@@ -18,7 +18,27 @@ from ops.gunicorn_logging import AccessLogger
 EVERY_ATOM = " ".join(
     f"%({atom})s"
     for atom in [
-        *"h l u t r s m U q H b B f a T D M L p".split(),
+        *[
+            "h",
+            "l",
+            "u",
+            "t",
+            "r",
+            "s",
+            "m",
+            "U",
+            "q",
+            "H",
+            "b",
+            "B",
+            "f",
+            "a",
+            "T",
+            "D",
+            "M",
+            "L",
+            "p",
+        ],
         "{x-request-id}i",
         "{USER-AGENT}i",
         "{content-type}o",
