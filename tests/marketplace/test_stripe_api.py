@@ -905,7 +905,12 @@ def test_the_sdk_formats_its_log_lines_only_when_they_go_somewhere(
 
     formatted: list[dict[str, Any]] = []
     original = _util.logfmt
-    monkeypatch.setattr(_util, "logfmt", lambda props: formatted.append(props) or original(props))
+
+    def logfmt(props: dict[str, Any]) -> str:
+        formatted.append(props)
+        return original(props)
+
+    monkeypatch.setattr(_util, "logfmt", logfmt)
     monkeypatch.setattr(stripe, "log", None)
     monkeypatch.setattr(_util, "STRIPE_LOG", None)
     mock_stripe.get(f"{API_BASE}/v1/balance", json={"object": "balance", "available": []})
