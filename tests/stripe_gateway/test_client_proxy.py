@@ -1,0 +1,63 @@
+"""The gateway's cut-down HTTP session still goes through the proxy the environment names
+(read when the gateway is built), end to end over loopback: a stand-in proxy receives the
+absolute-URI request and answers it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from stripe_gateway.client import StripeGateway
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    seen: list[tuple[str, str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization", "")))
+        body = json.dumps({"object": "balance", "available": [], "pending": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Proxy.seen = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_call_goes_through_the_proxy_the_environment_names(
+    proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: an API address only the proxy "reaches", and the proxy in the environment
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    gateway = StripeGateway(
+        api_key="sk_test_proxy", api_base="http://api.stripe.invalid", max_network_retries=0
+    )
+
+    # when
+    balance = gateway.balance_retrieve()
+
+    # then: the proxy got the absolute URI with the key, and its answer came back
+    assert balance["object"] == "balance"
+    assert _Proxy.seen == [("http://api.stripe.invalid/v1/balance", "Bearer sk_test_proxy")]
