@@ -226,7 +226,20 @@ class _Session(requests.Session):
         verify: Any = True,
         proxies: Mapping[str, str] | None = None,
         stream: bool = False,
+        **other: Any,
     ) -> requests.Response:
+        if other:  # an SDK version asking for more than the above: requests' own way
+            return super().request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                timeout=timeout,
+                verify=verify,
+                proxies=dict(proxies) if proxies is not None else None,
+                stream=stream,
+                **other,
+            )
         prepared = requests.PreparedRequest()
         prepared.prepare(
             method=method,

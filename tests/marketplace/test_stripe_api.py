@@ -935,3 +935,19 @@ def test_the_sdk_formats_its_log_lines_only_when_they_go_somewhere(
     assert any(m.startswith("message='Stripe API response'") for m in info)
     assert not any("API response body" in m for m in info)
     assert any("message='API response body'" in m for m in debug)
+
+
+def test_the_session_hands_an_argument_it_does_not_know_to_requests_own_way(
+    mock_stripe: responses.RequestsMock,
+) -> None:
+    """Another SDK version passing more than the cut-down path knows (here `allow_redirects`)
+    is answered by `requests.Session.request` itself, not refused."""
+    from stripe_gateway.client import _Session
+
+    mock_stripe.get(f"{API_BASE}/v1/balance", json={"object": "balance"})
+    session = _Session()
+
+    response = session.request("get", f"{API_BASE}/v1/balance", allow_redirects=False)
+
+    assert response.status_code == 200
+    assert response.json() == {"object": "balance"}
