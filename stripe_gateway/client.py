@@ -293,7 +293,7 @@ def _sdk_logs_when_enabled() -> None:
     with the `stripe` logger at WARNING, as in production. Its requestor's two log functions
     are wrapped to format only when the line goes somewhere: the `stripe` logger enabled for
     that level, or the SDK's own console logging (`stripe.log`, STRIPE_LOG) asking for it.
-    What is logged, and where, is unchanged (tests/stripe_gateway/test_client_http.py)."""
+    What is logged, and where, is unchanged (tests/marketplace/test_stripe_api.py)."""
     from stripe import _api_requestor, _util
 
     sdk_logger = logging.getLogger("stripe")
