@@ -5,10 +5,10 @@ Gunicorn's own `Logger.access` builds, for every request, a dictionary of every 
 format language knows: the nineteen fixed ones, one per request header, per response header
 and per WSGI environ entry (about sixty), then copies it once more to escape the quotes of
 each value. The default format reads nine of them. Measured alone (20,000 lines of a webhook
-delivery's request): 69–81 µs of CPU per request, 36–40 with this logger. `Atoms` answers the same keys, with the same values, escaping
-and `-` for a missing one, by computing each key when the format reads it; the lines are
-the same for any `access_log_format` (tests/ops/test_gunicorn_logging.py compares them with
-gunicorn's own).
+delivery's request): 69-81 us of CPU per request, 36-40 with this logger. `Atoms` answers
+the same keys, with the same values, escaping and `-` for a missing one, by computing each
+key when the format reads it; the lines are the same for any `access_log_format`
+(tests/ops/test_gunicorn_logging.py compares them with gunicorn's own).
 """
 
 from __future__ import annotations
