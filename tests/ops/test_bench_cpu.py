@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.stack import (
     CpuMeter,
@@ -76,3 +77,23 @@ def test_task_runs_are_counted_from_the_worker_log(tmp_path: Path) -> None:
         "marketplace.webhooks.tasks.stripe_event_process": 1,
     }
     assert _tasks_done(tmp_path / "missing.log") == {}
+
+
+def test_the_stripe_calls_counted_are_the_apis_not_the_control_endpoints(
+    emulator_factory: Any,
+) -> None:
+    """`stripe_calls_per_order` reads the emulator's API request count: a Stripe call adds
+    one, reading the count itself (a control endpoint) adds none."""
+    from benchmarks.stack import _emulator_requests, _Stack
+    from stripe_gateway.client import StripeGateway
+
+    server = emulator_factory(point_app=False)
+    stack = _Stack(run="t", database="", env={}, logs=Path("."), emulator_port=server.port)
+    gateway = StripeGateway(api_key="sk_test_count", api_base=server.url, max_network_retries=0)
+
+    before = _emulator_requests(stack)
+    again = _emulator_requests(stack)
+    gateway.balance_retrieve()
+    after = _emulator_requests(stack)
+
+    assert (again - before, after - before) == (0, 1)
