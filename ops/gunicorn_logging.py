@@ -13,10 +13,7 @@ key when the format reads it; the lines are the same for any `access_log_format`
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -29,9 +26,15 @@ class Atoms(dict):  # type: ignore[type-arg]
     lookups compute the atom."""
 
     def __init__(
-        self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta
+        self,
+        logger: Logger,
+        resp: Any,
+        req: Any,
+        environ: dict[str, Any],
+        request_time: timedelta,
     ) -> None:
         super().__init__(lazy=True)  # never empty: see the class docstring
+        self._logger = logger
         self._resp = resp
         self._req = req
         self._environ = environ
@@ -52,9 +55,9 @@ class Atoms(dict):  # type: ignore[type-arg]
         if key == "l":
             return "-"
         if key == "u":
-            return _basic_user(environ) or "-"
+            return self._logger._get_user(environ) or "-"
         if key == "t":
-            return time.strftime("[%d/%b/%Y:%H:%M:%S %z]")
+            return self._logger.now()
         if key == "r":
             return f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}"
         if key == "s":
@@ -107,25 +110,11 @@ _MISSING = object()
 _ENVIRON = {"m": "REQUEST_METHOD", "U": "PATH_INFO", "q": "QUERY_STRING", "H": "SERVER_PROTOCOL"}
 
 
-def _basic_user(environ: dict[str, Any]) -> str | None:
-    """The user name of a Basic `Authorization` header, as gunicorn's `_get_user` reads it."""
-    auth = environ.get("HTTP_AUTHORIZATION")
-    if not auth or not auth.lower().startswith("basic"):
-        return None
-    parts = auth.split(" ", 1)
-    if len(parts) != 2:
-        return None
-    try:
-        return base64.b64decode(parts[1].strip().encode("utf-8")).split(b":", 1)[0].decode()
-    except (TypeError, binascii.Error, UnicodeDecodeError):
-        return None
-
-
 class AccessLogger(Logger):
     """Gunicorn's logger, its access lines built by `Atoms`."""
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: timedelta) -> Atoms:
-        return Atoms(resp, req, environ, request_time)
+        return Atoms(self, resp, req, environ, request_time)
 
     @staticmethod
     def atoms_wrapper_class(atoms: Atoms) -> Atoms:  # type: ignore[override]
