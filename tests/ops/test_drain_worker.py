@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from benchmarks.stack import descendants
 from ops.bench import process_stop
 from stripe_gateway import services
 from stripe_gateway.models import StripeEvent
@@ -89,19 +90,6 @@ def test_a_burst_is_processed_by_a_few_drains_each_row_claimed_once(
     assert set(published) == {services.DRAIN_TASK}
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_a_worker_killed_mid_drain_leaves_nothing_behind(
     broker: PrivateRedis, settings: Any
 ) -> None:
@@ -119,7 +107,7 @@ def test_a_worker_killed_mid_drain_leaves_nothing_behind(
     try:
         wait_for(some_done, 120, "the drain to start")
     finally:
-        for pid in [*_children(worker.pid), worker.pid]:
+        for pid in reversed(descendants(worker.pid)):  # the pool's processes, then the master
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         worker.wait(timeout=30)
