@@ -9,21 +9,25 @@ that arrived before the one it depends on (a refund before its payment) is defer
 
 | event                                   | service                    | ledger reference         |
 |-----------------------------------------|----------------------------|--------------------------|
-| payment_intent.succeeded, charge.succeeded, charge.updated | payments.payment_book | payment:<ch> |
+| payment_intent.succeeded, charge.updated (charge.succeeded: not subscribed) | payments.payment_book | payment:<ch> |
 | payment_intent.payment_failed / .canceled | payments.payment_failed_book | coupon-release:<order> |
 | refund.created / .updated / .failed, charge.refund.updated, charge.refunded | refunds.refund_sync | refund:<re>, refund-failed:<re> |
 | charge.dispute.created / .updated / .funds_withdrawn / .funds_reinstated / .closed | disputes.dispute_sync | dispute-withdrawn:<dp>, dispute-reinstated:<dp> |
 | topup.succeeded                         | treasury.topup_book        | topup:<tu>               |
 | topup.reversed                          | treasury.topup_reversal_book | topup-reversed:<tu>    |
 
-Payments under asynchronous capture: whichever of `payment_intent.succeeded`,
-`charge.succeeded` and `charge.updated` is processed first with the charge's balance
-transaction attached (as fetched, not as in the payload) books the payment and its fee; one
-processed before that marks the order paid-awaiting-settlement and is done (never deferred,
-never failed for it). If no event ever sees the balance transaction, the settlement sweeper
+Payments under asynchronous capture: whichever of `payment_intent.succeeded` and
+`charge.updated` is processed first with the charge's balance transaction attached (as
+fetched, not as in the payload) books the payment and its fee; one processed before that
+marks the order paid-awaiting-settlement and is done (never deferred, never failed for it).
+`charge.succeeded` is handled the same way when it comes, but the endpoints do not subscribe
+to it (`subscribe=False`): it is sent at the same moment as `payment_intent.succeeded` and
+says the same thing (the charge succeeded, no balance transaction yet), so subscribing to
+both only made one more delivery per payment to receive, store, claim and find booked (a
+third of the payment's webhook traffic; `bench stack`, README). If no event ever sees the balance transaction, the settlement sweeper
 (`marketplace.payments_settle`, Celery beat) fetches the charge and books it. An event about a
-charge whose order is already paid and booked by that very charge (usually the second and
-third of the three) is processed without fetching anything: there is nothing left to book,
+charge whose order is already paid and booked by that very charge (usually the second of
+the two) is processed without fetching anything: there is nothing left to book,
 and its row is marked by one lease-guarded UPDATE, with no transaction around it.
 
 `REQUIRED_EVENTS` (in `stripe_gateway.endpoints`) is computed from this table: what the
@@ -90,8 +94,8 @@ def _payload_charge_id(obj: dict[str, Any]) -> str | None:
 
 
 def _already_booked(obj: dict[str, Any], charge_id: str | None) -> HandlerResult | None:
-    """The second and third of the events describing one payment (`charge.succeeded`,
-    `payment_intent.succeeded`, `charge.updated`) find it booked by the first: no fetch from
+    """The later events describing one payment (`payment_intent.succeeded`, `charge.updated`,
+    `charge.succeeded` where an endpoint still sends it) find it booked by the first: no fetch from
     Stripe, no ledger replay. Safe on the payload's hints alone: PAID (or DELIVERED) with this
     `charge_id` is only ever written together with the `payment:<ch>` booking, in one
     transaction, and an order never leaves those states for an unpaid one. A prepared
@@ -148,7 +152,9 @@ def _payment_succeeded(event: StripeEvent, charge: dict[str, Any] | None) -> Han
 
 
 handler_register("payment_intent.succeeded", prepare=_fetch_charge)(_payment_succeeded)
-handler_register("charge.succeeded", prepare=_fetch_charge)(_payment_succeeded)
+# The same news as `payment_intent.succeeded`, at the same moment: handled if it comes (an
+# endpoint set up before, a replay), not subscribed to.
+handler_register("charge.succeeded", prepare=_fetch_charge, subscribe=False)(_payment_succeeded)
 # Asynchronous capture: `charge.updated` is how Stripe says the balance transaction is
 # attached (it also fires for description or metadata changes: booking is idempotent).
 handler_register("charge.updated", prepare=_fetch_charge)(_payment_succeeded)

@@ -2,7 +2,9 @@
 
 The required lists are computed from the handler table (`stripe_gateway.registry.HANDLERS`):
 an event a handler needs but an endpoint does not send is a silent hole (Stripe only sends
-what `enabled_events` lists), and an event sent but not handled is noise. Two endpoints:
+what `enabled_events` lists), and an event sent but not handled is noise; so is one handled
+but registered with `subscribe=False` (it repeats what a subscribed event says: each is a
+delivery to receive, store and process for nothing). Two endpoints:
 
 - platform (`connect=false`): the platform's own objects: payments, refunds, disputes,
   transfers, top-ups;
@@ -32,7 +34,7 @@ ROLE_KEY = "eats_endpoint"
 
 def required_events(*, connect: bool) -> list[str]:
     """The event types the handlers need on that endpoint, sorted."""
-    return sorted(t for t, reg in HANDLERS.items() if reg.connect == connect)
+    return sorted(t for t, reg in HANDLERS.items() if reg.connect == connect and reg.subscribe)
 
 
 @dataclass

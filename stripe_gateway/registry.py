@@ -85,6 +85,10 @@ class Registration:
     # Which endpoint must receive it: the platform's (its own objects) or the Connect one
     # (connected accounts' objects, events carrying `account`). `stripe_webhooks setup`.
     connect: bool = False
+    # Whether the endpoints subscribe to it (`stripe_webhooks setup`). False for an event that
+    # only repeats what a subscribed one says: still handled when it comes (an endpoint set up
+    # before, a replay, the emulator's catch-all URL), never asked for.
+    subscribe: bool = True
 
     @property
     def name(self) -> str:
@@ -96,17 +100,26 @@ HANDLERS: dict[str, Registration] = {}
 
 
 def handler_register(
-    event_type: str, *, prepare: Prepare | None = None, connect: bool = False
+    event_type: str,
+    *,
+    prepare: Prepare | None = None,
+    connect: bool = False,
+    subscribe: bool = True,
 ) -> Callable[[Apply], Apply]:
     """Register the decorated function as THE handler of `event_type` (see module doc).
     `connect=True`: the event is about connected accounts and comes through the Connect
-    endpoint."""
+    endpoint. `subscribe=False`: handled when it arrives, but not in the endpoints' event
+    lists (it says nothing a subscribed event does not)."""
     if not isinstance(event_type, str) or not event_type or event_type != event_type.strip():
         raise ImproperlyConfigured(f"invalid Stripe event type {event_type!r}")
 
     def register(apply: Apply) -> Apply:
         registration = Registration(
-            event_type=event_type, apply=apply, prepare=prepare, connect=connect
+            event_type=event_type,
+            apply=apply,
+            prepare=prepare,
+            connect=connect,
+            subscribe=subscribe,
         )
         existing = HANDLERS.get(event_type)
         # The same function registered again (a module imported twice) is harmless.

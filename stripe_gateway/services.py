@@ -385,7 +385,7 @@ def _claim_sql(vendor: str, async_commit: bool) -> tuple[str, list[Any]]:
 
 
 # Rows a drain claims in one statement: the events of one payment, which arrive together, are
-# then run by one worker one after the other (the second and third find the payment booked)
+# then run by one worker one after the other (the later ones find the payment booked)
 # instead of racing two workers to the booking. Small, as every claimed row waits on the
 # ones before it: its lease (STRIPE_EVENTS_LEASE) must outlast them.
 DRAIN_CLAIM = 4

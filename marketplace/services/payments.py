@@ -8,7 +8,7 @@ the charge succeeds before Stripe attaches its balance transaction, so `charge.s
 `payment_intent.succeeded` usually carry none, and `charge.updated` says when it is attached.
 A succeeded charge without one marks the order AWAITING_SETTLEMENT (the customer's money is
 real: the order cannot be canceled, the coupon is spent); the payment and its Stripe fee are
-booked together, once (`payment:<ch>`), by whichever of the three events or the settlement
+booked together, once (`payment:<ch>`), by whichever of those events or the settlement
 sweeper (`settlement.payments_settle`) first sees the balance transaction."""
 
 from __future__ import annotations

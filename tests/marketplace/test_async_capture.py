@@ -17,6 +17,7 @@ from django.utils import timezone
 from ledger.selectors import balance_get, transactions_list
 from marketplace.models import Order
 from marketplace.services.settlement import payments_settle
+from stripe_gateway.endpoints import required_events
 from stripe_gateway.models import StripeEvent
 from stripe_gateway.services import event_process
 from tests.marketplace.factories import RestaurantFactory
@@ -112,6 +113,36 @@ def test_every_order_of_events_books_the_payment_once_whenever_the_bt_is_attache
 
     # then
     _assert_booked_once(order, ch)
+
+
+def test_the_endpoint_subscribes_to_two_of_the_three_and_they_book_the_payment_alone(
+    fake_gateway: FakeGateway,
+) -> None:
+    # given: what the platform endpoint receives of a payment (charge.succeeded, sent with
+    # payment_intent.succeeded and saying the same, is handled but not subscribed to)
+    subscribed = [e for e in EVENTS if e in required_events(connect=False)]
+    assert subscribed == ["payment_intent.succeeded", "charge.updated"]
+    for order_of_events in itertools.permutations(subscribed):
+        for settled_after in range(len(subscribed) + 1):
+            order, intent, ch = _order(fake_gateway)
+            deliveries = [_payload(name, intent, ch) for name in order_of_events]
+
+            # when: only those, each delivered twice, the balance transaction attached after
+            # `settled_after` of them (2: after both; charge.updated then comes again)
+            for index, payload in enumerate(deliveries):
+                if index == settled_after:
+                    _settle(fake_gateway, order, ch)
+                assert process(payload).status == "processed"
+                assert process(dict(payload)).status == "duplicate"
+            if settled_after == len(deliveries):
+                _settle(fake_gateway, order, ch)
+                assert process(_payload("charge.updated", intent, ch)).status == "processed"
+
+            # then
+            order.refresh_from_db()
+            assert order.status == Order.Status.PAID
+            assert transactions_list(reference=f"payment:{ch['id']}").count() == 1
+            assert bal(order.ledger_address) == 3000
 
 
 @pytest.mark.parametrize("late_by", [timedelta(minutes=5), timedelta(hours=6)])

@@ -73,6 +73,8 @@ def test_setup_creates_both_endpoints_with_exactly_the_handled_events(
         ]
     )
     assert {"charge.updated", "topup.reversed", "refund.created"} <= set(platform["enabled_events"])
+    # handled when it comes, but it repeats payment_intent.succeeded: not asked for
+    assert "charge.succeeded" not in platform["enabled_events"]
     assert platform["api_version"] == connect["api_version"] == PINNED_API_VERSION
     for role in ("platform", "connect"):
         secret = (tmp_path / f"{role}.whsec").read_text().strip()
@@ -84,6 +86,36 @@ def test_setup_creates_both_endpoints_with_exactly_the_handled_events(
     # when: run again, nothing changes; check agrees
     again = _setup("https://eats.example/webhooks/stripe/", tmp_path / "again")
     assert again.count("unchanged") == 2
+    assert bare_emulator.state.count("webhook_endpoint") == 2
+
+
+def test_setup_drops_an_event_the_handlers_do_not_ask_for(
+    bare_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # given: a platform endpoint set up when charge.succeeded was still subscribed to
+    _setup("https://eats.example/webhooks/stripe/", tmp_path)
+    platform = next(
+        e
+        for e in bare_emulator.state.objects("webhook_endpoint")
+        if e["metadata"]["eats_endpoint"] == "platform"
+    )
+    status, _ = bare_emulator.request(
+        "POST",
+        f"/v1/webhook_endpoints/{platform['id']}",
+        {"enabled_events": [*platform["enabled_events"], "charge.succeeded"]},
+    )
+    assert status == 200
+    assert "missing" not in _check("https://eats.example/webhooks/stripe/")  # extra is not a hole
+
+    # when
+    output = _setup("https://eats.example/webhooks/stripe/", tmp_path / "again")
+
+    # then: the same endpoint, its list back to exactly what the handlers ask for
+    assert "updated" in output
+    endpoint = next(
+        e for e in bare_emulator.state.objects("webhook_endpoint") if e["id"] == platform["id"]
+    )
+    assert endpoint["enabled_events"] == required_events(connect=False)
     assert bare_emulator.state.count("webhook_endpoint") == 2
 
 
