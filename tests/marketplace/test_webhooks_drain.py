@@ -289,3 +289,54 @@ def test_a_drain_out_of_time_hands_over_after_its_first_claim(
     assert published == [(services.DRAIN_TASK, queue, 1)]
     statuses = [StripeEvent.objects.get(pk=row.pk).status for row in rows]
     assert statuses == [Status.PROCESSED] * services.DRAIN_CLAIM + [Status.RECEIVED]
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(_plan_nodes(child))
+    return nodes
+
+
+@pytest.mark.skipif(
+    django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    reason="the plan of PostgreSQL's claim",
+)
+def test_a_claim_reads_the_rows_it_takes_not_the_whole_backlog() -> None:
+    # given: a backlog of 400 new events (after an outage, say), planner statistics fresh
+    from django.db import connection
+
+    base = timezone.now() - timedelta(hours=1)
+    rows = []
+    for n in range(400):
+        payload = make_event("charge.succeeded", stripe_object("charge"))
+        rows.append(
+            StripeEvent(
+                stripe_id=payload["id"],
+                type=payload["type"],
+                created=base,
+                payload=payload,
+                received_at=base + timedelta(milliseconds=n),
+                next_attempt_at=base,
+            )
+        )
+    StripeEvent.objects.bulk_create(rows)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE marketplace_stripe_event")
+    sql, _ = services._claim_next_sql("postgresql", False)
+    params = [Status.PROCESSING, timezone.now(), Status.RECEIVED, services.DRAIN_CLAIM]
+
+    # when: the drain's claim, explained as it runs
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+
+    # then: no sort of the backlog; the index scan stops at the rows it locks
+    nodes = _plan_nodes(plan)
+    assert not [n for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")]
+    scans = [n for n in nodes if n.get("Index Name") == "stripe_event_status_idx"]
+    assert len(scans) == 1
+    assert scans[0]["Actual Rows"] == services.DRAIN_CLAIM
+    # and it took the oldest
+    claimed = StripeEvent.objects.filter(status=Status.PROCESSING).order_by("received_at")
+    assert [row.stripe_id for row in claimed] == [row.stripe_id for row in rows[:4]]
