@@ -212,9 +212,12 @@ class WebhookDispatcher:
     def enqueue(self, event: dict[str, Any]) -> None:
         """Queue an event for every target endpoint (never blocks on the network)."""
         public = {k: v for k, v in event.items() if not k.startswith("_")}
-        body = json.dumps(public, indent=2)
         with self._cond:
             targets = [e for e in self.targets("account" in public) if e.wants(public["type"])]
+        if not targets:
+            return  # no endpoint asked for it: no body to build
+        body = json.dumps(public, indent=2)
+        with self._cond:
             now = time.monotonic()
             delay = self.chaos.delay_ms / 1000.0
             for endpoint in targets:
