@@ -14,8 +14,8 @@ even when the run fails):
 Each order goes through the public paths: `POST /api/v1/orders/` (the order, its coupon
 reservation and its PaymentIntent at the emulator), the customer's confirmation at the
 emulator, the signed webhooks (`payment_intent.succeeded`, then `charge.updated` once the
-balance transaction is attached: what the endpoint subscribes to) stored by gunicorn and processed by
-Celery (each fetching the charge from the emulator), and, once the order is paid,
+balance transaction is attached: what the endpoint subscribes to) stored by gunicorn and
+processed by Celery (each fetching the charge from the emulator), and, once the order is paid,
 `POST /api/v1/orders/<id>/deliver/` (the split). A few client threads place orders as fast as
 the stack takes them (closed loop); a deliverer watches the database for paid orders, as a
 dispatch service would, and delivers them.

@@ -24,11 +24,12 @@ marks the order paid-awaiting-settlement and is done (never deferred, never fail
 to it (`subscribe=False`): it is sent at the same moment as `payment_intent.succeeded` and
 says the same thing (the charge succeeded, no balance transaction yet), so subscribing to
 both only made one more delivery per payment to receive, store, claim and find booked (a
-third of the payment's webhook traffic; `bench stack`, README). If no event ever sees the balance transaction, the settlement sweeper
-(`marketplace.payments_settle`, Celery beat) fetches the charge and books it. An event about a
-charge whose order is already paid and booked by that very charge (usually the second of
-the two) is processed without fetching anything: there is nothing left to book,
-and its row is marked by one lease-guarded UPDATE, with no transaction around it.
+third of the payment's webhook traffic; `bench stack`, README). If no event ever sees the
+balance transaction, the settlement sweeper (`marketplace.payments_settle`, Celery beat)
+fetches the charge and books it. An event about a charge whose order is already paid and
+booked by that very charge (usually the second of the two) is processed without fetching
+anything: there is nothing left to book, and its row is marked by one lease-guarded UPDATE,
+with no transaction around it.
 
 `REQUIRED_EVENTS` (in `stripe_gateway.endpoints`) is computed from this table: what the
 `stripe_webhooks setup` command enables on the endpoints.
@@ -95,11 +96,11 @@ def _payload_charge_id(obj: dict[str, Any]) -> str | None:
 
 def _already_booked(obj: dict[str, Any], charge_id: str | None) -> HandlerResult | None:
     """The later events describing one payment (`payment_intent.succeeded`, `charge.updated`,
-    `charge.succeeded` where an endpoint still sends it) find it booked by the first: no fetch from
-    Stripe, no ledger replay. Safe on the payload's hints alone: PAID (or DELIVERED) with this
-    `charge_id` is only ever written together with the `payment:<ch>` booking, in one
-    transaction, and an order never leaves those states for an unpaid one. A prepared
-    statement (common.rawsql): the ORM's `exists()` compiled the query anew for every event, a
+    `charge.succeeded` where an endpoint still sends it) find it booked by the first: no
+    fetch from Stripe, no ledger replay. Safe on the payload's hints alone: PAID (or
+    DELIVERED) with this `charge_id` is only ever written together with the `payment:<ch>`
+    booking, in one transaction, and an order never leaves those states for an unpaid one. A
+    prepared statement (common.rawsql): the ORM's `exists()` compiled the query anew for every event, a
     fifth of an order's worker CPU in `bench orders`' loop. The answer is the event's settled
     outcome (see `stripe_gateway.registry`): the row is marked processed by one lease-guarded
     UPDATE, with no transaction, order lock or handler call."""
