@@ -306,12 +306,13 @@ def _sdk_logs_when_enabled() -> None:
         log.__wrapped__ = original  # type: ignore[attr-defined]
         return log
 
+    if not callable(getattr(_util, "_console_log_level", None)):
+        return  # another SDK version may log differently: then it is left as it is
     for name, level, console in (
         ("log_info", logging.INFO, ("debug", "info")),
         ("log_debug", logging.DEBUG, ("debug",)),
     ):
         current = getattr(_api_requestor, name, None)
-        # another SDK version may log differently: then it is left as it is
         if current is getattr(_util, name, None) and current is not None:
             setattr(_api_requestor, name, guarded(current, level, console))
 

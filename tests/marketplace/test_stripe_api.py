@@ -951,3 +951,21 @@ def test_the_session_hands_an_argument_it_does_not_know_to_requests_own_way(
 
     assert response.status_code == 200
     assert response.json() == {"object": "balance"}
+
+
+def test_an_sdk_without_the_console_level_keeps_its_own_log_functions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wrap reads stripe-python internals; an SDK that lacks one is left as it is, rather
+    than every call failing on a missing attribute."""
+    from stripe import _api_requestor, _util
+
+    from stripe_gateway.client import _sdk_logs_when_enabled
+
+    unwrapped = _api_requestor.log_info.__wrapped__  # type: ignore[attr-defined]
+    monkeypatch.setattr(_api_requestor, "log_info", unwrapped)
+    monkeypatch.delattr(_util, "_console_log_level")
+
+    _sdk_logs_when_enabled()
+
+    assert _api_requestor.log_info is unwrapped
