@@ -26,6 +26,10 @@ STRIPE_EVENTS_DRAINS         drain tasks a burst of new events is coalesced into
                              task per event. Set it to at least the workers' total concurrency
 STRIPE_EVENTS_DRAIN_BATCH    events one drain processes before it hands over to a new one (200)
 STRIPE_EVENTS_DRAIN_SECONDS  ... or once it has run this long, seconds (10)
+STRIPE_EVENTS_DRAIN_LINGER   how long a drain that finds no new row keeps looking (polling with
+                             a growing pause, 2 ms to 25 ms) before it ends, seconds (0.2): under
+                             a steady flow the drains keep running instead of ending and being
+                             published again between two events. 0: it ends at once
 STRIPE_EVENTS_DRAIN_GATE_TTL how long a slot's gate stays closed if its drain never starts
                              (a lost message), seconds (15)
 """
@@ -53,6 +57,7 @@ KNOBS: dict[str, Knob] = {
     "STRIPE_EVENTS_DRAINS": Knob(4, "int", "drain slots new events coalesce into (0: off)"),
     "STRIPE_EVENTS_DRAIN_BATCH": Knob(200, "int", "events one drain processes"),
     "STRIPE_EVENTS_DRAIN_SECONDS": Knob(10.0, "float", "a drain hands over after, seconds"),
+    "STRIPE_EVENTS_DRAIN_LINGER": Knob(0.2, "float", "an idle drain keeps looking, seconds"),
     "STRIPE_EVENTS_DRAIN_GATE_TTL": Knob(15.0, "float", "a drain gate's expiry, seconds"),
 }
 DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)

@@ -291,6 +291,115 @@ def test_a_drain_out_of_time_hands_over_after_its_first_claim(
     assert statuses == [Status.PROCESSED] * services.DRAIN_CLAIM + [Status.RECEIVED]
 
 
+class _Clock:
+    """`services.time`, with `sleep` advancing `monotonic` instead of waiting (and a hook run
+    on each pause: what other processes do while the drain waits)."""
+
+    def __init__(self, on_sleep: Any = None) -> None:
+        self.now = 1000.0
+        self.pauses: list[float] = []
+        self.on_sleep = on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.pauses))
+
+
+def test_an_idle_drain_keeps_looking_for_the_linger_with_growing_pauses_then_ends(
+    gates: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    # given: nothing to claim
+    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.2
+    clock = _Clock()
+    monkeypatch.setattr(services, "time", clock)
+    claims: list[int] = []
+    claim_next = services._claim_next
+
+    def counted(now: Any, count: int) -> list[StripeEvent]:
+        claims.append(count)
+        return claim_next(now, count)
+
+    monkeypatch.setattr(services, "_claim_next", counted)
+
+    # when
+    result = services.events_drain(slot=0)
+
+    # then: a claim after each pause, the pauses doubling up to the cap, within the linger
+    assert (result.processed, result.handed_over) == (0, False)
+    assert clock.pauses[:5] == [0.002, 0.004, 0.008, 0.016, services.LINGER_MAX_PAUSE]
+    assert set(clock.pauses[4:]) == {services.LINGER_MAX_PAUSE}
+    assert 0.2 - services.LINGER_MAX_PAUSE < sum(clock.pauses) <= 0.2
+    assert len(claims) == len(clock.pauses) + 1 <= 12
+
+
+def test_a_row_arriving_while_the_drain_lingers_is_run_by_that_drain(
+    register_handler: Any,
+    published: list[tuple[Any, ...]],
+    gates: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    # given: a drain that finds one row; a second arrives during its third pause
+    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.2
+    register_handler("charge.succeeded", lambda event: None)
+    first = store()
+    later: list[StripeEvent] = []
+    clock = _Clock(on_sleep=lambda n: later.append(store()) if n == 3 else None)
+    monkeypatch.setattr(services, "time", clock)
+
+    # when
+    result = services.events_drain(slot=0)
+
+    # then: both run by this drain, no other drain published; the linger started over after
+    # the second row (its pauses from 2 ms again) and ended the drain
+    assert (result.processed, result.handed_over) == (2, False)
+    assert published == []
+    assert StripeEvent.objects.get(pk=first.pk).status == Status.PROCESSED
+    assert StripeEvent.objects.get(pk=later[0].pk).status == Status.PROCESSED
+    assert clock.pauses[:4] == [0.002, 0.004, 0.008, 0.002]
+
+
+def test_without_linger_a_drain_ends_at_its_first_empty_claim(
+    gates: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.0
+    clock = _Clock()
+    monkeypatch.setattr(services, "time", clock)
+
+    result = services.events_drain(slot=0)
+
+    assert (result.processed, result.handed_over, clock.pauses) == (0, False, [])
+
+
+def test_a_drain_idle_at_its_deadline_ends_without_handing_over(
+    register_handler: Any,
+    published: list[tuple[Any, ...]],
+    gates: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    # given: one row, then nothing, and the drain's time runs out while it lingers
+    settings.STRIPE_EVENTS_DRAIN_SECONDS = 0.01
+    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.2
+    register_handler("charge.succeeded", lambda event: None)
+    store()
+    clock = _Clock()
+    monkeypatch.setattr(services, "time", clock)
+
+    result = services.events_drain(slot=0)
+
+    # then: nothing was left to hand over (every row it answered for was claimable and
+    # claimed), so no next drain is published
+    assert (result.processed, result.handed_over) == (1, False)
+    assert published == []
+    assert sum(clock.pauses) < 0.01
+
+
 def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     nodes = [plan]
     for child in plan.get("Plans", []):
