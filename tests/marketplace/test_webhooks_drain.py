@@ -295,10 +295,10 @@ class _Clock:
     """`services.time`, with `sleep` advancing `monotonic` instead of waiting (and a hook run
     on each pause: what other processes do while the drain waits)."""
 
-    def __init__(self, on_sleep: Any = None) -> None:
+    def __init__(self) -> None:
         self.now = 1000.0
         self.pauses: list[float] = []
-        self.on_sleep = on_sleep
+        self.on_sleep: Any = None
 
     def monotonic(self) -> float:
         return self.now
@@ -310,13 +310,19 @@ class _Clock:
             self.on_sleep(len(self.pauses))
 
 
+@pytest.fixture
+def clock(gates: Any, monkeypatch: pytest.MonkeyPatch, settings: Any) -> _Clock:
+    """The drain's clock, and a linger of 0.2 s (the default, stated)."""
+    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.2
+    fake = _Clock()
+    monkeypatch.setattr(services, "time", fake)
+    return fake
+
+
 def test_an_idle_drain_keeps_looking_for_the_linger_with_growing_pauses_then_ends(
-    gates: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
+    clock: _Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given: nothing to claim
-    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.2
-    clock = _Clock()
-    monkeypatch.setattr(services, "time", clock)
     claims: list[int] = []
     claim_next = services._claim_next
 
@@ -338,19 +344,13 @@ def test_an_idle_drain_keeps_looking_for_the_linger_with_growing_pauses_then_end
 
 
 def test_a_row_arriving_while_the_drain_lingers_is_run_by_that_drain(
-    register_handler: Any,
-    published: list[tuple[Any, ...]],
-    gates: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    settings: Any,
+    register_handler: Any, published: list[tuple[Any, ...]], clock: _Clock
 ) -> None:
     # given: a drain that finds one row; a second arrives during its third pause
-    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.2
     register_handler("charge.succeeded", lambda event: None)
     first = store()
     later: list[StripeEvent] = []
-    clock = _Clock(on_sleep=lambda n: later.append(store()) if n == 3 else None)
-    monkeypatch.setattr(services, "time", clock)
+    clock.on_sleep = lambda n: later.append(store()) if n == 3 else None
 
     # when
     result = services.events_drain(slot=0)
@@ -364,12 +364,8 @@ def test_a_row_arriving_while_the_drain_lingers_is_run_by_that_drain(
     assert clock.pauses[:4] == [0.002, 0.004, 0.008, 0.002]
 
 
-def test_without_linger_a_drain_ends_at_its_first_empty_claim(
-    gates: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
-) -> None:
+def test_without_linger_a_drain_ends_at_its_first_empty_claim(clock: _Clock, settings: Any) -> None:
     settings.STRIPE_EVENTS_DRAIN_LINGER = 0.0
-    clock = _Clock()
-    monkeypatch.setattr(services, "time", clock)
 
     result = services.events_drain(slot=0)
 
@@ -377,19 +373,12 @@ def test_without_linger_a_drain_ends_at_its_first_empty_claim(
 
 
 def test_a_drain_idle_at_its_deadline_ends_without_handing_over(
-    register_handler: Any,
-    published: list[tuple[Any, ...]],
-    gates: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    settings: Any,
+    register_handler: Any, published: list[tuple[Any, ...]], clock: _Clock, settings: Any
 ) -> None:
     # given: one row, then nothing, and the drain's time runs out while it lingers
     settings.STRIPE_EVENTS_DRAIN_SECONDS = 0.01
-    settings.STRIPE_EVENTS_DRAIN_LINGER = 0.2
     register_handler("charge.succeeded", lambda event: None)
     store()
-    clock = _Clock()
-    monkeypatch.setattr(services, "time", clock)
 
     result = services.events_drain(slot=0)
 
