@@ -604,7 +604,7 @@ def bench_stack(quick: bool) -> dict[str, Any]:
     # (it may be off on a benchmark server: with none, a query planned for the wrong row counts
     # skews the run, and every claim of a drain steps over the dead `received` index entries
     # of all the earlier runs' events: 52 index pages per empty claim after 60,000 of them,
-    # 3 after a vacuum, so that a run's figures depended on how many runs came before it).
+    # 2 after a vacuum, so that a run's figures depended on how many runs came before it).
     with connections["default"].cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE)")
     connections.close_all()
