@@ -50,6 +50,7 @@ from knox.signals import token_expired
 from rest_framework import exceptions
 
 from common import rawsql
+from common.prepared import prepared_statements
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -121,7 +122,10 @@ class TokenAuthentication(knox_auth.TokenAuthentication):
         sql, token_fields, user_fields = lookup
         token_model = get_token_model()
         now = timezone.now()
-        rows = rawsql.fetch_all(sql, [now, text[: CONSTANTS.TOKEN_KEY_LENGTH]])
+        # Prepared (a generic plan per connection): its joins and subqueries took PostgreSQL
+        # 0.64 ms to plan against 0.07 ms to run, planned on every request before.
+        with prepared_statements():
+            rows = rawsql.fetch_all(sql, [now, text[: CONSTANTS.TOKEN_KEY_LENGTH]])
         split = len(token_fields)
         for row in rows:
             auth_token = rawsql.instance(token_model, token_fields, row[:split])
