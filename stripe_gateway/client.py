@@ -287,6 +287,100 @@ class _HttpClient(stripe.RequestsClient):
         return super()._request_internal(*args, **kwargs)  # type: ignore[call-overload]
 
 
+class _Urllib3Client(stripe.HTTPClient):
+    """stripe-python's HTTP transport on urllib3 alone (`STRIPE_HTTP_CLIENT=urllib3`, the
+    default): the SDK's requestor above it is unchanged (headers, form encoding, the
+    idempotency key, retries, error mapping), only the HTTP exchange is made without
+    `requests`, whose prepared request, adapter and response objects cost about a third of
+    a call's client CPU (a charge fetch from the emulator: 520 -> 360 us of thread CPU).
+
+    The same contract as the SDK's `RequestsClient`: one thread-safe pool of keep-alive
+    connections; certificates verified against the SDK's bundle (`stripe.ca_bundle_path`);
+    the proxy the environment names for the API's address, read once (as `_HttpClient`);
+    separate connect and read timeouts; no redirect followed (a 3xx goes back to the SDK,
+    which raises it); a connection or read failure raised as a retryable
+    `APIConnectionError` (the SDK retries it, with the same idempotency key), a TLS failure
+    as a final one. `responses`, the tests' Stripe double, intercepts `requests` only: the
+    tests that use it build their gateway with `http_client="requests"`."""
+
+    name = "urllib3"
+
+    def __init__(self, *, api_base: str, timeout: tuple[float, float]) -> None:
+        super().__init__(verify_ssl_certs=True)
+        import urllib3
+
+        self._urllib3 = urllib3
+        scheme = api_base.split(":", 1)[0].lower()
+        environ = requests.utils.get_environ_proxies(api_base)
+        proxy = environ.get(scheme) or environ.get("all")
+        options: dict[str, Any] = {
+            "num_pools": 4,
+            "maxsize": 32,  # a connection per gunicorn thread or Celery process at most
+            "timeout": urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+            "retries": False,
+            "cert_reqs": "CERT_REQUIRED",
+            "ca_certs": stripe.ca_bundle_path,
+        }
+        self._pool: Any = (
+            urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        errors = self._urllib3.exceptions
+        try:
+            response = self._pool.request(
+                method.upper(),
+                url,
+                body=post_data,
+                headers=dict(headers or {}),
+                redirect=False,
+                retries=False,
+                preload_content=True,
+            )
+        except errors.SSLError as exc:
+            raise stripe.APIConnectionError(
+                f"Could not verify Stripe's SSL certificate: {type(exc).__name__}: {exc}",
+                should_retry=False,
+            ) from exc
+        except (errors.TimeoutError, errors.ProtocolError, errors.ProxyError) as exc:
+            # connection refused or dropped, connect or read timeout: the SDK retries
+            raise stripe.APIConnectionError(
+                f"Unexpected error communicating with Stripe: {type(exc).__name__}: {exc}",
+                should_retry=True,
+            ) from exc
+        except (errors.HTTPError, OSError, ValueError) as exc:
+            raise stripe.APIConnectionError(
+                f"Unexpected error communicating with Stripe: {type(exc).__name__}: {exc}",
+                should_retry=False,
+            ) from exc
+        return response.data, response.status, response.headers
+
+    def request_stream(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        raise NotImplementedError("streaming is not used by this gateway")
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+HTTP_CLIENTS = ("urllib3", "requests")
+
+
 def _sdk_logs_when_enabled() -> None:
     """stripe-python formats its request and response log lines (the response body's included)
     before the logging level is looked at: about a tenth of a millisecond of CPU per call
@@ -335,10 +429,17 @@ class StripeGateway:
         timeout: float = 20.0,
         max_network_retries: int = 2,
         stripe_account: str | None = None,
+        http_client: str = "urllib3",
     ):
         connect_timeout = min(5.0, timeout)
         self.api_base = api_base
-        self._http = _HttpClient(api_base=api_base, timeout=(connect_timeout, timeout))
+        if http_client not in HTTP_CLIENTS:
+            raise ValueError(f"http_client must be one of {HTTP_CLIENTS}, not {http_client!r}")
+        self.http_client = http_client
+        transport = _Urllib3Client if http_client == "urllib3" else _HttpClient
+        self._http: stripe.HTTPClient = transport(
+            api_base=api_base, timeout=(connect_timeout, timeout)
+        )
         self._client = stripe.StripeClient(
             api_key,
             stripe_account=stripe_account,
@@ -892,6 +993,7 @@ def get_gateway() -> StripeGateway:
         conf.get("STRIPE_API_BASE"),
         float(conf.get("STRIPE_TIMEOUT")),
         int(conf.get("STRIPE_MAX_NETWORK_RETRIES")),
+        str(conf.get("STRIPE_HTTP_CLIENT")),
     )
     gateway = _gateways.get(key)
     if gateway is None:
@@ -899,7 +1001,11 @@ def get_gateway() -> StripeGateway:
             gateway = _gateways.get(key)
             if gateway is None:
                 gateway = StripeGateway(
-                    api_key=key[0], api_base=key[1], timeout=key[2], max_network_retries=key[3]
+                    api_key=key[0],
+                    api_base=key[1],
+                    timeout=key[2],
+                    max_network_retries=key[3],
+                    http_client=key[4],
                 )
                 _gateways[key] = gateway
     return gateway

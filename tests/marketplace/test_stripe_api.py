@@ -565,7 +565,10 @@ def test_sdk_network_retries_reuse_the_callers_idempotency_key(
     # given: a gateway that retries once, and a first attempt that fails with a 500
     monkeypatch.setattr(stripe.HTTPClient, "_sleep_time_seconds", lambda self, n: 0)
     retrying = StripeGateway(
-        api_key="sk_test_marketplace", api_base=API_BASE, max_network_retries=1
+        api_key="sk_test_marketplace",
+        api_base=API_BASE,
+        max_network_retries=1,
+        http_client="requests",  # mocked with `responses`
     )
     mock_stripe.post(f"{API_BASE}/v1/transfers", json=_error("api_error"), status=500)
     mock_stripe.post(f"{API_BASE}/v1/transfers", json=stripe_object("transfer"))
@@ -841,9 +844,9 @@ def test_the_http_sessions_take_the_proxies_from_the_environment_once(
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    proxied = StripeGateway(api_key="sk_test_x", api_base=API_BASE)
+    proxied = StripeGateway(api_key="sk_test_x", api_base=API_BASE, http_client="requests")
     monkeypatch.setenv("NO_PROXY", urlsplit(API_BASE).hostname or "")
-    bypassed = StripeGateway(api_key="sk_test_x", api_base=API_BASE)
+    bypassed = StripeGateway(api_key="sk_test_x", api_base=API_BASE, http_client="requests")
     monkeypatch.setenv("HTTPS_PROXY", "http://changed.invalid:3128")
     responses.get(f"{API_BASE}/v1/balance", json={"object": "balance", "available": []})
 

@@ -1,6 +1,6 @@
-"""The gateway's cut-down HTTP session still goes through the proxy the environment names
-(read when the gateway is built), end to end over loopback: a stand-in proxy receives the
-absolute-URI request and answers it."""
+"""Both of the gateway's HTTP transports (urllib3, the default, and the cut-down `requests`
+session) go through the proxy the environment names (read when the gateway is built), end to
+end over loopback: a stand-in proxy receives the absolute-URI request and answers it."""
 
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ def proxy() -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.parametrize("http_client", ["urllib3", "requests"])
 def test_a_call_goes_through_the_proxy_the_environment_names(
-    proxy: str, monkeypatch: pytest.MonkeyPatch
+    proxy: str, monkeypatch: pytest.MonkeyPatch, http_client: str
 ) -> None:
     # given: an API address only the proxy "reaches", and the proxy in the environment
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
@@ -52,7 +53,10 @@ def test_a_call_goes_through_the_proxy_the_environment_names(
         monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy)
     gateway = StripeGateway(
-        api_key="sk_test_proxy", api_base="http://api.stripe.invalid", max_network_retries=0
+        api_key="sk_test_proxy",
+        api_base="http://api.stripe.invalid",
+        max_network_retries=0,
+        http_client=http_client,
     )
 
     # when

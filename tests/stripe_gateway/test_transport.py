@@ -1,0 +1,193 @@
+"""The gateway's default HTTP transport, urllib3 (`STRIPE_HTTP_CLIENT`), end to end over
+loopback: the same objects as the `requests` transport from the emulator, and the SDK's
+retry contract kept: a dropped connection and a read timeout are retried with the same
+idempotency key, a refused connection ends as the gateway's own error, a TLS failure is
+never retried. (`responses`, the other tests' Stripe double, intercepts `requests` only.)"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import stripe
+
+from stripe_emulator import EmulatorServer
+from stripe_gateway.client import StripeGateway
+from stripe_gateway.errors import OutcomeUnknown, ProviderUnavailable
+
+TRANSFER = {"id": "tr_transport", "object": "transfer", "amount": 500, "currency": "usd"}
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    server = EmulatorServer(port=0).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setattr(stripe.HTTPClient, "_sleep_time_seconds", lambda self, n: 0)
+
+
+def _gateway(base: str, http_client: str = "urllib3", **options: Any) -> StripeGateway:
+    options.setdefault("max_network_retries", 0)
+    return StripeGateway(
+        api_key="sk_test_transport", api_base=base, http_client=http_client, **options
+    )
+
+
+def test_urllib3_is_the_default_and_a_transport_must_be_known() -> None:
+    assert StripeGateway(api_key="sk_test_x").http_client == "urllib3"
+    with pytest.raises(ValueError, match="http_client"):
+        StripeGateway(api_key="sk_test_x", http_client="curl")
+
+
+def test_both_transports_send_and_read_the_same(emulator: EmulatorServer) -> None:
+    # given: a payment made through the default transport
+    fast, stock = _gateway(emulator.url), _gateway(emulator.url, "requests")
+    intent = fast.payment_intent_create(
+        amount=1234,
+        asset="USD/2",
+        idempotency_key="transport:1",
+        metadata={"order_id": "1"},
+        payment_method="pm_card_visa",
+        confirm=True,
+    )
+
+    # when: read back through each transport; the same create again through the other
+    charges = [g.charge_retrieve(intent["latest_charge"]) for g in (fast, stock)]
+    replay = stock.payment_intent_create(
+        amount=1234,
+        asset="USD/2",
+        idempotency_key="transport:1",
+        metadata={"order_id": "1"},
+        payment_method="pm_card_visa",
+        confirm=True,
+    )
+
+    # then
+    assert intent["status"] == "succeeded" and intent["metadata"] == {"order_id": "1"}
+    assert charges[0] == charges[1]
+    assert charges[0]["amount"] == 1234
+    assert replay == intent  # the same key: Stripe's stored answer, whichever transport
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """POST /v1/transfers: the first request fails as `mode` says, the next ones succeed."""
+
+    protocol_version = "HTTP/1.1"
+    mode = "drop"
+    keys: list[str] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.keys.append(self.headers.get("Idempotency-Key", ""))
+        if len(self.keys) == 1 and self.mode == "drop":
+            self.close_connection = True  # no answer at all: the connection is dropped
+            return
+        if len(self.keys) == 1 and self.mode == "slow":
+            time.sleep(1.0)  # past the client's read timeout
+        body = json.dumps(TRANSFER).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Flaky.keys = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _transfer(gateway: StripeGateway) -> dict[str, Any]:
+    return gateway.transfer_create(
+        amount=500,
+        asset="USD/2",
+        destination="acct_1",
+        idempotency_key="transfer:transport",
+        transfer_group="payout:1",
+        metadata={"payout_id": "1"},
+    )
+
+
+@pytest.mark.parametrize("mode", ["drop", "slow"])
+def test_a_dropped_or_timed_out_request_is_retried_with_the_same_key(flaky: str, mode: str) -> None:
+    # given: a first attempt without an answer (dropped, or slower than the read timeout)
+    _Flaky.mode = mode
+    gateway = _gateway(flaky, max_network_retries=1, timeout=0.3)
+
+    # when
+    transfer = _transfer(gateway)
+
+    # then: retried once, with the caller's key both times
+    assert transfer["id"] == TRANSFER["id"]
+    assert _Flaky.keys == ["transfer:transport"] * 2
+
+
+def test_without_retries_a_dropped_write_is_an_unknown_outcome(flaky: str) -> None:
+    _Flaky.mode = "drop"
+
+    with pytest.raises(OutcomeUnknown):
+        _transfer(_gateway(flaky, max_network_retries=0))
+
+    assert _Flaky.keys == ["transfer:transport"]
+
+
+def test_a_refused_connection_is_the_gateways_error_after_the_retries() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(ProviderUnavailable):
+        _gateway(f"http://127.0.0.1:{port}", max_network_retries=2).balance_retrieve()
+
+
+def test_tls_is_verified_against_the_sdks_bundle_and_a_failure_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given: the default transport on https
+    gateway = _gateway("https://api.stripe.test", max_network_retries=2)
+    pool = gateway._http._pool  # type: ignore[attr-defined]
+    assert pool.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+    assert pool.connection_pool_kw["ca_certs"] == stripe.ca_bundle_path
+
+    # when: the TLS handshake fails
+    import urllib3
+
+    attempts: list[str] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(args[1] if len(args) > 1 else "")
+        raise urllib3.exceptions.SSLError("certificate verify failed")
+
+    monkeypatch.setattr(pool, "request", refuse)
+
+    # then: a final error, no retry
+    with pytest.raises(ProviderUnavailable):
+        gateway.balance_retrieve()
+    assert len(attempts) == 1
