@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -324,6 +325,7 @@ class _Urllib3Client(stripe.HTTPClient):
         self._pool: Any = (
             urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
         )
+        self._pid = os.getpid()
 
     def request(
         self,
@@ -335,6 +337,11 @@ class _Urllib3Client(stripe.HTTPClient):
         _usage: list[str] | None = None,
     ) -> tuple[Any, int, Mapping[str, str]]:
         errors = self._urllib3.exceptions
+        if self._pid != os.getpid():
+            # a process forked from the one that made the pool (a prefork worker, say) never
+            # shares its connections: the two would read each other's answers
+            self._pool.clear()
+            self._pid = os.getpid()
         try:
             response = self._pool.request(
                 method.upper(),

@@ -191,3 +191,32 @@ def test_tls_is_verified_against_the_sdks_bundle_and_a_failure_is_not_retried(
     with pytest.raises(ProviderUnavailable):
         gateway.balance_retrieve()
     assert len(attempts) == 1
+
+
+def test_a_forked_process_opens_its_own_connections(emulator: EmulatorServer) -> None:
+    """A pool built before a fork (a Celery prefork parent, say) is not shared by the child:
+    two processes on one keep-alive connection would read each other's answers."""
+    import os
+
+    # given: a pool with a kept-alive connection
+    gateway = _gateway(emulator.url)
+    gateway.balance_retrieve()
+    pool = gateway._http._pool  # type: ignore[attr-defined]
+    assert pool.pools
+
+    # when: the same gateway is used from another process id
+    gateway._http._pid = os.getpid() + 1  # type: ignore[attr-defined]
+    cleared: list[bool] = []
+    original = pool.clear
+
+    def clear() -> None:
+        cleared.append(True)
+        original()
+
+    pool.clear = clear
+    balance = gateway.balance_retrieve()
+
+    # then: the inherited connections were dropped first, and the call went through
+    assert cleared == [True]
+    assert balance["object"] == "balance"
+    assert gateway._http._pid == os.getpid()  # type: ignore[attr-defined]
