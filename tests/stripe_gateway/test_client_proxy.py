@@ -4,14 +4,13 @@ end over loopback: a stand-in proxy receives the absolute-URI request and answer
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from stripe_gateway.client import StripeGateway
+from tests.stripe_gateway.loopback import answer_json, serving
 
 
 class _Proxy(BaseHTTPRequestHandler):
@@ -19,12 +18,7 @@ class _Proxy(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append((self.path, self.headers.get("Authorization", "")))
-        body = json.dumps({"object": "balance", "available": [], "pending": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer_json(self, {"object": "balance", "available": [], "pending": []})
 
     def log_message(self, *args: object) -> None:
         pass
@@ -32,15 +26,9 @@ class _Proxy(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def proxy() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _Proxy.seen = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Proxy) as url:
+        yield url
 
 
 @pytest.mark.parametrize("http_client", ["urllib3", "requests"])

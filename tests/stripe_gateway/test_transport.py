@@ -6,12 +6,10 @@ never retried. (`responses`, the other tests' Stripe double, intercepts `request
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ import stripe
 from stripe_emulator import EmulatorServer
 from stripe_gateway.client import StripeGateway
 from stripe_gateway.errors import OutcomeUnknown, ProviderUnavailable
+from tests.stripe_gateway.loopback import answer_json, serving
 
 TRANSFER = {"id": "tr_transport", "object": "transfer", "amount": 500, "currency": "usd"}
 
@@ -57,25 +56,19 @@ def test_urllib3_is_the_default_and_a_transport_must_be_known() -> None:
 def test_both_transports_send_and_read_the_same(emulator: EmulatorServer) -> None:
     # given: a payment made through the default transport
     fast, stock = _gateway(emulator.url), _gateway(emulator.url, "requests")
-    intent = fast.payment_intent_create(
-        amount=1234,
-        asset="USD/2",
-        idempotency_key="transport:1",
-        metadata={"order_id": "1"},
-        payment_method="pm_card_visa",
-        confirm=True,
-    )
+    create: dict[str, Any] = {
+        "amount": 1234,
+        "asset": "USD/2",
+        "idempotency_key": "transport:1",
+        "metadata": {"order_id": "1"},
+        "payment_method": "pm_card_visa",
+        "confirm": True,
+    }
+    intent = fast.payment_intent_create(**create)
 
     # when: read back through each transport; the same create again through the other
     charges = [g.charge_retrieve(intent["latest_charge"]) for g in (fast, stock)]
-    replay = stock.payment_intent_create(
-        amount=1234,
-        asset="USD/2",
-        idempotency_key="transport:1",
-        metadata={"order_id": "1"},
-        payment_method="pm_card_visa",
-        confirm=True,
-    )
+    replay = stock.payment_intent_create(**create)
 
     # then
     assert intent["status"] == "succeeded" and intent["metadata"] == {"order_id": "1"}
@@ -99,12 +92,7 @@ class _Flaky(BaseHTTPRequestHandler):
             return
         if len(self.keys) == 1 and self.mode == "slow":
             time.sleep(1.0)  # past the client's read timeout
-        body = json.dumps(TRANSFER).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer_json(self, TRANSFER)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -112,16 +100,9 @@ class _Flaky(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _Flaky.keys = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Flaky) as url:
+        yield url
 
 
 def _transfer(gateway: StripeGateway) -> dict[str, Any]:
