@@ -7,4 +7,6 @@ class StripeGatewayConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the inbox's Celery tasks, which services send by name.
-        from stripe_gateway import tasks  # noqa: F401
+        from stripe_gateway import conf, tasks  # noqa: F401
+
+        conf.validate()

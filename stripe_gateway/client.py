@@ -385,9 +385,6 @@ class _Urllib3Client(stripe.HTTPClient):
         self._pool.clear()
 
 
-HTTP_CLIENTS = ("urllib3", "requests")
-
-
 def _sdk_logs_when_enabled() -> None:
     """stripe-python formats its request and response log lines (the response body's included)
     before the logging level is looked at: about a tenth of a millisecond of CPU per call
@@ -440,8 +437,8 @@ class StripeGateway:
     ):
         connect_timeout = min(5.0, timeout)
         self.api_base = api_base
-        if http_client not in HTTP_CLIENTS:
-            raise ValueError(f"http_client must be one of {HTTP_CLIENTS}, not {http_client!r}")
+        if http_client not in conf.HTTP_CLIENTS:
+            raise ValueError(f"http_client must be one of {conf.HTTP_CLIENTS}, not {http_client!r}")
         self.http_client = http_client
         transport = _Urllib3Client if http_client == "urllib3" else _HttpClient
         self._http: stripe.HTTPClient = transport(

@@ -66,6 +66,20 @@ KNOBS: dict[str, Knob] = {
 }
 DEFAULTS: dict[str, Any] = knobs_defaults(KNOBS)
 
+# STRIPE_HTTP_CLIENT's values (stripe_gateway.client: `_Urllib3Client`, `_HttpClient`)
+HTTP_CLIENTS = ("urllib3", "requests")
+
 
 def get(name: str) -> Any:
     return getattr(settings, name, DEFAULTS[name])
+
+
+def validate() -> None:
+    """Refuse at start-up a setting the gateway could only refuse at its first Stripe call."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    transport = get("STRIPE_HTTP_CLIENT")
+    if transport not in HTTP_CLIENTS:
+        raise ImproperlyConfigured(
+            f"STRIPE_HTTP_CLIENT must be one of {', '.join(HTTP_CLIENTS)}, not {transport!r}"
+        )

@@ -201,3 +201,15 @@ def test_a_forked_process_opens_its_own_connections(emulator: EmulatorServer) ->
     assert cleared == [True]
     assert balance["object"] == "balance"
     assert gateway._http._pid == os.getpid()  # type: ignore[attr-defined]
+
+
+def test_an_unknown_transport_setting_is_refused_at_start_up(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from stripe_gateway import conf
+
+    settings.STRIPE_HTTP_CLIENT = "curl"
+    with pytest.raises(ImproperlyConfigured, match="STRIPE_HTTP_CLIENT"):
+        conf.validate()
+    settings.STRIPE_HTTP_CLIENT = "requests"
+    conf.validate()
