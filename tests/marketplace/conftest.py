@@ -40,7 +40,7 @@ def stripe_settings(settings: Any) -> Any:
 def mock_stripe(settings: Any) -> Iterator[responses_lib.RequestsMock]:
     # `responses` intercepts `requests`' adapter: the gateways of a test that mocks Stripe
     # with it use the `requests` transport (STRIPE_HTTP_CLIENT; the default, urllib3, is
-    # tested against the emulator: tests/marketplace/test_stripe_transport.py).
+    # tested against the emulator: tests/stripe_gateway/test_transport.py).
     settings.STRIPE_HTTP_CLIENT = "requests"
     with responses_lib.RequestsMock(assert_all_requests_are_fired=True) as rsps:
         yield rsps
