@@ -60,6 +60,10 @@ STACK_WORKERS = tuple(
     int(n) for n in os.environ.get("BENCH_STACK_WORKERS", "1,2").split(",") if n.strip()
 )
 DRAIN_TIMEOUT = float(os.environ.get("BENCH_STACK_DRAIN_TIMEOUT", "180"))
+# Seconds after a payment before the emulator attaches its balance transaction and sends
+# `charge.updated` (its --capture-delay): 0 (its next tick, ~20 ms) by default, the favourable
+# case; later, every payment is first booked as awaiting settlement, then settled.
+CAPTURE_DELAY = float(os.environ.get("BENCH_STACK_CAPTURE_DELAY", "0"))
 API_KEY = "sk_test_bench_stack"
 
 
@@ -280,6 +284,7 @@ def _stack(run: str) -> Iterator[_Stack]:
     )
     try:
         command = [sys.executable, "-m", "stripe_emulator", "--port", str(stack.emulator_port)]
+        command += ["--capture-delay", str(CAPTURE_DELAY)]
         stack.emulator = _start(command, dict(os.environ), logs / "emulator.log")
         _wait_http(stack.emulator_port, "/_emulator/health", stack.emulator, "the emulator")
         emulator_url = f"http://127.0.0.1:{stack.emulator_port}"
@@ -618,6 +623,7 @@ def bench_stack(quick: bool) -> dict[str, Any]:
         "orders_per_s": best.get("orders_per_s"),
         "web": "gunicorn gthread 2x8 (ops/gunicorn_conf.py)",
         "client": f"{PLACERS} placing threads, {DELIVERERS} delivering",
+        "capture_delay_s": CAPTURE_DELAY,
         "note": "closed loop: orders are placed as fast as the stack takes them; "
         "orders_per_s = orders delivered / (first created .. last split booked)",
         "load_average": round(os.getloadavg()[0], 2),
