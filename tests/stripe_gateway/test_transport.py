@@ -7,6 +7,7 @@ never retried. (`responses`, the other tests' Stripe double, intercepts `request
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -213,3 +214,54 @@ def test_an_unknown_transport_setting_is_refused_at_start_up(settings: Any) -> N
         conf.validate()
     settings.STRIPE_HTTP_CLIENT = "requests"
     conf.validate()
+
+
+@pytest.mark.parametrize("http_client", ["urllib3", "requests"])
+def test_a_certificate_the_bundle_does_not_trust_fails_once_without_retry(
+    tmp_path: Any, http_client: str
+) -> None:
+    """A real TLS handshake against a self-signed certificate: refused, and not retried (an
+    interception, not a network blip), by either transport."""
+    import shutil
+    import ssl
+    import subprocess
+    from http.server import ThreadingHTTPServer
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subprocess.run(
+        ["openssl", *request, "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    handshakes: list[int] = []
+    _Flaky.keys = []
+
+    class _Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def get_request(self) -> Any:
+            sock, address = self.socket.accept()
+            handshakes.append(1)
+            return context.wrap_socket(sock, server_side=True), address
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # the refused handshake, seen from this side
+
+    server = _Server(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"https://127.0.0.1:{server.server_address[1]}"
+        gateway = _gateway(base, http_client, max_network_retries=2)
+        with pytest.raises(ProviderUnavailable, match="SSL certificate"):
+            gateway.balance_retrieve()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert handshakes == [1]
+    assert _Flaky.keys == []  # no request got through
