@@ -30,6 +30,7 @@ from urllib.parse import quote_plus
 
 import requests
 import stripe
+import urllib3
 from django.conf import settings
 from django.db import connections
 
@@ -276,8 +277,7 @@ class _HttpClient(stripe.RequestsClient):
 
     def __init__(self, *, api_base: str, timeout: tuple[float, float]) -> None:
         super().__init__(timeout=timeout)
-        environ = requests.utils.get_environ_proxies(api_base)
-        self._proxies = {k: v for k, v in environ.items() if k != "no" and v}
+        self._proxies = _environ_proxies(api_base)
 
     def _request_internal(self, *args: Any, **kwargs: Any) -> Any:
         if getattr(self._thread_local, "session", None) is None:
@@ -286,6 +286,13 @@ class _HttpClient(stripe.RequestsClient):
             session.proxies.update(self._proxies)
             self._thread_local.session = session
         return super()._request_internal(*args, **kwargs)  # type: ignore[call-overload]
+
+
+def _environ_proxies(api_base: str) -> dict[str, str]:
+    """The proxies the environment names for `api_base` ({scheme or "all": url}; none when
+    NO_PROXY covers it), read once by each transport when the gateway is built."""
+    environ = requests.utils.get_environ_proxies(api_base)
+    return {k: v for k, v in environ.items() if k != "no" and v}
 
 
 class _Urllib3Client(stripe.HTTPClient):
@@ -308,12 +315,8 @@ class _Urllib3Client(stripe.HTTPClient):
 
     def __init__(self, *, api_base: str, timeout: tuple[float, float]) -> None:
         super().__init__(verify_ssl_certs=True)
-        import urllib3
-
-        self._urllib3 = urllib3
-        scheme = api_base.split(":", 1)[0].lower()
-        environ = requests.utils.get_environ_proxies(api_base)
-        proxy = environ.get(scheme) or environ.get("all")
+        proxies = _environ_proxies(api_base)
+        proxy = proxies.get(api_base.split(":", 1)[0].lower()) or proxies.get("all")
         options: dict[str, Any] = {
             "num_pools": 4,
             "maxsize": 32,  # a connection per gunicorn thread or Celery process at most
@@ -336,7 +339,7 @@ class _Urllib3Client(stripe.HTTPClient):
         *,
         _usage: list[str] | None = None,
     ) -> tuple[Any, int, Mapping[str, str]]:
-        errors = self._urllib3.exceptions
+        errors = urllib3.exceptions
         if self._pid != os.getpid():
             # a process forked from the one that made the pool (a prefork worker, say) never
             # shares its connections: the two would read each other's answers
@@ -370,16 +373,7 @@ class _Urllib3Client(stripe.HTTPClient):
             ) from exc
         return response.data, response.status, response.headers
 
-    def request_stream(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        post_data: Any = None,
-        *,
-        _usage: list[str] | None = None,
-    ) -> tuple[Any, int, Mapping[str, str]]:
-        raise NotImplementedError("streaming is not used by this gateway")
+    # request_stream: the base class's (NotImplementedError); the gateway never streams
 
     def close(self) -> None:
         self._pool.clear()
