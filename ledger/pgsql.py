@@ -10,6 +10,9 @@
 - `ledger_post_guarded(...)`: the same, for a caller inside a transaction: a failure rolls
   back only the call (a subtransaction) and is returned as a row, not raised, so the caller's
   transaction goes on without a SAVEPOINT round trip before and after every write.
+- `ledger_post_script(...)`: `ledger_post` for a Numscript run that read nothing: it checks the
+  account metadata the run used (SQLSTATE LD004 if it changed) and computes the run's final
+  `send [A *]` (a drain) on the balance it locks, before writing.
 - `ledger_script_read(...)`: what a Numscript run reads before that call, unlocked, in one
   round trip (the reference, account metadata, balances).
 - Append-only triggers (SQLSTATE LD002) on transactions, postings, seals and metadata history;
@@ -25,6 +28,7 @@ from typing import Any
 INSUFFICIENT_FUNDS_SQLSTATE = "LD001"
 APPEND_ONLY_SQLSTATE = "LD002"
 STALE_READ_SQLSTATE = "LD003"
+SPECULATION_REFUSED_SQLSTATE = "LD004"
 # pg_try_advisory_xact_lock(SHARD_SLOT_LOCK_SPACE, slot): the writer-shard slots ("LS")
 SHARD_SLOT_LOCK_SPACE = 0x4C53
 SEQUENCE_NAME = "ledger_transaction_id_seq"
@@ -312,6 +316,136 @@ $fn$;
 """
 )
 
+# ledger_post_script's own parameters, after ledger_post's
+SCRIPT_POST_PARAMS = (
+    ("p_meta_addrs", "text[]"),
+    ("p_meta_values", "text[]"),
+    ("p_drain_key", "int"),
+    ("p_drain_held", "numeric"),
+    ("p_drain_num", "numeric[]"),
+    ("p_drain_den", "numeric[]"),
+    ("p_drain_dst", "int[]"),
+    ("p_guarded", "boolean"),
+)
+
+SCRIPT_POST_FUNCTION = (
+    "CREATE OR REPLACE FUNCTION ledger_post_script(\n    "
+    + ",\n    ".join(f"{name} {kind}" for name, kind in POST_PARAMS + SCRIPT_POST_PARAMS)
+    + r"""
+) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
+                 o_replayed boolean, o_hash text, o_parts bigint[])
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+-- ledger_post for a Numscript run that read nothing (speculation), with what such a run may
+-- leave to the write:
+-- * the account metadata it used, as the client last read it (p_meta_addrs, p_meta_values: the
+--   whole metadata, JSON): each must still be the stored metadata, else SQLSTATE LD004;
+-- * its last statement, `send [A *]` from one account to an account or an allotment (a drain):
+--   key p_drain_key is locked first, its balance plus p_drain_held (what the run moved in and
+--   out of it before) is the total, split by the portions p_drain_num / p_drain_den as the
+--   interpreter splits an allotment (floor of each, the leftover units one each to the first
+--   parts); part i goes to key p_drain_dst[i] and fills the i-th of the last postings (sent
+--   with amount 0). The key must be the first of the plan (the client sees to it): locking it
+--   first is the global lock order. A total or a part that is not positive, or a total past
+--   the bigint range, is LD004 too: the client runs the script the ordinary way, which gives
+--   the exact answer for those. o_parts: the parts, as written.
+-- p_guarded: a failure rolls back only this call and comes back as a row, as with
+-- ledger_post_guarded.
+DECLARE
+    v_state text;
+    v_constraint text;
+    v_message text;
+    v_detail text;
+    v_bal numeric;
+    v_total numeric;
+    v_left numeric;
+    v_parts bigint[];
+    v_np int := coalesce(array_length(p_drain_num, 1), 0);
+    v_m int := coalesce(array_length(p_amounts, 1), 0);
+    i int;
+BEGIN
+    IF p_guarded THEN
+        BEGIN
+            RETURN QUERY SELECT * FROM ledger_post_script("""
+    + ", ".join(name for name, _kind in POST_PARAMS + SCRIPT_POST_PARAMS[:-1])
+    + r""", false);
+            RETURN;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
+                v_constraint = CONSTRAINT_NAME, v_message = MESSAGE_TEXT,
+                v_detail = PG_EXCEPTION_DETAIL;
+            o_ord := 0;
+            o_hash := v_state || '|' || coalesce(v_constraint, '') || '|'
+                || replace(coalesce(v_message, ''), '|', '/') || '|' || coalesce(v_detail, '');
+            RETURN NEXT;
+            RETURN;
+        END;
+    END IF;
+
+    -- A used reference: ledger_post answers with the stored transaction, nothing to compute.
+    IF p_refs[1] IS NOT NULL
+       AND EXISTS (SELECT 1 FROM ledger_transaction t WHERE t.reference = p_refs[1]) THEN
+        RETURN QUERY SELECT l.*, NULL::bigint[] FROM ledger_post("""
+    + ", ".join(name for name, _kind in POST_PARAMS)
+    + r""") l;
+        RETURN;
+    END IF;
+
+    FOR i IN 1..coalesce(array_length(p_meta_addrs, 1), 0) LOOP
+        IF (SELECT a.metadata FROM ledger_account a WHERE a.address = p_meta_addrs[i])
+           IS DISTINCT FROM p_meta_values[i]::jsonb THEN
+            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'account metadata changed',
+                DETAIL = p_meta_addrs[i];
+        END IF;
+    END LOOP;
+
+    IF p_drain_key IS NOT NULL THEN
+        SELECT coalesce(sum(s.input - s.output), 0) INTO v_bal
+        FROM (SELECT bb.input, bb.output FROM ledger_balance bb
+              WHERE bb.account_id = (SELECT a.id FROM ledger_account a
+                                     WHERE a.address = p_addrs[p_key_acc[p_drain_key]])
+                AND bb.asset = p_key_asset[p_drain_key]
+              ORDER BY bb.shard FOR UPDATE) s;
+        v_total := v_bal + p_drain_held;
+        IF v_total <= 0 OR v_total > 9223372036854775807 THEN
+            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'drain total out of range',
+                DETAIL = v_total::text;
+        END IF;
+        v_left := v_total;
+        FOR i IN 1..v_np LOOP
+            v_parts[i] := div(v_total * p_drain_num[i], p_drain_den[i]);
+            v_left := v_left - v_parts[i];
+        END LOOP;
+        i := 1;
+        WHILE v_left > 0 AND i <= v_np LOOP
+            v_parts[i] := v_parts[i] + 1;
+            v_left := v_left - 1;
+            i := i + 1;
+        END LOOP;
+        IF v_left <> 0 OR array_position(v_parts, 0::bigint) IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'drain part not positive',
+                DETAIL = v_total::text;
+        END IF;
+        FOR i IN 1..v_np LOOP
+            p_amounts[v_m - v_np + i] := v_parts[i];
+            p_key_in[p_drain_dst[i]] := p_key_in[p_drain_dst[i]] + v_parts[i];
+        END LOOP;
+        p_key_out[p_drain_key] := p_key_out[p_drain_key] + v_total;
+        -- checked, against the balance just locked (a row created since, when there was none,
+        -- is a stale read: LD003)
+        p_key_req[p_drain_key] := coalesce(p_key_req[p_drain_key], -p_drain_held);
+        p_key_expect[p_drain_key] := v_bal;
+    END IF;
+
+    RETURN QUERY SELECT l.*, v_parts FROM ledger_post("""
+    + ", ".join(name for name, _kind in POST_PARAMS)
+    + r""") l;
+END
+$fn$;
+"""
+)
+
 SCRIPT_READ_FUNCTION = r"""
 CREATE OR REPLACE FUNCTION ledger_script_read(
     p_ref text,          -- the request's reference, or null
@@ -416,6 +550,7 @@ def install_statements() -> list[str]:
         *(f"DROP FUNCTION IF EXISTS {signature}" for signature in OLD_SIGNATURES),
         POST_FUNCTION,
         GUARDED_POST_FUNCTION,
+        SCRIPT_POST_FUNCTION,
         SCRIPT_READ_FUNCTION,
         APPEND_ONLY_FUNCTION,
         *_trigger_statements(),
@@ -441,6 +576,7 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix} ON {table}")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_refuse_change() CASCADE")
         cursor.execute("DROP INDEX IF EXISTS ledger_transaction_metadata_gin")
+        cursor.execute("DROP FUNCTION IF EXISTS ledger_post_script CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_post_guarded CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_post CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_script_read CASCADE")

@@ -38,7 +38,9 @@ from ledger.models import Posting, Transaction, Unsealed
 from ledger.pgsql import (
     INSUFFICIENT_FUNDS_SQLSTATE,
     POST_PARAMS,
+    SCRIPT_POST_PARAMS,
     SHARD_SLOT_LOCK_SPACE,
+    SPECULATION_REFUSED_SQLSTATE,
     STALE_READ_SQLSTATE,
 )
 
@@ -212,19 +214,80 @@ def write_postgres(
     It bypasses Django's client-side-binding cursor for a psycopg cursor with server-side
     binding and a prepared statement (parsed and planned once per connection); errors are still
     mapped to Django's exceptions and the connection's state kept by `wrap_database_errors`."""
+    rows = _call(
+        _GUARDED_POST_SQL if guarded else _POST_SQL,
+        post_params(items, plan, balance_shards()),
+        plan,
+    )
+    return [Written(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptChecks:
+    """What a speculative Numscript run leaves to `ledger_post_script`: the account metadata
+    it used (address -> the whole metadata, as the process last read it), and its final drain
+    (`drain_key`: index into the plan's keys, which must be 0; `drain_held`; `drain_parts`:
+    (numerator, denominator, destination key index) per part, whose postings are the last of
+    the transaction, sent with amount 0)."""
+
+    metadata: dict[str, dict[str, str]]
+    drain_key: int | None = None
+    drain_held: int = 0
+    drain_parts: tuple[tuple[int, int, int], ...] = ()
+
+
+class SpeculationRefused(Exception):
+    """`ledger_post_script` wrote nothing: the metadata a speculative run used changed, or its
+    drain's total or a part is not positive (LD004); the script must run the ordinary way
+    (internal, never reaches a caller of the services)."""
+
+
+_SCRIPT_POST_SQL = (
+    "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash, o_parts "
+    "FROM ledger_post_script("
+    + ", ".join(f"%s::{kind}" for _name, kind in POST_PARAMS + SCRIPT_POST_PARAMS)
+    + ")"
+)
+
+
+def write_script(
+    item: PreparedTx, plan: Plan, checks: ScriptChecks, *, guarded: bool = False
+) -> tuple[Written, list[int]]:
+    """`write_postgres` for one speculative Numscript run, through `ledger_post_script`: also
+    raises SpeculationRefused. Returns the transaction and its drain's parts (empty without a
+    drain, or for a replay)."""
+    if checks.drain_key not in (None, 0):
+        raise ValueError("a drained key must come first in the lock order")
+    parts = checks.drain_parts
+    params = post_params([item], plan, balance_shards())
+    params += [
+        text_array(list(checks.metadata)),
+        text_array([_json_any(m) for m in checks.metadata.values()]),
+        None if checks.drain_key is None else str(checks.drain_key + 1),
+        str(checks.drain_held),
+        _int_array([num for num, _den, _key in parts]),
+        _int_array([den for _num, den, _key in parts]),
+        _int_array([key + 1 for _num, _den, key in parts]),
+        guarded,
+    ]
+    [row] = _call(_SCRIPT_POST_SQL, params, plan)
+    return Written(*row[:6]), list(row[6] or ())
+
+
+def _json_any(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _call(sql: str, params: list[Any], plan: Plan) -> list[tuple[Any, ...]]:
+    """One prepared call of a ledger_post function; its refusals raised as the services'."""
     db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
     db.ensure_connection()
-    refused: tuple[str, str] | None = None  # (SQLSTATE, detail) of LD001 / LD003
+    refused: tuple[str, str] | None = None  # (SQLSTATE, detail) of LD001 / LD003 / LD004
     try:
         with db.wrap_database_errors:
             cursor = psycopg.Cursor(db.connection)
             try:
-                cursor.execute(
-                    _GUARDED_POST_SQL if guarded else _POST_SQL,
-                    post_params(items, plan, balance_shards()),
-                    prepare=True,
-                    binary=True,
-                )
+                cursor.execute(sql, params, prepare=True, binary=True)
                 rows = cursor.fetchall()
             finally:
                 cursor.close()
@@ -233,12 +296,14 @@ def write_postgres(
     except DatabaseError as exc:
         cause = exc.__cause__
         sqlstate = getattr(cause, "sqlstate", None)
-        if sqlstate not in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
+        if sqlstate not in _REFUSALS:
             raise
         refused = (sqlstate, cause.diag.message_detail or "1|0")  # type: ignore[union-attr]
     if refused is None:
-        return [Written(*row) for row in rows]
+        return rows
     sqlstate, detail = refused
+    if sqlstate == SPECULATION_REFUSED_SQLSTATE:
+        raise SpeculationRefused(detail)
     key_number, _, balance = detail.partition("|")
     key = plan.keys[int(key_number) - 1]
     if sqlstate == STALE_READ_SQLSTATE:
@@ -246,12 +311,15 @@ def write_postgres(
     raise insufficient_funds(key, int(balance))
 
 
+_REFUSALS = (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE, SPECULATION_REFUSED_SQLSTATE)
+
+
 def _guarded_failure(failure: str) -> tuple[str, str]:
     """A failure row of `ledger_post_guarded` ('SQLSTATE|constraint|message|detail'): raised as
     the error ledger_post would have raised (inside `wrap_database_errors`, so Django maps it
-    the same way), but for a refusal (LD001, LD003), returned as (SQLSTATE, detail)."""
+    the same way), but for a refusal (LD001, LD003, LD004), returned as (SQLSTATE, detail)."""
     sqlstate, constraint, message, detail = failure.split("|", 3)
-    if sqlstate in (INSUFFICIENT_FUNDS_SQLSTATE, STALE_READ_SQLSTATE):
+    if sqlstate in _REFUSALS:
         return sqlstate, detail or "1|0"
     if sqlstate == "23505":
         raise UniqueViolation(message, constraint)

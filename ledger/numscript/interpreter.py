@@ -67,6 +67,7 @@ from .ast import (
     SrcOverdraft,
     SrcScaling,
     StringLit,
+    To,
     VarRef,
 )
 from .errors import (
@@ -687,6 +688,8 @@ class _Run:
             if type(asset) is not Asset:
                 raise TypeMismatch("asset", asset, sent.asset.span)
             self.asset = asset
+            if self.speculative and self._deferred_drain(stmt):
+                return
             total = _TAKE_ALL[type(stmt.source)](self, stmt.source)
             _SEND_TO[type(stmt.destination)](self, stmt.destination, total)
             return
@@ -700,6 +703,49 @@ class _Run:
             raise NegativeAmountError(monetary.asset, amount, sent.span)
         self._take_exact(stmt.source, amount)
         _SEND_TO[type(stmt.destination)](self, stmt.destination, amount)
+
+    def _deferred_drain(self, stmt: SendStmt) -> bool:
+        """A speculative run's last statement, ``send [A *]`` from one account (no overdraft
+        clause, no color) to an account or an allotment of accounts, when the store takes
+        drains (``drain(key, held, parts)``, see ledger.numscript.store): the run hands it to
+        the store instead of deciding on the exact balance, and the write takes the locked
+        balance plus ``held`` (what the run moved in and out of it before) and splits it by
+        the portions, exactly as below. False: not of that shape (the run goes on as usual)."""
+        drain = getattr(self.store, "drain", None)
+        source = stmt.source
+        if (
+            drain is None
+            or stmt is not self.program.statements[-1]
+            or type(source) is not SrcAccount
+            or source.color is not None
+        ):
+            return False
+        destination = stmt.destination
+        targets: list[Expr] = []
+        if type(destination) is DestAccount:
+            portions: list[Fraction] = [ONE]
+            targets.append(destination.address)
+        elif type(destination) is DestAllotment:
+            for item in destination.items:
+                target = item.target
+                if type(target) is not To or type(target.destination) is not DestAccount:
+                    return False
+                targets.append(target.destination.address)
+            portions = self._portions(
+                [item.portion for item in destination.items], destination.span
+            )
+        else:
+            return False
+        account = self._account(source.address)
+        addresses = [self._account(target) for target in targets]
+        if account == WORLD or account in addresses:
+            return False
+        # the steps the ordinary run counts: the sender, then one per part (none is empty:
+        # the write leaves a run with an empty part to the ordinary way)
+        self._tick(1 + len(portions))
+        key = (account, self.asset, "")
+        drain(key, self.balances.get(key, 0), list(zip(portions, addresses, strict=True)))
+        return True
 
     def _save(self, stmt: SaveStmt) -> None:
         sent = stmt.sent
@@ -962,6 +1008,19 @@ class _Run:
         """Split ``amount`` by the portions (None = remaining): each part is floor(portion x
         amount), then the leftover units go one each to the parts in the order written (not
         largest-remainder: upstream's ``makeAllotment``)."""
+        values = self._portions(portions, span)
+        parts = [amount * v.numerator // v.denominator for v in values]
+        left = amount - sum(parts)
+        # leftover units go to the first items, in the order written (not largest remainder)
+        index = 0
+        while left > 0:
+            parts[index] += 1
+            left -= 1
+            index += 1
+        return parts
+
+    def _portions(self, portions: list[Expr | None], span: Span) -> list[Fraction]:
+        """The allotment's portions evaluated, ``remaining`` as what the others leave."""
         self._tick(len(portions))
         values: list[Fraction] = []
         total = ZERO
@@ -984,15 +1043,7 @@ class _Run:
             values[remaining_index] = ONE - total
         elif total != 1:
             raise InvalidAllotmentSum(total, span)
-        parts = [amount * v.numerator // v.denominator for v in values]
-        left = amount - sum(parts)
-        # leftover units go to the first items, in the order written (not largest remainder)
-        index = 0
-        while left > 0:
-            parts[index] += 1
-            left -= 1
-            index += 1
-        return parts
+        return values
 
     def _kept_or_to(self, target: KeptOrTo, amount: int) -> None:
         if type(target) is Kept:

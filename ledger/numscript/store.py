@@ -51,6 +51,15 @@ class Store(Protocol):
 # use of a balance raises :class:`Unspeculable`. So if every stored balance is at least its
 # reported minimum, the ordinary run, with the real balances, produces exactly the speculative
 # run's postings; the caller checks that under the rows' locks when it writes.
+#
+# A speculative store may also take *drains* (a method ``drain(key, held, parts)``): a last
+# statement ``send [A *]`` from one account without overdraft or color, to an account or an
+# allotment of accounts, is then not run but handed over: ``key`` (account, asset, ""),
+# ``held`` what the run moved in (+) and out (-) of it before, ``parts`` [(portion, destination
+# account)] in the order written. The ordinary run's postings for it are, with ``total`` =
+# stored balance + held when positive: ``floor(total x portion)`` to each destination, the
+# leftover units one each to the first parts, one posting per non-empty part, in order. The
+# caller computes them where the balance is locked (the ledger: in the write itself).
 
 
 def base_asset(asset: str) -> str:

@@ -11,6 +11,7 @@ from ledger import lock_objects
 from ledger.domain import validate_account_metadata, validate_address
 from ledger.errors import AccountNotFound, InvalidMetadata, MetadataKeyNotFound
 from ledger.models import Account, AccountMetadataChange
+from ledger.services.script_reads import forget_metadata
 
 
 def account_metadata_set(
@@ -31,6 +32,7 @@ def account_metadata_set(
         account = lock_objects.account_lock(address=address)
         changed = {k: v for k, v in values.items() if account.metadata.get(k) != v}
         if changed:
+            forget_metadata(address)  # a speculative run's guess would now be refused
             account.metadata = {**account.metadata, **changed}
             account.save(update_fields=["metadata"])
             AccountMetadataChange.objects.bulk_create(
@@ -68,6 +70,7 @@ def account_metadata_delete(*, address: str, key: str, actor: str = "") -> dict[
                 extra={"address": address, "key": key},
             )
         remaining = {k: v for k, v in account.metadata.items() if k != key}
+        forget_metadata(address)
         account.metadata = remaining
         account.save(update_fields=["metadata"])
         AccountMetadataChange.objects.create(account=account, key=key, value=None, actor=actor)

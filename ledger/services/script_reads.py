@@ -19,6 +19,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import Generic, TypeVar
 
 from ledger.domain import validate_address, validate_asset
 from ledger.errors import LedgerError
@@ -27,6 +29,7 @@ from ledger.numscript import Program, Unspeculable
 from ledger.writer import text_array
 
 ALL_SCALES = "/*"
+V = TypeVar("V")
 
 
 def ledger_asset(asset: str, color: str) -> str:
@@ -35,6 +38,11 @@ def ledger_asset(asset: str, color: str) -> str:
         return asset
     base, slash, scale = asset.partition("/")
     return f"{base}_{color}{slash}{scale}"
+
+
+class MetadataNotCached(Exception):
+    """A speculative run asked for account metadata this process has not seen: run the
+    ordinary way (which reads it, and remembers it for the next run)."""
 
 
 class NeedsLocks(Exception):
@@ -139,7 +147,20 @@ class SnapshotStore:
             metadata.update(_read(missing, [], None).metadata)
             self.seconds += time.perf_counter() - started
         self.metadata_asked.extend(accounts)
+        for address in accounts:  # the guesses of the next speculative runs
+            if (found := metadata.get(address)) is not None:
+                _METADATA.put(address, found)
         return {a: dict(m) for a in accounts if (m := metadata.get(a)) is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """A run's last `send [A *]`, left to the write (see ledger.numscript.store): the whole of
+    `key`'s locked balance plus `held`, split by `parts` [(portion, destination address)]."""
+
+    key: tuple[str, str]  # (address, ledger asset)
+    held: int
+    parts: tuple[tuple[Fraction, str], ...]
 
 
 class SpeculativeStore:
@@ -147,12 +168,17 @@ class SpeculativeStore:
     balance answers 0 and the interpreter reports, per balance a bounded source takes from,
     the smallest stored balance for which the real run takes the same (`required`, ledger
     assets); the write checks each under its row locks (`ledger_post`'s `required`, LD001).
-    Account metadata and every-scale queries are not speculated on."""
+    A last `send [A *]` of the simple kind is handed over as a `Drain`, which the write
+    computes on the balance it locks (`ledger_post_script`). Account metadata is answered as
+    this process last read it (`metadata_used`; the write checks it is still what is stored,
+    LD004), or not at all (MetadataNotCached). Every-scale queries are not speculated on."""
 
     speculative = True
 
     def __init__(self) -> None:
         self.required: dict[tuple[str, str], int] = {}  # (address, ledger asset) -> minimum
+        self.metadata_used: dict[str, dict[str, str]] = {}
+        self.drained: Drain | None = None
 
     def get_balances(
         self, query: Mapping[str, Collection[tuple[str, str]]]
@@ -164,7 +190,14 @@ class SpeculativeStore:
         return {account: {} for account in query}
 
     def get_account_metadata(self, accounts: Collection[str]) -> dict[str, dict[str, str]]:
-        raise Unspeculable("account metadata")
+        answer = {}
+        for address in accounts:
+            known = self.metadata_used.get(address) or _METADATA.get(address)
+            if known is None:
+                raise MetadataNotCached(address)
+            self.metadata_used[address] = known
+            answer[address] = dict(known)
+        return answer
 
     def require(self, key: tuple[str, str, str], minimum: int) -> None:
         account, asset, color = key
@@ -172,6 +205,15 @@ class SpeculativeStore:
         known = self.required.get(target)
         if known is None or minimum > known:
             self.required[target] = minimum
+
+    def drain(
+        self, key: tuple[str, str, str], held: int, parts: Sequence[tuple[Fraction, str]]
+    ) -> None:
+        account, asset, color = key
+        validate_address(account)
+        for _portion, address in parts:
+            validate_address(address)
+        self.drained = Drain((account, ledger_asset(asset, color)), held, tuple(parts))
 
 
 # --- read plans, per template ----------------------------------------------------------------
@@ -193,39 +235,57 @@ class ReadPlan:
     misses: int = 0
 
 
-class _Plans:
-    """Read plans by template source, least recently used out (bounded: any API client can
-    post a script). Thread-safe."""
+class _Lru(Generic[V]):
+    """Values by key, least recently used out (bounded: any API client can post a script, name
+    any account). Thread-safe."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[str, ReadPlan] = OrderedDict()
+        self._entries: OrderedDict[str, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, source: str) -> ReadPlan | None:
+    def get(self, key: str) -> V | None:
         with self._lock:
-            plan = self._entries.get(source)
-            if plan is not None:
-                self._entries.move_to_end(source)
-            return plan
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
 
-    def peek(self, source: str) -> ReadPlan | None:
+    def peek(self, key: str) -> V | None:
         """`get` without the lock or the recency update (a dict read is atomic)."""
-        return self._entries.get(source)
+        return self._entries.get(key)
 
-    def put(self, source: str, plan: ReadPlan) -> None:
+    def put(self, key: str, value: V) -> None:
         with self._lock:
-            self._entries[source] = plan
-            self._entries.move_to_end(source)
+            self._entries[key] = value
+            self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
 
 
-_PLANS = _Plans(512)
+#: Read plans, by template source.
+_PLANS: _Lru[ReadPlan] = _Lru(512)
+#: Account metadata as this process last read it, by address: what a speculative run answers
+#: `meta()` with. Only a guess: the write checks it against the stored metadata (LD004).
+_METADATA: _Lru[dict[str, str]] = _Lru(8192)
+
+
+def remember_metadata(address: str, metadata: Mapping[str, str]) -> None:
+    """Metadata read under lock (the locked path): the speculative runs' guess from now on."""
+    _METADATA.put(address, dict(metadata))
+
+
+def forget_metadata(address: str) -> None:
+    """This process changed the account's metadata: the next speculative run reads it again."""
+    _METADATA.discard(address)
 
 
 def _resolve(ref: Ref, vars: Mapping[str, str]) -> str | None:
@@ -289,11 +349,11 @@ SPECULATION_RETRY = 256
 
 
 def should_speculate(program: Program) -> bool:
-    """Run this template without reading? Only once its read plan is known, if that plan
-    reads no account metadata and no run of it needed an exact balance, and unless its
-    speculative writes keep failing their checks (then once in a while)."""
+    """Run this template without reading? Only once its read plan is known, if no run of it
+    needed an exact balance (other than a final drain), and unless its speculative writes keep
+    failing their checks (then once in a while)."""
     plan = _PLANS.get(program.source)
-    if plan is None or not plan.speculate or plan.metadata:
+    if plan is None or not plan.speculate:
         return False
     if plan.misses < SPECULATION_MISSES:
         return True
@@ -317,18 +377,23 @@ def speculation_impossible(program: Program) -> None:
 
 
 def forget_read_plans() -> None:
-    """Drop every learned read plan (tests)."""
+    """Drop every learned read plan and remembered metadata (tests)."""
     _PLANS.clear()
+    _METADATA.clear()
 
 
 __all__ = [
+    "Drain",
+    "MetadataNotCached",
     "NeedsLocks",
     "Snapshot",
     "SnapshotStore",
     "SpeculativeStore",
+    "forget_metadata",
     "forget_read_plans",
     "learn_reads",
     "read_plan",
+    "remember_metadata",
     "should_speculate",
     "snapshot_read",
     "speculation_done",

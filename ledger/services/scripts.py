@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from ledger import lock_objects, writer
 from ledger.domain import (
+    MAX_POSTINGS,
     BalanceKey,
     Plan,
     PostingInput,
@@ -55,6 +56,7 @@ from ledger.numscript import (
     ExecutionResult,
     MissingFundsError,
     NumscriptError,
+    Posting,
     Program,
     Unspeculable,
     parse,
@@ -64,11 +66,14 @@ from ledger.retry import retry_on_conflict
 from ledger.services.metadata import account_metadata_set
 from ledger.services.script_reads import (
     ALL_SCALES,
+    Drain,
+    MetadataNotCached,
     NeedsLocks,
     SnapshotStore,
     SpeculativeStore,
     learn_reads,
     ledger_asset,
+    remember_metadata,
     should_speculate,
     snapshot_read,
     speculation_done,
@@ -124,6 +129,8 @@ class LedgerStore:
         started = time.perf_counter()
         rows = Account.objects.filter(address__in=list(accounts)).values_list("address", "metadata")
         result = {address: dict(meta) for address, meta in rows}
+        for address, meta in result.items():
+            remember_metadata(address, meta)  # the guess of the next speculative runs
         self.seconds += time.perf_counter() - started
         return result
 
@@ -320,16 +327,25 @@ def _interpret(
     return result
 
 
-def _prepared(run_: _Run, result: ExecutionResult) -> writer.PreparedTx:
-    """The interpreter's postings and metadata as a transaction to store."""
+def _prepared(run_: _Run, result: ExecutionResult, drain: Drain | None = None) -> writer.PreparedTx:
+    """The interpreter's postings and metadata as a transaction to store; a drain's postings
+    (one per part) come last, with amount 0 until the write computes them."""
     postings = [
         PostingInput(p.source, p.destination, ledger_asset(p.asset, p.color), p.amount)
         for p in result.postings
         if p.amount > 0
     ]
-    if not postings:
+    if drain is not None:
+        address, asset = drain.key
+        if postings:
+            postings = validate_postings(postings)
+        postings += [PostingInput(address, to, asset, 0) for _portion, to in drain.parts]
+        if len(postings) > MAX_POSTINGS:
+            raise InvalidTransaction(f"A transaction holds at most {MAX_POSTINGS} postings.")
+    elif not postings:
         raise InvalidTransaction("The script produced no postings.")
-    postings = validate_postings(postings)
+    else:
+        postings = validate_postings(postings)
     tx_meta = dict(run_.metadata)
     for key, value in result.tx_meta.items():
         if key in tx_meta and tx_meta[key] != value:
@@ -480,20 +496,50 @@ def _run_speculative(run_: _Run) -> ScriptOutcome | None:
         if run_.timings is not None:
             run_.timings["interpreter"] = time.perf_counter() - started
             run_.timings["store"] = 0.0  # nothing read
-        item = _prepared(run_, result)
+        item = _prepared(run_, result, store.drained)
+    except MetadataNotCached:
+        return None  # the ordinary run reads it, and remembers it for the next runs
     except Unspeculable:
         speculation_impossible(run_.program)
         return None
     except (NumscriptError, LedgerError):
         return None  # the ordinary run gives the error (or the replay of a used reference)
     plan = _plan_with(item, store.required, exact=False)
+    checks = None
+    if store.drained is not None or store.metadata_used:
+        checks = _script_checks(plan, store)
+        if checks is None:  # the drained account is not first in the lock order
+            speculation_impossible(run_.program)
+            return None
     try:
-        outcome = _replaying_races(lambda: _write_checked(run_, item, plan, result), run_)
-    except InsufficientFunds:
+        outcome = _replaying_races(lambda: _write_checked(run_, item, plan, result, checks), run_)
+    except (InsufficientFunds, writer.StaleRead, writer.SpeculationRefused):
         speculation_done(run_.program, hit=False)
         return None
     speculation_done(run_.program, hit=True)
     return outcome
+
+
+def _script_checks(plan: Plan, store: SpeculativeStore) -> writer.ScriptChecks | None:
+    """What the write must check or compute for a speculative run beyond its minimums: the
+    metadata it used and its drain. None: the drain cannot be written (its account must be the
+    first key in the lock order, since the write locks it before anything else)."""
+    drain = store.drained
+    if drain is None:
+        return writer.ScriptChecks(metadata=store.metadata_used)
+    index = {(key.address, key.asset): i for i, key in enumerate(plan.keys)}
+    if index[drain.key] != 0:
+        return None
+    _address, asset = drain.key
+    return writer.ScriptChecks(
+        metadata=store.metadata_used,
+        drain_key=0,
+        drain_held=drain.held,
+        drain_parts=tuple(
+            (portion.numerator, portion.denominator, index[(to, asset)])
+            for portion, to in drain.parts
+        ),
+    )
 
 
 def _plan_with(
@@ -527,20 +573,53 @@ def _plan_with(
 
 @retry_on_conflict
 def _write_checked(
-    run_: _Run, item: writer.PreparedTx, plan: Plan, result: ExecutionResult
+    run_: _Run,
+    item: writer.PreparedTx,
+    plan: Plan,
+    result: ExecutionResult,
+    checks: writer.ScriptChecks | None = None,
 ) -> ScriptOutcome:
-    """One `ledger_post` call when the script sets no account metadata: in autocommit when
-    this is the outermost service (the statement is the transaction), guarded inside a
-    caller's transaction (a failure rolls back only the call); else in a (nested) atomic block
-    with the metadata writes after it."""
+    """One `ledger_post` call (`ledger_post_script` with `checks`) when the script sets no
+    account metadata: in autocommit when this is the outermost service (the statement is the
+    transaction), guarded inside a caller's transaction (a failure rolls back only the call);
+    else in a (nested) atomic block with the metadata writes after it."""
     with volumes_in_range():
         if not result.account_meta:
             # inside a caller's transaction, a failure rolls back only this call (guarded)
-            written = writer.write_postgres([item], plan, guarded=connection.in_atomic_block)
-            outcome = _finish(run_, item, written[0], result)
+            outcome = _finish(
+                run_, *_write(item, plan, result, checks, guarded=connection.in_atomic_block)
+            )
         else:
             with transaction.atomic(durable=not connection.in_atomic_block):
-                outcome = _finish(run_, item, writer.write_postgres([item], plan)[0], result)
+                outcome = _finish(run_, *_write(item, plan, result, checks, guarded=False))
     if not outcome.post.replayed:
         seal_soon()
     return outcome
+
+
+def _write(
+    item: writer.PreparedTx,
+    plan: Plan,
+    result: ExecutionResult,
+    checks: writer.ScriptChecks | None,
+    *,
+    guarded: bool,
+) -> tuple[writer.PreparedTx, writer.Written, ExecutionResult]:
+    """The write, and the transaction and run as written: a drain's parts in place of its
+    postings' zero amounts."""
+    if checks is None:
+        return item, writer.write_postgres([item], plan, guarded=guarded)[0], result
+    written, parts = writer.write_script(item, plan, checks, guarded=guarded)
+    if not parts:
+        return item, written, result
+    head = item.postings[: len(item.postings) - len(parts)]
+    drained = [
+        PostingInput(p.source, p.destination, p.asset, amount)
+        for p, amount in zip(item.postings[len(head) :], parts, strict=True)
+    ]
+    done = ExecutionResult(
+        [*result.postings, *(Posting(p.source, p.destination, p.asset, p.amount) for p in drained)],
+        result.tx_meta,
+        result.account_meta,
+    )
+    return replace(item, postings=[*head, *drained]), written, done
