@@ -4,15 +4,15 @@
   `ledger.domain.plan_postings` computed; the only rules it evaluates itself are
   `locked balance >= required` (raising SQLSTATE LD001 otherwise) and, for the balances a
   Numscript run read before the call, `locked balance = expected` (SQLSTATE LD003: the read is
-  stale, the caller runs the script again under locks). It claims the writer's balance shard
+  stale, the caller runs the script again under locks). For a Numscript run that read nothing
+  (speculation) it also checks the account metadata the run used (SQLSTATE LD004 if it
+  changed) and computes the run's last `send [A *]` (a drain) on the balance it locks. It
+  claims the writer's balance shard
   for the transaction: the first free slot of LEDGER_BALANCE_SHARDS, by a transaction-level
   advisory try-lock, starting at `pg_backend_pid() % shards`.
 - `ledger_post_guarded(...)`: the same, for a caller inside a transaction: a failure rolls
   back only the call (a subtransaction) and is returned as a row, not raised, so the caller's
   transaction goes on without a SAVEPOINT round trip before and after every write.
-- `ledger_post_script(...)`: `ledger_post` for a Numscript run that read nothing: it checks the
-  account metadata the run used (SQLSTATE LD004 if it changed) and computes the run's final
-  `send [A *]` (a drain) on the balance it locks, before writing.
 - `ledger_script_read(...)`: what a Numscript run reads before that call, unlocked, in one
   round trip (the reference, account metadata, balances).
 - Append-only triggers (SQLSTATE LD002) on transactions, postings, seals and metadata history;
@@ -54,9 +54,17 @@ CREATE OR REPLACE FUNCTION ledger_post(
     p_key_req numeric[],        -- minimal locked balance, or null: not checked (numeric: a
                                 -- bound plus a large credit can pass the bigint range)
     p_key_expect numeric[],     -- exact locked balance a script read before the call, or null
-    p_shards int                -- LEDGER_BALANCE_SHARDS: the writer's shard is claimed below
+    p_shards int,               -- LEDGER_BALANCE_SHARDS: the writer's shard is claimed below
+    -- A Numscript run that read nothing (speculation, one transaction), or nulls:
+    p_meta_addrs text[],        -- accounts whose metadata the run used
+    p_meta_values text[],       -- per p_meta_addrs: that whole metadata, JSON, as the run used it
+    p_drain_key int,            -- 1 (the first key) if the run's last statement is a drain
+    p_drain_held numeric,       -- what the run moved in (+) and out (-) of that key before it
+    p_drain_num numeric[],      -- per part: the portion's numerator
+    p_drain_den numeric[],      -- per part: the portion's denominator
+    p_drain_dst int[]           -- per part: its destination's key
 ) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
-                 o_replayed boolean, o_hash text)
+                 o_replayed boolean, o_hash text, o_parts bigint[])
 LANGUAGE plpgsql
 -- Plan each statement once per connection: left to itself, the plan cache kept choosing
 -- custom plans, i.e. planning every statement on every call (14% of the backend's time).
@@ -79,6 +87,11 @@ DECLARE
     v_shard int := 0;
     v_rows int;
     v_overflow boolean := false;
+    v_total numeric;
+    v_left numeric;
+    v_parts bigint[];
+    v_np int := coalesce(array_length(p_drain_num, 1), 0);
+    v_m int := coalesce(array_length(p_amounts, 1), 0);
     i int;
     j int;
 BEGIN
@@ -91,12 +104,29 @@ BEGIN
     IF array_position(p_refs, NULL) IS DISTINCT FROM 1 OR v_n > 1 THEN
         RETURN QUERY
             SELECT array_position(p_refs, t.reference::text), t.id, t.timestamp, t.inserted_at,
-                   true, t.idempotency_hash::text
+                   true, t.idempotency_hash::text, NULL::bigint[]
             FROM ledger_transaction t
             WHERE t.reference = ANY(p_refs);
         IF FOUND THEN
             RETURN;
         END IF;
+    END IF;
+
+    -- 1b. A speculative Numscript run's metadata: still what it used, else LD004 (the client
+    --     runs the script the ordinary way).
+    FOR i IN 1..coalesce(array_length(p_meta_addrs, 1), 0) LOOP
+        IF (SELECT a.metadata FROM ledger_account a WHERE a.address = p_meta_addrs[i])
+           IS DISTINCT FROM p_meta_values[i]::jsonb THEN
+            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'account metadata changed',
+                DETAIL = p_meta_addrs[i];
+        END IF;
+    END LOOP;
+    IF p_drain_key IS NOT NULL THEN
+        IF p_drain_key <> 1 OR v_n <> 1 THEN
+            RAISE EXCEPTION 'ledger_post: a drain is the first key of one transaction';
+        END IF;
+        -- checked (locked, never added to a writer's shard), whatever the run required
+        p_key_req[1] := coalesce(p_key_req[1], -p_drain_held);
     END IF;
 
     -- 2. Accounts, created on first use in address order, and their ids, in one statement
@@ -158,7 +188,8 @@ BEGIN
         j := i - 1;
         WHILE j < v_k AND (p_key_req[j + 1] IS NULL
                            OR (v_new[p_key_acc[j + 1]] AND p_key_req[j + 1] <= 0
-                               AND coalesce(p_key_expect[j + 1], 0) = 0)) LOOP
+                               AND coalesce(p_key_expect[j + 1], 0) = 0
+                               AND j + 1 IS DISTINCT FROM p_drain_key)) LOOP
             j := j + 1;
         END LOOP;
         IF j >= i THEN
@@ -184,6 +215,43 @@ BEGIN
             FROM (SELECT bb.input, bb.output, bb.shard FROM ledger_balance bb
                   WHERE bb.account_id = v_acc[p_key_acc[i]] AND bb.asset = p_key_asset[i]
                   ORDER BY bb.shard FOR UPDATE) s;
+            IF i = p_drain_key AND v_parts IS NULL THEN
+                -- The drain (key 1: locked before any other, the global order): the locked
+                -- balance plus what the run moved is the total, split as the interpreter
+                -- splits an allotment: the floor of each portion, then the leftover units one
+                -- each to the first parts. Part k goes to key p_drain_dst[k] (after this one in
+                -- the order) and is the amount of the k-th of the last postings (sent as 0).
+                -- A total or a part that is not positive, or a total past the bigint range,
+                -- is LD004: the ordinary run gives the exact answer for those.
+                v_total := v_bal + p_drain_held;
+                IF v_total <= 0 OR v_total > 9223372036854775807 THEN
+                    RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'drain out of range',
+                        DETAIL = v_total::text;
+                END IF;
+                v_parts := '{}';
+                v_left := v_total;
+                FOR k IN 1..v_np LOOP
+                    v_parts[k] := div(v_total * p_drain_num[k], p_drain_den[k]);
+                    v_left := v_left - v_parts[k];
+                END LOOP;
+                FOR k IN 1..v_np LOOP
+                    EXIT WHEN v_left <= 0;
+                    v_parts[k] := v_parts[k] + 1;
+                    v_left := v_left - 1;
+                END LOOP;
+                IF v_left <> 0 OR array_position(v_parts, 0::bigint) IS NOT NULL THEN
+                    RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'empty drain part',
+                        DETAIL = v_total::text;
+                END IF;
+                FOR k IN 1..v_np LOOP
+                    p_amounts[v_m - v_np + k] := v_parts[k];
+                    p_key_in[p_drain_dst[k]] := p_key_in[p_drain_dst[k]] + v_parts[k];
+                END LOOP;
+                p_key_out[i] := p_key_out[i] + v_total;
+                -- what the parts were computed on: a row created since, when there was none,
+                -- is a stale read (LD003) on the next turn of this loop
+                p_key_expect[i] := v_bal;
+            END IF;
             IF v_bal <> p_key_expect[i] THEN
                 RAISE EXCEPTION USING ERRCODE = 'LD003', MESSAGE = 'stale balance read',
                     DETAIL = i::text || '|' || v_bal::text;
@@ -252,6 +320,7 @@ BEGIN
         o_inserted_at := v_now;
         o_replayed := false;
         o_hash := p_hashes[i];
+        o_parts := v_parts;
         RETURN NEXT;
     END LOOP;
 END
@@ -280,6 +349,13 @@ POST_PARAMS = (
     ("p_key_req", "numeric[]"),
     ("p_key_expect", "numeric[]"),
     ("p_shards", "int"),
+    ("p_meta_addrs", "text[]"),
+    ("p_meta_values", "text[]"),
+    ("p_drain_key", "int"),
+    ("p_drain_held", "numeric"),
+    ("p_drain_num", "numeric[]"),
+    ("p_drain_den", "numeric[]"),
+    ("p_drain_dst", "int[]"),
 )
 
 GUARDED_POST_FUNCTION = (
@@ -287,7 +363,7 @@ GUARDED_POST_FUNCTION = (
     + ",\n    ".join(f"{name} {kind}" for name, kind in POST_PARAMS)
     + r"""
 ) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
-                 o_replayed boolean, o_hash text)
+                 o_replayed boolean, o_hash text, o_parts bigint[])
 LANGUAGE plpgsql
 AS $fn$
 -- ledger_post for a caller inside a transaction that goes on after a failed write (the
@@ -311,136 +387,6 @@ EXCEPTION WHEN OTHERS THEN
     o_hash := v_state || '|' || coalesce(v_constraint, '') || '|'
         || replace(coalesce(v_message, ''), '|', '/') || '|' || coalesce(v_detail, '');
     RETURN NEXT;
-END
-$fn$;
-"""
-)
-
-# ledger_post_script's own parameters, after ledger_post's
-SCRIPT_POST_PARAMS = (
-    ("p_meta_addrs", "text[]"),
-    ("p_meta_values", "text[]"),
-    ("p_drain_key", "int"),
-    ("p_drain_held", "numeric"),
-    ("p_drain_num", "numeric[]"),
-    ("p_drain_den", "numeric[]"),
-    ("p_drain_dst", "int[]"),
-    ("p_guarded", "boolean"),
-)
-
-SCRIPT_POST_FUNCTION = (
-    "CREATE OR REPLACE FUNCTION ledger_post_script(\n    "
-    + ",\n    ".join(f"{name} {kind}" for name, kind in POST_PARAMS + SCRIPT_POST_PARAMS)
-    + r"""
-) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
-                 o_replayed boolean, o_hash text, o_parts bigint[])
-LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-AS $fn$
--- ledger_post for a Numscript run that read nothing (speculation), with what such a run may
--- leave to the write:
--- * the account metadata it used, as the client last read it (p_meta_addrs, p_meta_values: the
---   whole metadata, JSON): each must still be the stored metadata, else SQLSTATE LD004;
--- * its last statement, `send [A *]` from one account to an account or an allotment (a drain):
---   key p_drain_key is locked first, its balance plus p_drain_held (what the run moved in and
---   out of it before) is the total, split by the portions p_drain_num / p_drain_den as the
---   interpreter splits an allotment (floor of each, the leftover units one each to the first
---   parts); part i goes to key p_drain_dst[i] and fills the i-th of the last postings (sent
---   with amount 0). The key must be the first of the plan (the client sees to it): locking it
---   first is the global lock order. A total or a part that is not positive, or a total past
---   the bigint range, is LD004 too: the client runs the script the ordinary way, which gives
---   the exact answer for those. o_parts: the parts, as written.
--- p_guarded: a failure rolls back only this call and comes back as a row, as with
--- ledger_post_guarded.
-DECLARE
-    v_state text;
-    v_constraint text;
-    v_message text;
-    v_detail text;
-    v_bal numeric;
-    v_total numeric;
-    v_left numeric;
-    v_parts bigint[];
-    v_np int := coalesce(array_length(p_drain_num, 1), 0);
-    v_m int := coalesce(array_length(p_amounts, 1), 0);
-    i int;
-BEGIN
-    IF p_guarded THEN
-        BEGIN
-            RETURN QUERY SELECT * FROM ledger_post_script("""
-    + ", ".join(name for name, _kind in POST_PARAMS + SCRIPT_POST_PARAMS[:-1])
-    + r""", false);
-            RETURN;
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE,
-                v_constraint = CONSTRAINT_NAME, v_message = MESSAGE_TEXT,
-                v_detail = PG_EXCEPTION_DETAIL;
-            o_ord := 0;
-            o_hash := v_state || '|' || coalesce(v_constraint, '') || '|'
-                || replace(coalesce(v_message, ''), '|', '/') || '|' || coalesce(v_detail, '');
-            RETURN NEXT;
-            RETURN;
-        END;
-    END IF;
-
-    -- A used reference: ledger_post answers with the stored transaction, nothing to compute.
-    IF p_refs[1] IS NOT NULL
-       AND EXISTS (SELECT 1 FROM ledger_transaction t WHERE t.reference = p_refs[1]) THEN
-        RETURN QUERY SELECT l.*, NULL::bigint[] FROM ledger_post("""
-    + ", ".join(name for name, _kind in POST_PARAMS)
-    + r""") l;
-        RETURN;
-    END IF;
-
-    FOR i IN 1..coalesce(array_length(p_meta_addrs, 1), 0) LOOP
-        IF (SELECT a.metadata FROM ledger_account a WHERE a.address = p_meta_addrs[i])
-           IS DISTINCT FROM p_meta_values[i]::jsonb THEN
-            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'account metadata changed',
-                DETAIL = p_meta_addrs[i];
-        END IF;
-    END LOOP;
-
-    IF p_drain_key IS NOT NULL THEN
-        SELECT coalesce(sum(s.input - s.output), 0) INTO v_bal
-        FROM (SELECT bb.input, bb.output FROM ledger_balance bb
-              WHERE bb.account_id = (SELECT a.id FROM ledger_account a
-                                     WHERE a.address = p_addrs[p_key_acc[p_drain_key]])
-                AND bb.asset = p_key_asset[p_drain_key]
-              ORDER BY bb.shard FOR UPDATE) s;
-        v_total := v_bal + p_drain_held;
-        IF v_total <= 0 OR v_total > 9223372036854775807 THEN
-            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'drain total out of range',
-                DETAIL = v_total::text;
-        END IF;
-        v_left := v_total;
-        FOR i IN 1..v_np LOOP
-            v_parts[i] := div(v_total * p_drain_num[i], p_drain_den[i]);
-            v_left := v_left - v_parts[i];
-        END LOOP;
-        i := 1;
-        WHILE v_left > 0 AND i <= v_np LOOP
-            v_parts[i] := v_parts[i] + 1;
-            v_left := v_left - 1;
-            i := i + 1;
-        END LOOP;
-        IF v_left <> 0 OR array_position(v_parts, 0::bigint) IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'drain part not positive',
-                DETAIL = v_total::text;
-        END IF;
-        FOR i IN 1..v_np LOOP
-            p_amounts[v_m - v_np + i] := v_parts[i];
-            p_key_in[p_drain_dst[i]] := p_key_in[p_drain_dst[i]] + v_parts[i];
-        END LOOP;
-        p_key_out[p_drain_key] := p_key_out[p_drain_key] + v_total;
-        -- checked, against the balance just locked (a row created since, when there was none,
-        -- is a stale read: LD003)
-        p_key_req[p_drain_key] := coalesce(p_key_req[p_drain_key], -p_drain_held);
-        p_key_expect[p_drain_key] := v_bal;
-    END IF;
-
-    RETURN QUERY SELECT l.*, v_parts FROM ledger_post("""
-    + ", ".join(name for name, _kind in POST_PARAMS)
-    + r""") l;
 END
 $fn$;
 """
@@ -542,6 +488,11 @@ OLD_SIGNATURES = [
     "int[], text[], bigint[], int[], text[], bigint[], bigint[], bigint[], int)",
     "ledger_post(text[], timestamptz[], jsonb, text[], bigint[], text[], int[], int[], int[], "
     "int[], text[], bigint[], int[], text[], bigint[], bigint[], numeric[], int)",
+    "ledger_post(text[], timestamptz[], jsonb, text[], bigint[], text[], int[], int[], int[], "
+    "int[], text[], bigint[], int[], text[], bigint[], bigint[], numeric[], numeric[], int)",
+    "ledger_post_guarded(text[], timestamptz[], jsonb, text[], bigint[], text[], int[], int[], "
+    "int[], int[], text[], bigint[], int[], text[], bigint[], bigint[], numeric[], numeric[], "
+    "int)",
 ]
 
 
@@ -550,7 +501,6 @@ def install_statements() -> list[str]:
         *(f"DROP FUNCTION IF EXISTS {signature}" for signature in OLD_SIGNATURES),
         POST_FUNCTION,
         GUARDED_POST_FUNCTION,
-        SCRIPT_POST_FUNCTION,
         SCRIPT_READ_FUNCTION,
         APPEND_ONLY_FUNCTION,
         *_trigger_statements(),
@@ -576,7 +526,6 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
                 cursor.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix} ON {table}")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_refuse_change() CASCADE")
         cursor.execute("DROP INDEX IF EXISTS ledger_transaction_metadata_gin")
-        cursor.execute("DROP FUNCTION IF EXISTS ledger_post_script CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_post_guarded CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_post CASCADE")
         cursor.execute("DROP FUNCTION IF EXISTS ledger_script_read CASCADE")

@@ -38,7 +38,6 @@ from ledger.models import Posting, Transaction, Unsealed
 from ledger.pgsql import (
     INSUFFICIENT_FUNDS_SQLSTATE,
     POST_PARAMS,
-    SCRIPT_POST_PARAMS,
     SHARD_SLOT_LOCK_SPACE,
     SPECULATION_REFUSED_SQLSTATE,
     STALE_READ_SQLSTATE,
@@ -102,16 +101,20 @@ def insufficient_funds(key: BalanceKey, balance: int) -> InsufficientFunds:
     )
 
 
-def _post_sql(function: str) -> str:
+def _post_sql(function: str, columns: str = "") -> str:
     arguments = ", ".join(f"%s::{kind}" for _name, kind in POST_PARAMS)
     return (
-        "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash "
+        f"SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash{columns} "
         f"FROM {function}({arguments})"
     )
 
 
 _POST_SQL = _post_sql("ledger_post")
 _GUARDED_POST_SQL = _post_sql("ledger_post_guarded")
+_SCRIPT_POST_SQL = _post_sql("ledger_post", ", o_parts")
+_GUARDED_SCRIPT_POST_SQL = _post_sql("ledger_post_guarded", ", o_parts")
+# ledger_post's parameters for what a speculative Numscript run leaves to it: none
+_NO_SCRIPT_CHECKS = [None] * 7
 
 
 class UniqueViolation(IntegrityError):
@@ -193,6 +196,7 @@ def post_params(items: Sequence[PreparedTx], plan: Plan, shards: int) -> list[An
         _int_array([k.required for k in keys]),
         _int_array([k.expect for k in keys]),
         shards,
+        *_NO_SCRIPT_CHECKS,
     ]
 
 
@@ -224,8 +228,8 @@ def write_postgres(
 
 @dataclass(frozen=True, slots=True)
 class ScriptChecks:
-    """What a speculative Numscript run leaves to `ledger_post_script`: the account metadata
-    it used (address -> the whole metadata, as the process last read it), and its final drain
+    """What a speculative Numscript run leaves to `ledger_post`: the account metadata it used
+    (address -> the whole metadata, as the process last read it), and its final drain
     (`drain_key`: index into the plan's keys, which must be 0; `drain_held`; `drain_parts`:
     (numerator, denominator, destination key index) per part, whose postings are the last of
     the transaction, sent with amount 0)."""
@@ -237,30 +241,22 @@ class ScriptChecks:
 
 
 class SpeculationRefused(Exception):
-    """`ledger_post_script` wrote nothing: the metadata a speculative run used changed, or its
-    drain's total or a part is not positive (LD004); the script must run the ordinary way
-    (internal, never reaches a caller of the services)."""
-
-
-_SCRIPT_POST_SQL = (
-    "SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash, o_parts "
-    "FROM ledger_post_script("
-    + ", ".join(f"%s::{kind}" for _name, kind in POST_PARAMS + SCRIPT_POST_PARAMS)
-    + ")"
-)
+    """`ledger_post` wrote nothing: the metadata a speculative run used changed, or its drain's
+    total or a part is not positive (LD004); the script must run the ordinary way (internal,
+    never reaches a caller of the services)."""
 
 
 def write_script(
     item: PreparedTx, plan: Plan, checks: ScriptChecks, *, guarded: bool = False
 ) -> tuple[Written, list[int]]:
-    """`write_postgres` for one speculative Numscript run, through `ledger_post_script`: also
-    raises SpeculationRefused. Returns the transaction and its drain's parts (empty without a
-    drain, or for a replay)."""
+    """`write_postgres` for one speculative Numscript run, with its metadata checked and its
+    drain computed by the write: also raises SpeculationRefused. Returns the transaction and its
+    drain's parts (empty without a drain, or for a replay)."""
     if checks.drain_key not in (None, 0):
         raise ValueError("a drained key must come first in the lock order")
     parts = checks.drain_parts
     params = post_params([item], plan, balance_shards())
-    params += [
+    params[-len(_NO_SCRIPT_CHECKS) :] = [
         text_array(list(checks.metadata)),
         text_array([_json_any(m) for m in checks.metadata.values()]),
         None if checks.drain_key is None else str(checks.drain_key + 1),
@@ -268,9 +264,8 @@ def write_script(
         _int_array([num for num, _den, _key in parts]),
         _int_array([den for _num, den, _key in parts]),
         _int_array([key + 1 for _num, _den, key in parts]),
-        guarded,
     ]
-    [row] = _call(_SCRIPT_POST_SQL, params, plan)
+    [row] = _call(_GUARDED_SCRIPT_POST_SQL if guarded else _SCRIPT_POST_SQL, params, plan)
     return Written(*row[:6]), list(row[6] or ())
 
 

@@ -169,7 +169,7 @@ class SpeculativeStore:
     the smallest stored balance for which the real run takes the same (`required`, ledger
     assets); the write checks each under its row locks (`ledger_post`'s `required`, LD001).
     A last `send [A *]` of the simple kind is handed over as a `Drain`, which the write
-    computes on the balance it locks (`ledger_post_script`). Account metadata is answered as
+    computes on the balance it locks (`ledger_post`). Account metadata is answered as
     this process last read it (`metadata_used`; the write checks it is still what is stored,
     LD004), or not at all (MetadataNotCached). Every-scale queries are not speculated on."""
 

@@ -579,7 +579,7 @@ def _write_checked(
     result: ExecutionResult,
     checks: writer.ScriptChecks | None = None,
 ) -> ScriptOutcome:
-    """One `ledger_post` call (`ledger_post_script` with `checks`) when the script sets no
+    """One `ledger_post` call (with `checks`, the script's own) when the script sets no
     account metadata: in autocommit when this is the outermost service (the statement is the
     transaction), guarded inside a caller's transaction (a failure rolls back only the call);
     else in a (nested) atomic block with the metadata writes after it."""

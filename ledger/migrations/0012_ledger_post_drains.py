@@ -1,6 +1,6 @@
-"""Install `ledger_post_script`: `ledger_post` for a Numscript run that read nothing, which
-checks the account metadata the run used and computes the run's final `send [A *]` on the
-balance it locks (ledger/README.md, "Speculation"). A no-op on SQLite."""
+"""`ledger_post` (and its guarded variant) take what a Numscript run that read nothing leaves to
+the write: the account metadata it used, checked, and its final `send [A *]`, computed on the
+balance the write locks (ledger/README.md). A no-op on SQLite."""
 
 from django.db import migrations
 
