@@ -87,6 +87,7 @@ DECLARE
     v_shard int := 0;
     v_rows int;
     v_overflow boolean := false;
+    v_meta_ok boolean;
     v_total numeric;
     v_left numeric;
     v_parts bigint[];
@@ -112,15 +113,6 @@ BEGIN
         END IF;
     END IF;
 
-    -- 1b. A speculative Numscript run's metadata: still what it used, else LD004 (the client
-    --     runs the script the ordinary way).
-    FOR i IN 1..coalesce(array_length(p_meta_addrs, 1), 0) LOOP
-        IF (SELECT a.metadata FROM ledger_account a WHERE a.address = p_meta_addrs[i])
-           IS DISTINCT FROM p_meta_values[i]::jsonb THEN
-            RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'account metadata changed',
-                DETAIL = p_meta_addrs[i];
-        END IF;
-    END LOOP;
     IF p_drain_key IS NOT NULL THEN
         IF p_drain_key <> 1 OR v_n <> 1 THEN
             RAISE EXCEPTION 'ledger_post: a drain is the first key of one transaction';
@@ -132,7 +124,8 @@ BEGIN
     -- 2. Accounts, created on first use in address order, and their ids, in one statement
     --    (index probes by scalar subquery: a join could be planned as a scan of all accounts).
     --    v_new marks the accounts this call created: nobody else can hold balance rows for
-    --    them until we commit.
+    --    them until we commit. v_meta_ok: a speculative Numscript run's metadata is still what
+    --    it used (else LD004, the client runs the script the ordinary way).
     WITH ins AS (
         INSERT INTO ledger_account (address, metadata, created_at)
         SELECT u.a, '{}'::jsonb, v_now
@@ -146,9 +139,15 @@ BEGIN
         FROM unnest(p_addrs) WITH ORDINALITY AS u(a, ord)
     )
     SELECT array_agg(coalesce(f.id, ins.id) ORDER BY f.ord),
-           array_agg(ins.id IS NOT NULL ORDER BY f.ord)
-    INTO v_acc, v_new
+           array_agg(ins.id IS NOT NULL ORDER BY f.ord),
+           (SELECT bool_and((SELECT x.metadata FROM ledger_account x WHERE x.address = m.a)
+                            IS NOT DISTINCT FROM m.v::jsonb)
+            FROM unnest(p_meta_addrs, p_meta_values) AS m(a, v))
+    INTO v_acc, v_new, v_meta_ok
     FROM found f LEFT JOIN ins ON ins.address = f.a;
+    IF NOT v_meta_ok THEN
+        RAISE EXCEPTION USING ERRCODE = 'LD004', MESSAGE = 'account metadata changed';
+    END IF;
     IF array_position(v_acc, NULL) IS NOT NULL THEN
         -- created by a concurrent writer that committed after this statement began
         FOR i IN 1..v_na LOOP

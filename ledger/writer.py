@@ -229,12 +229,12 @@ def write_postgres(
 @dataclass(frozen=True, slots=True)
 class ScriptChecks:
     """What a speculative Numscript run leaves to `ledger_post`: the account metadata it used
-    (address -> the whole metadata, as the process last read it), and its final drain
+    (address -> the whole metadata as the process last read it, JSON), and its final drain
     (`drain_key`: index into the plan's keys, which must be 0; `drain_held`; `drain_parts`:
     (numerator, denominator, destination key index) per part, whose postings are the last of
     the transaction, sent with amount 0)."""
 
-    metadata: dict[str, dict[str, str]]
+    metadata: dict[str, str]
     drain_key: int | None = None
     drain_held: int = 0
     drain_parts: tuple[tuple[int, int, int], ...] = ()
@@ -258,7 +258,7 @@ def write_script(
     params = post_params([item], plan, balance_shards())
     params[-len(_NO_SCRIPT_CHECKS) :] = [
         text_array(list(checks.metadata)),
-        text_array([_json_any(m) for m in checks.metadata.values()]),
+        text_array(list(checks.metadata.values())),
         None if checks.drain_key is None else str(checks.drain_key + 1),
         str(checks.drain_held),
         _int_array([num for num, _den, _key in parts]),
@@ -267,10 +267,6 @@ def write_script(
     ]
     [row] = _call(_GUARDED_SCRIPT_POST_SQL if guarded else _SCRIPT_POST_SQL, params, plan)
     return Written(*row[:6]), list(row[6] or ())
-
-
-def _json_any(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _call(sql: str, params: list[Any], plan: Plan) -> list[tuple[Any, ...]]:

@@ -167,8 +167,8 @@ _KEPT = None  # receiver marker: funds go back to their senders
 
 BalanceKey = tuple[str, str, str]
 
-# Variable values already parsed, by (type, text): a template runs with the same commission,
-# fee or account again and again. Values are immutable; only successful parses are kept (an
+# Variable and metadata values already parsed, by (type, text): a template runs with the same
+# commission, fee or account again and again. Values are immutable; only successful parses are kept (an
 # error carries its declaration's position); bounded, emptied when full.
 _PARSED_VARS: dict[tuple[str, str], Value] = {}
 _PARSED_VARS_MAX = 4096
@@ -642,7 +642,13 @@ class _Run:
             raw = metadata.get(key)
             if raw is None:
                 raise MetadataNotFound(account, key, call.span)
-            return parse_typed(declared_type, raw, call.span)
+            parsed = _PARSED_VARS.get((declared_type, raw))
+            if parsed is None:
+                parsed = parse_typed(declared_type, raw, call.span)
+                if len(_PARSED_VARS) >= _PARSED_VARS_MAX:
+                    _PARSED_VARS.clear()
+                _PARSED_VARS[(declared_type, raw)] = parsed
+            return parsed
         if name == "balance":
             account, asset = self._args(call, values)
             amount = self._balance(account, asset, "")

@@ -149,7 +149,7 @@ class SnapshotStore:
         self.metadata_asked.extend(accounts)
         for address in accounts:  # the guesses of the next speculative runs
             if (found := metadata.get(address)) is not None:
-                _METADATA.put(address, found)
+                remember_metadata(address, found)
         return {a: dict(m) for a in accounts if (m := metadata.get(a)) is not None}
 
 
@@ -177,7 +177,7 @@ class SpeculativeStore:
 
     def __init__(self) -> None:
         self.required: dict[tuple[str, str], int] = {}  # (address, ledger asset) -> minimum
-        self.metadata_used: dict[str, dict[str, str]] = {}
+        self.metadata_used: dict[str, str] = {}  # address -> the metadata used, JSON
         self.drained: Drain | None = None
 
     def get_balances(
@@ -192,11 +192,11 @@ class SpeculativeStore:
     def get_account_metadata(self, accounts: Collection[str]) -> dict[str, dict[str, str]]:
         answer = {}
         for address in accounts:
-            known = self.metadata_used.get(address) or _METADATA.get(address)
+            known = _METADATA.get(address)
             if known is None:
                 raise MetadataNotCached(address)
-            self.metadata_used[address] = known
-            answer[address] = dict(known)
+            metadata, self.metadata_used[address] = known
+            answer[address] = dict(metadata)
         return answer
 
     def require(self, key: tuple[str, str, str], minimum: int) -> None:
@@ -273,14 +273,16 @@ class _Lru(Generic[V]):
 
 #: Read plans, by template source.
 _PLANS: _Lru[ReadPlan] = _Lru(512)
-#: Account metadata as this process last read it, by address: what a speculative run answers
-#: `meta()` with. Only a guess: the write checks it against the stored metadata (LD004).
-_METADATA: _Lru[dict[str, str]] = _Lru(8192)
+#: Account metadata as this process last read it, by address, and as JSON: what a speculative
+#: run answers `meta()` with. Only a guess: the write checks it is the stored metadata (LD004).
+_METADATA: _Lru[tuple[dict[str, str], str]] = _Lru(8192)
 
 
 def remember_metadata(address: str, metadata: Mapping[str, str]) -> None:
-    """Metadata read under lock (the locked path): the speculative runs' guess from now on."""
-    _METADATA.put(address, dict(metadata))
+    """Metadata just read: the speculative runs' guess from now on."""
+    known = _METADATA.peek(address)
+    if known is None or known[0] != metadata:
+        _METADATA.put(address, (dict(metadata), json.dumps(metadata, separators=(",", ":"))))
 
 
 def forget_metadata(address: str) -> None:
