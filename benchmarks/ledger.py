@@ -574,7 +574,9 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     - script_tx_per_s / plain_tx_per_s / script_vs_plain: the marketplace split
       (SPLIT_SCRIPT: the delivery fee to the rider, the restaurant's `commission` metadata to
       platform:fees, the rest to the restaurant, from a funded order account), and the same
-      three postings posted plain, the order account funds-checked in both;
+      three postings posted plain, the order account funds-checked in both; from its second
+      run per restaurant, the script is one write that computes the send-all on the locked
+      balance and checks the metadata (ledger/README.md);
     - order_script_tx_per_s / order_plain_tx_per_s / order_script_vs_plain: `bench ledger`'s
       workload (ORDER_SCRIPT: stripe:balance, unbounded, to a new order account, then split
       from it) against split_postings;

@@ -171,6 +171,9 @@ BalanceKey = tuple[str, str, str]
 # commission, fee or account again and again. Values are immutable; only successful parses are kept (an
 # error carries its declaration's position); bounded, emptied when full.
 _PARSED_VARS: dict[tuple[str, str], Value] = {}
+# Allotments already checked and completed, by their portions (None: remaining): the list is
+# shared, never changed. Bounded like the parsed values.
+_ALLOTMENTS: dict[tuple[Fraction | None, ...], list[Fraction]] = {}
 _PARSED_VARS_MAX = 4096
 
 
@@ -1028,27 +1031,40 @@ class _Run:
     def _portions(self, portions: list[Expr | None], span: Span) -> list[Fraction]:
         """The allotment's portions evaluated, ``remaining`` as what the others leave."""
         self._tick(len(portions))
-        values: list[Fraction] = []
-        total = ZERO
-        remaining_index = -1
-        for index, expr in enumerate(portions):
+        given: list[Fraction | None] = []
+        for expr in portions:
             if expr is None:
-                remaining_index = index
-                values.append(ZERO)
+                given.append(None)
                 continue
             value = self._eval(expr)
             if type(value) is not Fraction:
                 raise TypeMismatch("portion", value, expr.span)
             if value < 0:
                 raise NegativePortion(value, expr.span)
-            values.append(value)
-            total += value
+            given.append(value)
+        key = tuple(given)
+        known = _ALLOTMENTS.get(key)
+        if known is not None:
+            return known
+        values: list[Fraction] = []
+        total = ZERO
+        remaining_index = -1
+        for index, portion in enumerate(given):
+            if portion is None:
+                remaining_index = index
+                values.append(ZERO)
+                continue
+            values.append(portion)
+            total += portion
         if remaining_index >= 0:
             if total > 1:
                 raise InvalidAllotmentSum(total, span, remaining=True)
             values[remaining_index] = ONE - total
         elif total != 1:
             raise InvalidAllotmentSum(total, span)
+        if len(_ALLOTMENTS) >= _PARSED_VARS_MAX:
+            _ALLOTMENTS.clear()
+        _ALLOTMENTS[key] = values
         return values
 
     def _kept_or_to(self, target: KeptOrTo, amount: int) -> None:
