@@ -55,14 +55,14 @@ CREATE OR REPLACE FUNCTION ledger_post(
                                 -- bound plus a large credit can pass the bigint range)
     p_key_expect numeric[],     -- exact locked balance a script read before the call, or null
     p_shards int,               -- LEDGER_BALANCE_SHARDS: the writer's shard is claimed below
-    -- A Numscript run that read nothing (speculation, one transaction), or nulls:
-    p_meta_addrs text[],        -- accounts whose metadata the run used
-    p_meta_values text[],       -- per p_meta_addrs: that whole metadata, JSON, as the run used it
-    p_drain_key int,            -- 1 (the first key) if the run's last statement is a drain
-    p_drain_held numeric,       -- what the run moved in (+) and out (-) of that key before it
-    p_drain_num numeric[],      -- per part: the portion's numerator
-    p_drain_den numeric[],      -- per part: the portion's denominator
-    p_drain_dst int[]           -- per part: its destination's key
+    -- A Numscript run that read nothing (speculation, one transaction); left out otherwise:
+    p_meta_addrs text[] DEFAULT NULL,   -- accounts whose metadata the run used
+    p_meta_values text[] DEFAULT NULL,  -- per p_meta_addrs: that whole metadata as used, JSON
+    p_drain_key int DEFAULT NULL,       -- 1 (the first key) if its last statement is a drain
+    p_drain_held numeric DEFAULT NULL,  -- what the run moved in (+) and out (-) of it before
+    p_drain_num numeric[] DEFAULT NULL, -- per part: the portion's numerator
+    p_drain_den numeric[] DEFAULT NULL, -- per part: the portion's denominator
+    p_drain_dst int[] DEFAULT NULL      -- per part: its destination's key
 ) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
                  o_replayed boolean, o_hash text, o_parts bigint[])
 LANGUAGE plpgsql
@@ -140,9 +140,10 @@ BEGIN
     )
     SELECT array_agg(coalesce(f.id, ins.id) ORDER BY f.ord),
            array_agg(ins.id IS NOT NULL ORDER BY f.ord),
-           (SELECT bool_and((SELECT x.metadata FROM ledger_account x WHERE x.address = m.a)
-                            IS NOT DISTINCT FROM m.v::jsonb)
-            FROM unnest(p_meta_addrs, p_meta_values) AS m(a, v))
+           p_meta_addrs IS NULL
+           OR (SELECT bool_and((SELECT x.metadata FROM ledger_account x WHERE x.address = m.a)
+                               IS NOT DISTINCT FROM m.v::jsonb)
+               FROM unnest(p_meta_addrs, p_meta_values) AS m(a, v))
     INTO v_acc, v_new, v_meta_ok
     FROM found f LEFT JOIN ins ON ins.address = f.a;
     IF NOT v_meta_ok THEN
@@ -327,7 +328,7 @@ $fn$;
 """
 
 # ledger_post's parameters (names, types): the guarded variant's signature and call, and the
-# client's call of either (ledger.writer)
+# client's call of either (ledger.writer)...
 POST_PARAMS = (
     ("p_refs", "text[]"),
     ("p_timestamps", "timestamptz[]"),
@@ -348,6 +349,9 @@ POST_PARAMS = (
     ("p_key_req", "numeric[]"),
     ("p_key_expect", "numeric[]"),
     ("p_shards", "int"),
+)
+# ...and what a speculative Numscript run leaves to it (defaults: null)
+SCRIPT_PARAMS = (
     ("p_meta_addrs", "text[]"),
     ("p_meta_values", "text[]"),
     ("p_drain_key", "int"),
@@ -359,7 +363,10 @@ POST_PARAMS = (
 
 GUARDED_POST_FUNCTION = (
     "CREATE OR REPLACE FUNCTION ledger_post_guarded(\n    "
-    + ",\n    ".join(f"{name} {kind}" for name, kind in POST_PARAMS)
+    + ",\n    ".join(
+        [f"{name} {kind}" for name, kind in POST_PARAMS]
+        + [f"{name} {kind} DEFAULT NULL" for name, kind in SCRIPT_PARAMS]
+    )
     + r"""
 ) RETURNS TABLE (o_ord int, o_id bigint, o_timestamp timestamptz, o_inserted_at timestamptz,
                  o_replayed boolean, o_hash text, o_parts bigint[])
@@ -377,7 +384,7 @@ DECLARE
     v_detail text;
 BEGIN
     RETURN QUERY SELECT * FROM ledger_post("""
-    + ", ".join(name for name, _kind in POST_PARAMS)
+    + ", ".join(name for name, _kind in POST_PARAMS + SCRIPT_PARAMS)
     + r""");
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME,

@@ -38,6 +38,7 @@ from ledger.models import Posting, Transaction, Unsealed
 from ledger.pgsql import (
     INSUFFICIENT_FUNDS_SQLSTATE,
     POST_PARAMS,
+    SCRIPT_PARAMS,
     SHARD_SLOT_LOCK_SPACE,
     SPECULATION_REFUSED_SQLSTATE,
     STALE_READ_SQLSTATE,
@@ -101,8 +102,10 @@ def insufficient_funds(key: BalanceKey, balance: int) -> InsufficientFunds:
     )
 
 
-def _post_sql(function: str, columns: str = "") -> str:
-    arguments = ", ".join(f"%s::{kind}" for _name, kind in POST_PARAMS)
+def _post_sql(function: str, script: bool = False) -> str:
+    params = POST_PARAMS + SCRIPT_PARAMS if script else POST_PARAMS
+    arguments = ", ".join(f"%s::{kind}" for _name, kind in params)
+    columns = ", o_parts" if script else ""
     return (
         f"SELECT o_ord, o_id, o_timestamp, o_inserted_at, o_replayed, o_hash{columns} "
         f"FROM {function}({arguments})"
@@ -111,10 +114,8 @@ def _post_sql(function: str, columns: str = "") -> str:
 
 _POST_SQL = _post_sql("ledger_post")
 _GUARDED_POST_SQL = _post_sql("ledger_post_guarded")
-_SCRIPT_POST_SQL = _post_sql("ledger_post", ", o_parts")
-_GUARDED_SCRIPT_POST_SQL = _post_sql("ledger_post_guarded", ", o_parts")
-# ledger_post's parameters for what a speculative Numscript run leaves to it: none
-_NO_SCRIPT_CHECKS = [None] * 7
+_SCRIPT_POST_SQL = _post_sql("ledger_post", script=True)
+_GUARDED_SCRIPT_POST_SQL = _post_sql("ledger_post_guarded", script=True)
 
 
 class UniqueViolation(IntegrityError):
@@ -196,7 +197,6 @@ def post_params(items: Sequence[PreparedTx], plan: Plan, shards: int) -> list[An
         _int_array([k.required for k in keys]),
         _int_array([k.expect for k in keys]),
         shards,
-        *_NO_SCRIPT_CHECKS,
     ]
 
 
@@ -256,7 +256,7 @@ def write_script(
         raise ValueError("a drained key must come first in the lock order")
     parts = checks.drain_parts
     params = post_params([item], plan, balance_shards())
-    params[-len(_NO_SCRIPT_CHECKS) :] = [
+    params += [
         text_array(list(checks.metadata)),
         text_array(list(checks.metadata.values())),
         None if checks.drain_key is None else str(checks.drain_key + 1),
