@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from ledger.services import script_reads, scripts
 from tests.auth import make_user, session_client
 from tests.auth import token_client as _token_client
 
@@ -60,3 +61,31 @@ def superuser_cursor() -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET session_replication_role")
+
+
+@pytest.fixture
+def reads(monkeypatch) -> list[tuple]:
+    """Every read the fast path makes (script_reads._read calls)."""
+    calls: list[tuple] = []
+    real_read = script_reads._read
+
+    def counted(*args):
+        calls.append(args)
+        return real_read(*args)
+
+    monkeypatch.setattr(script_reads, "_read", counted)
+    return calls
+
+
+@pytest.fixture
+def speculative_writes(monkeypatch) -> list[bool]:
+    """One entry per speculative attempt that reached the write: True if it held."""
+    outcomes: list[bool] = []
+    real_done = scripts.speculation_done
+
+    def recorded(program, *, hit):
+        outcomes.append(hit)
+        return real_done(program, hit=hit)
+
+    monkeypatch.setattr(scripts, "speculation_done", recorded)
+    return outcomes

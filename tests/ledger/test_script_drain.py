@@ -22,7 +22,7 @@ from ledger.models import Transaction
 from ledger.numscript import NumscriptError, StaticStore, parse, run
 from ledger.numscript.bench import SPLIT_SCRIPT
 from ledger.selectors import balance_get
-from ledger.services import account_metadata_set, script_reads, scripts, transaction_post
+from ledger.services import account_metadata_set, script_reads, transaction_post
 from tests.ledger.helpers import p
 from tests.snapshots import db_snapshot
 
@@ -40,32 +40,6 @@ def _fresh_read_plans():
     script_reads.forget_read_plans()
     yield
     script_reads.forget_read_plans()
-
-
-@pytest.fixture
-def reads(monkeypatch) -> list[tuple]:
-    calls: list[tuple] = []
-    real_read = script_reads._read
-
-    def counted(*args):
-        calls.append(args)
-        return real_read(*args)
-
-    monkeypatch.setattr(script_reads, "_read", counted)
-    return calls
-
-
-@pytest.fixture
-def speculative_writes(monkeypatch) -> list[bool]:
-    outcomes: list[bool] = []
-    real_done = scripts.speculation_done
-
-    def recorded(program, *, hit):
-        outcomes.append(hit)
-        return real_done(program, hit=hit)
-
-    monkeypatch.setattr(scripts, "speculation_done", recorded)
-    return outcomes
 
 
 def split_vars(order: str, restaurant: str = "restaurants:1") -> dict[str, str]:

@@ -34,34 +34,6 @@ def _fresh_read_plans():
     script_reads.forget_read_plans()
 
 
-@pytest.fixture
-def reads(monkeypatch) -> list[tuple]:
-    """Every read the fast path makes (script_reads._read calls)."""
-    calls: list[tuple] = []
-    real_read = script_reads._read
-
-    def counted(*args):
-        calls.append(args)
-        return real_read(*args)
-
-    monkeypatch.setattr(script_reads, "_read", counted)
-    return calls
-
-
-@pytest.fixture
-def speculative_writes(monkeypatch) -> list[bool]:
-    """One entry per speculative attempt that reached the write: True if it held."""
-    outcomes: list[bool] = []
-    real_done = scripts.speculation_done
-
-    def recorded(program, *, hit):
-        outcomes.append(hit)
-        return real_done(program, hit=hit)
-
-    monkeypatch.setattr(scripts, "speculation_done", recorded)
-    return outcomes
-
-
 def split_vars(order: str, amount: int = 1000) -> dict[str, str]:
     return {
         "amount": f"USD/2 {amount}",
