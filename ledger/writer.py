@@ -229,14 +229,13 @@ def write_postgres(
 @dataclass(frozen=True, slots=True)
 class ScriptChecks:
     """What a speculative Numscript run leaves to `ledger_post`: the account metadata it used
-    (address -> the whole metadata as the process last read it, JSON), and its final drain
-    (`drain_key`: index into the plan's keys, which must be 0; `drain_held`; `drain_parts`:
+    (address -> the whole metadata as the process last read it, JSON), and its final drain,
+    always of the plan's first key (`drain_held`, None without a drain; `drain_parts`:
     (numerator, denominator, destination key index) per part, whose postings are the last of
     the transaction, sent with amount 0)."""
 
     metadata: dict[str, str]
-    drain_key: int | None = None
-    drain_held: int = 0
+    drain_held: int | None = None
     drain_parts: tuple[tuple[int, int, int], ...] = ()
 
 
@@ -252,15 +251,14 @@ def write_script(
     """`write_postgres` for one speculative Numscript run, with its metadata checked and its
     drain computed by the write: also raises SpeculationRefused. Returns the transaction and its
     drain's parts (empty without a drain, or for a replay)."""
-    if checks.drain_key not in (None, 0):
-        raise ValueError("a drained key must come first in the lock order")
     parts = checks.drain_parts
+    drained = checks.drain_held is not None
     params = post_params([item], plan, balance_shards())
     params += [
         text_array(list(checks.metadata)),
         text_array(list(checks.metadata.values())),
-        None if checks.drain_key is None else str(checks.drain_key + 1),
-        str(checks.drain_held),
+        "1" if drained else None,  # the first key
+        str(checks.drain_held) if drained else None,
         _int_array([num for num, _den, _key in parts]),
         _int_array([den for _num, den, _key in parts]),
         _int_array([key + 1 for _num, _den, key in parts]),

@@ -168,13 +168,24 @@ _KEPT = None  # receiver marker: funds go back to their senders
 BalanceKey = tuple[str, str, str]
 
 # Variable and metadata values already parsed, by (type, text): a template runs with the same
-# commission, fee or account again and again. Values are immutable; only successful parses are kept (an
-# error carries its declaration's position); bounded, emptied when full.
+# commission, fee or account again and again. Values are immutable; only successful parses are
+# kept (an error carries its position); bounded, emptied when full.
 _PARSED_VARS: dict[tuple[str, str], Value] = {}
 # Allotments already checked and completed, by their portions (None: remaining): the list is
 # shared, never changed. Bounded like the parsed values.
 _ALLOTMENTS: dict[tuple[Fraction | None, ...], list[Fraction]] = {}
 _PARSED_VARS_MAX = 4096
+
+
+def _parsed(type_name: str, raw: str, span: Span) -> Value:
+    """``parse_typed``, once per (type, text)."""
+    parsed = _PARSED_VARS.get((type_name, raw))
+    if parsed is None:
+        parsed = parse_typed(type_name, raw, span)
+        if len(_PARSED_VARS) >= _PARSED_VARS_MAX:
+            _PARSED_VARS.clear()
+        _PARSED_VARS[(type_name, raw)] = parsed
+    return parsed
 
 
 def run(
@@ -391,13 +402,7 @@ class _Run:
                         f"{type(raw).__name__} {raw!r}",
                         decl.name_span,
                     )
-                parsed = _PARSED_VARS.get((decl.type_name, raw))
-                if parsed is None:
-                    parsed = parse_typed(decl.type_name, raw, decl.name_span)
-                    if len(_PARSED_VARS) >= _PARSED_VARS_MAX:
-                        _PARSED_VARS.clear()
-                    _PARSED_VARS[(decl.type_name, raw)] = parsed
-                value = parsed
+                value = _parsed(decl.type_name, raw, decl.name_span)
             elif type(origin) is FnCall:
                 value = self._call_expr(origin, decl.type_name)
             else:
@@ -645,13 +650,7 @@ class _Run:
             raw = metadata.get(key)
             if raw is None:
                 raise MetadataNotFound(account, key, call.span)
-            parsed = _PARSED_VARS.get((declared_type, raw))
-            if parsed is None:
-                parsed = parse_typed(declared_type, raw, call.span)
-                if len(_PARSED_VARS) >= _PARSED_VARS_MAX:
-                    _PARSED_VARS.clear()
-                _PARSED_VARS[(declared_type, raw)] = parsed
-            return parsed
+            return _parsed(declared_type, raw, call.span)
         if name == "balance":
             account, asset = self._args(call, values)
             amount = self._balance(account, asset, "")

@@ -533,7 +533,6 @@ def _script_checks(plan: Plan, store: SpeculativeStore) -> writer.ScriptChecks |
     _address, asset = drain.key
     return writer.ScriptChecks(
         metadata=store.metadata_used,
-        drain_key=0,
         drain_held=drain.held,
         drain_parts=tuple(
             (portion.numerator, portion.denominator, index[(to, asset)])
