@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import pytest
 from django.db import connection, connections, transaction
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import InsufficientFunds, LedgerError, ReferenceConflict
@@ -28,11 +28,28 @@ from tests.snapshots import db_snapshot
 
 # two portions and the rest, from variables: one template for every case below
 SPREAD = (
-    "vars { account $order monetary $fee portion $a portion $b }\n"
-    "send $fee ( source = $order destination = @riders:1 )\n"
+    "vars {\n  account $order monetary $fee portion $a portion $b\n"
+    "  account $rider account $fees account $partner account $restaurant\n}\n"
+    "send $fee ( source = $order destination = $rider )\n"
     "send [USD/2 *] ( source = $order destination = {\n"
-    "  $a to @platform:fees\n  $b to @partners:1\n  remaining to @restaurants:1 } )"
+    "  $a to $fees\n  $b to $partner\n  remaining to $restaurant } )"
 )
+
+
+def spread_vars(order: str, fee: str, a: str, b: str, to: str = "1") -> dict[str, str]:
+    """SPREAD's variables; `to` names the destinations (each Hypothesis example its own: the
+    examples share one database, and their amounts up to 2^62 would add up past the bigint
+    range in shared destinations)."""
+    return {
+        "order": order,
+        "fee": fee,
+        "a": a,
+        "b": b,
+        "rider": f"riders:{to}",
+        "fees": f"platform:fees:{to}",
+        "partner": f"partners:{to}",
+        "restaurant": f"restaurants:{to}",
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -291,18 +308,22 @@ PORTIONS = st.one_of(
     a=PORTIONS,
     b=PORTIONS,
 )
+# 2^62 all to the last part, twice in one database: shared destinations would overflow
+@example(balance=2**62, fee=0, a="0%", b="0%")
+@example(balance=2**62, fee=1500, a="100%", b="7/9")
+@example(balance=2**62, fee=0, a="0%", b="0%")
 def test_the_write_splits_a_drain_exactly_as_the_interpreter(
     balance, fee, a, b, speculative_writes
 ):
     # given: a learned template (a warm-up run), and an order holding `balance`
     order = f"orders:{uuid.uuid4().hex[:12]}"
     transaction_post(postings=[p("world", "orders:warm", 10_000)])
-    warm = {"order": "orders:warm", "fee": "USD/2 100", "a": "10%", "b": "1/4"}
+    warm = spread_vars("orders:warm", "USD/2 100", "10%", "1/4")
     transaction_post(script=SPREAD, vars=warm)
     if balance:  # from an account of its own: world's volumes would pass the bigint range
         bank = f"banks:{uuid.uuid4().hex[:12]}"
         transaction_post(postings=[p(bank, order, balance)], overdraft={bank: None})
-    vars_ = {"order": order, "fee": f"USD/2 {fee}", "a": a, "b": b}
+    vars_ = spread_vars(order, f"USD/2 {fee}", a, b, to=order.partition(":")[2])
     expected = ordinary(SPREAD, vars_, balance, {})
     attempts = len(speculative_writes)
 
@@ -334,7 +355,7 @@ def test_a_drains_parts_are_the_interpreters_allotment() -> None:
     program = parse(SPREAD)
     result = run(
         program,
-        vars={"order": "orders:1", "fee": "USD/2 5", "a": "15%", "b": "1/3"},
+        vars=spread_vars("orders:1", "USD/2 5", "15%", "1/3"),
         store=store,
     )
     assert [(x.destination, x.amount) for x in result.postings] == [("riders:1", 5)]
@@ -343,7 +364,7 @@ def test_a_drains_parts_are_the_interpreters_allotment() -> None:
         ("orders:1", "USD/2"),
         -5,
         (
-            (Fraction(3, 20), "platform:fees"),
+            (Fraction(3, 20), "platform:fees:1"),
             (Fraction(1, 3), "partners:1"),
             (Fraction(31, 60), "restaurants:1"),
         ),
