@@ -13,7 +13,10 @@ custom one (the staff dashboard's order page, 14 -> 99 ms at 200,000 orders; the
 sheet's recent postings, 38 ms a call). So preparation is on only inside `prepared_statements()`
 (a context manager and decorator) around those write paths; every other statement is planned
 per call, as Django does. The ledger's own write and read functions are prepared explicitly
-(`prepare=True`) and plan their statements generically inside PL/pgSQL.
+(`prepare=True`, `ledger.writer` raising the connection's threshold for its call alone: a
+function call's only plan is the function scan) and plan their statements generically inside
+PL/pgSQL. Outside this scope, psycopg prepares nothing on a connection whose
+`prepare_threshold` is None, `prepare=True` included.
 
 Needs server-side binding (`DATABASES OPTIONS server_side_binding`, settings `DB_PREPARED`);
 off behind PgBouncer in transaction mode (`DB_PGBOUNCER`), where nothing may outlive a
@@ -26,15 +29,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 #: Runs of one statement text on a connection before it is prepared (psycopg's default).
 PREPARE_THRESHOLD = 5
 
 
-def preparing_enabled() -> bool:
-    """Does the default connection bind on the server (then it can prepare)?"""
-    return connection.vendor == "postgresql" and bool(
-        connection.settings_dict.get("OPTIONS", {}).get("server_side_binding")
+def preparing_enabled(db: BaseDatabaseWrapper | None = None) -> bool:
+    """Does the connection (default: this thread's default one) bind on the server (then it can
+    prepare)?"""
+    db = connection if db is None else db
+    return db.vendor == "postgresql" and bool(
+        db.settings_dict.get("OPTIONS", {}).get("server_side_binding")
     )
 
 

@@ -31,6 +31,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, IntegrityError, connections
 from django.utils import timezone
 
+from common.prepared import PREPARE_THRESHOLD, preparing_enabled
 from ledger import conf, lock_objects
 from ledger.domain import BalanceKey, Plan, PostingInput
 from ledger.errors import InsufficientFunds
@@ -223,6 +224,10 @@ def write_postgres(
         post_params(items, plan, balance_shards()),
         plan,
     )
+    if len(rows) > 1 and rows[0][4]:
+        # the stored transactions of used references, in item order as the portable path
+        # returns them (ledger_post's rows come in its plan's order, a generic plan's differs)
+        rows.sort(key=lambda row: row[0])
     return [Written(*row) for row in rows]
 
 
@@ -271,14 +276,24 @@ def _call(sql: str, params: list[Any], plan: Plan) -> list[tuple[Any, ...]]:
     """One prepared call of a ledger_post function; its refusals raised as the services'."""
     db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
     db.ensure_connection()
+    raw = db.connection
+    # psycopg prepares nothing, `prepare=True` included, on a connection whose threshold is
+    # None (Django's default outside `prepared_statements()`): raised for this call alone, so
+    # the call is parsed and planned once per connection wherever preparing is on (never
+    # behind PgBouncer), instead of on every write.
+    lift = raw.prepare_threshold is None and preparing_enabled(db)  # type: ignore[union-attr]
     refused: tuple[str, str] | None = None  # (SQLSTATE, detail) of LD001 / LD003 / LD004
     try:
         with db.wrap_database_errors:
-            cursor = psycopg.Cursor(db.connection)
+            cursor = psycopg.Cursor(raw)
             try:
+                if lift:
+                    raw.prepare_threshold = PREPARE_THRESHOLD  # type: ignore[union-attr]
                 cursor.execute(sql, params, prepare=True, binary=True)
                 rows = cursor.fetchall()
             finally:
+                if lift:
+                    raw.prepare_threshold = None  # type: ignore[union-attr]
                 cursor.close()
             if rows and rows[0][0] == 0:  # a guarded call's failure, rolled back
                 refused = _guarded_failure(rows[0][5])

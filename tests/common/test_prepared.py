@@ -153,3 +153,36 @@ def test_the_drain_claim_runs_one_generic_plan():
     # then
     generic, custom = _plans("ORDER BY received_at LIMIT")
     assert custom <= 5 and generic >= 5
+
+
+def _executions(fragment: str) -> int:
+    """How many times this connection ran its prepared statements whose text holds `fragment`
+    (prepared statements outlive a test on its connection: compare before and after)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements "
+            "WHERE statement LIKE %s",
+            [f"%{fragment}%"],
+        )
+        return int(cursor.fetchone()[0])
+
+
+# psycopg prepares nothing on a connection whose threshold is None, `prepare=True` included:
+# the ledger's write was parsed and planned on every call outside `prepared_statements()` (the
+# payout tasks, reconciliation, staff actions, the ledger API, `bench numscript`).
+@pytest.mark.django_db
+def test_a_ledger_write_anywhere_is_a_prepared_call():
+    from ledger.domain import PostingInput
+    from ledger.services import transaction_post
+
+    # given
+    before = _executions("FROM ledger_post")
+
+    # when: writes outside any hot path's scope
+    for i in range(PREPARE_THRESHOLD + 2):
+        transaction_post(postings=[PostingInput("world", f"prepared:{i}", "USD/2", 1)])
+
+    # then: every one ran the prepared call, and nothing else became prepared
+    assert _executions("FROM ledger_post") - before == PREPARE_THRESHOLD + 2
+    connection.ensure_connection()
+    assert connection.connection.prepare_threshold is None
