@@ -60,3 +60,15 @@ def prepared_statements() -> Iterator[None]:
     finally:
         if connection.connection is raw:  # not if the connection was closed and replaced
             raw.prepare_threshold = previous  # type: ignore[union-attr]
+
+
+def lift_threshold(db: BaseDatabaseWrapper) -> bool:
+    """For one statement run with `prepare=True` outside `prepared_statements()`: psycopg
+    prepares nothing on a connection whose threshold is None, `prepare=True` included, so it is
+    raised (where preparing is on). True: the caller puts None back after the statement. For
+    statements whose generic plan is as good as any (a function call, key lookups)."""
+    raw = db.connection
+    if raw.prepare_threshold is None and preparing_enabled(db):  # type: ignore[union-attr]
+        raw.prepare_threshold = PREPARE_THRESHOLD  # type: ignore[union-attr]
+        return True
+    return False

@@ -20,6 +20,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
+from common.prepared import lift_threshold
+
 M = TypeVar("M", bound=Model)
 
 
@@ -42,7 +44,9 @@ def fetch_all(
     sql: str, params: Sequence[Any], *, prepare: bool | None = None
 ) -> list[tuple[Any, ...]]:
     """Run `sql` (placeholders `%s`) on the default connection and return all its rows
-    (`prepare`: psycopg's, None = after a few uses, True = at once)."""
+    (`prepare`: None = after a few uses inside `prepared_statements()`, True = at once, also
+    outside it, wherever preparing is on: only for a statement whose generic plan is as good
+    as any)."""
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
@@ -52,7 +56,12 @@ def fetch_all(
 
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=prepare)  # type: ignore[arg-type]
+        lift = prepare is True and lift_threshold(connection)
+        try:
+            cursor.execute(sql, params, prepare=prepare)  # type: ignore[arg-type]
+        finally:
+            if lift:
+                connection.connection.prepare_threshold = None  # type: ignore[union-attr]
         return cursor.fetchall()
 
 

@@ -31,7 +31,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, IntegrityError, connections
 from django.utils import timezone
 
-from common.prepared import PREPARE_THRESHOLD, preparing_enabled
+from common.prepared import lift_threshold
 from ledger import conf, lock_objects
 from ledger.domain import BalanceKey, Plan, PostingInput
 from ledger.errors import InsufficientFunds
@@ -277,18 +277,14 @@ def _call(sql: str, params: list[Any], plan: Plan) -> list[tuple[Any, ...]]:
     db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
     db.ensure_connection()
     raw = db.connection
-    # psycopg prepares nothing, `prepare=True` included, on a connection whose threshold is
-    # None (Django's default outside `prepared_statements()`): raised for this call alone, so
-    # the call is parsed and planned once per connection wherever preparing is on (never
-    # behind PgBouncer), instead of on every write.
-    lift = raw.prepare_threshold is None and preparing_enabled(db)  # type: ignore[union-attr]
     refused: tuple[str, str] | None = None  # (SQLSTATE, detail) of LD001 / LD003 / LD004
     try:
         with db.wrap_database_errors:
             cursor = psycopg.Cursor(raw)
+            # parsed and planned once per connection wherever preparing is on (never behind
+            # PgBouncer), also outside `prepared_statements()`
+            lift = lift_threshold(db)
             try:
-                if lift:
-                    raw.prepare_threshold = PREPARE_THRESHOLD  # type: ignore[union-attr]
                 cursor.execute(sql, params, prepare=True, binary=True)
                 rows = cursor.fetchall()
             finally:

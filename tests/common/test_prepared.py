@@ -186,3 +186,25 @@ def test_a_ledger_write_anywhere_is_a_prepared_call():
     assert _executions("FROM ledger_post") - before == PREPARE_THRESHOLD + 2
     connection.ensure_connection()
     assert connection.connection.prepare_threshold is None
+
+
+@pytest.mark.django_db
+def test_a_scripts_read_anywhere_is_a_prepared_call():
+    from ledger.domain import PostingInput
+    from ledger.services import transaction_post
+
+    # given: a template that reads a balance (balance(): never speculated on), funded
+    script = (
+        "vars { monetary $b = balance(@prepared:src, USD/2) }\n"
+        "send $b ( source = @prepared:src destination = @prepared:dst )"
+    )
+    before = _executions("ledger_script_read(")
+
+    # when: it runs outside any hot path's scope
+    for _ in range(PREPARE_THRESHOLD + 2):
+        transaction_post(postings=[PostingInput("world", "prepared:src", "USD/2", 10)])
+        transaction_post(script=script)
+
+    # then: its reads ran the prepared call
+    assert _executions("ledger_script_read(") - before >= PREPARE_THRESHOLD + 2
+    assert connection.connection.prepare_threshold is None
