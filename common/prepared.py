@@ -13,9 +13,9 @@ custom one (the staff dashboard's order page, 14 -> 99 ms at 200,000 orders; the
 sheet's recent postings, 38 ms a call). So preparation is on only inside `prepared_statements()`
 (a context manager and decorator) around those write paths; every other statement is planned
 per call, as Django does. The ledger's own write and read functions are prepared explicitly
-(`prepare=True`, `ledger.writer` raising the connection's threshold for its call alone: a
-function call's only plan is the function scan) and plan their statements generically inside
-PL/pgSQL. Outside this scope, psycopg prepares nothing on a connection whose
+(`prepare=True`, the connection's threshold raised for that statement alone by
+`lift_threshold`: a function call's only plan is the function scan) and plan their statements
+generically inside PL/pgSQL. Outside this scope, psycopg prepares nothing on a connection whose
 `prepare_threshold` is None, `prepare=True` included.
 
 Needs server-side binding (`DATABASES OPTIONS server_side_binding`, settings `DB_PREPARED`);
