@@ -10,6 +10,9 @@ Workload: an order's split, one transaction of 4 postings: `stripe:balance` -> `
   all through the two hot accounts. contention_lock_waits: how often a writer's backend was
   seen waiting for a lock (pg_stat_activity sampled every 2 ms during the run, by wait event;
   `contention_lock_samples` polls): a row-lock wait is `Lock:transactionid` or `Lock:tuple`.
+  contention_writers_by_state: where the writers' backends were, on average over the same
+  samples (cpu, wal: flushing the WAL or waiting for the backend that does, lock, client:
+  waiting for their writer, other); the values add up to the writers.
 - bulk_postings_per_s: `transactions_post_bulk(atomic=True)` in batches of 500 transactions.
 - balance_read_p50_ms: `balance_get` of an account with balance_read_postings postings. That
   history is generated once per database with set-based SQL (INSERT ... SELECT over
@@ -93,15 +96,38 @@ def _setup_accounts() -> None:
     transactions_post_bulk(items=items)
 
 
+# What a writer backend is doing when sampled (pg_stat_activity): running ("cpu": active, no
+# wait event), waiting on the WAL ("wal": its flush or the lock held by the backend flushing),
+# on a heavyweight lock ("lock"), on its client ("client": idle, or reading the next request),
+# or anything else ("other": buffer locks, data file reads...).
+WRITER_STATES = ("cpu", "wal", "lock", "client", "other")
+_WAL_WAITS = {("IO", "WALSync"), ("IO", "WALWrite"), ("IO", "WALInitSync"), ("LWLock", "WALWrite")}
+
+
+def writer_state(state: str | None, wait_type: str | None, wait_event: str | None) -> str:
+    if wait_type == "Lock":
+        return "lock"
+    if (wait_type, wait_event) in _WAL_WAITS:
+        return "wal"
+    if state != "active" or wait_event == "ClientRead":
+        return "client"
+    if wait_type is None:
+        return "cpu"
+    return "other"
+
+
 class LockWaits:
     """Samples pg_stat_activity from its own connection while writers run: how many times a
-    writer backend was seen waiting on a heavyweight lock, by wait event."""
+    writer backend was seen waiting on a heavyweight lock, by wait event, and where the writers
+    are on average (`states`: the mean number of writer backends in each of WRITER_STATES per
+    sample, which add up to the writers)."""
 
     def __init__(self, period: float = 0.002) -> None:
         self.period = period
         self.pids: list[int] = []
         self.samples = 0
         self.waits: dict[str, int] = {}
+        self.seen = dict.fromkeys(WRITER_STATES, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll)
 
@@ -114,18 +140,24 @@ class LockWaits:
         self._thread.join()
         return dict(sorted(self.waits.items()))
 
+    @property
+    def states(self) -> dict[str, float]:
+        return {k: round(n / max(1, self.samples), 2) for k, n in self.seen.items()}
+
     def _poll(self) -> None:
         try:
             with connection.cursor() as cursor:
                 while not self._stop.is_set():
                     cursor.execute(
-                        "SELECT wait_event FROM pg_stat_activity "
-                        "WHERE pid = ANY(%s) AND wait_event_type = 'Lock'",
+                        "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                        "WHERE pid = ANY(%s)",
                         [self.pids],
                     )
                     self.samples += 1
-                    for (event,) in cursor.fetchall():
-                        self.waits[event] = self.waits.get(event, 0) + 1
+                    for state, wait_type, event in cursor.fetchall():
+                        self.seen[writer_state(state, wait_type, event)] += 1
+                        if wait_type == "Lock":
+                            self.waits[event] = self.waits.get(event, 0) + 1
                     time.sleep(self.period)
         finally:
             connections.close_all()
@@ -135,11 +167,17 @@ def row_lock_waits(waits: dict[str, int]) -> int:
     return waits.get("transactionid", 0) + waits.get("tuple", 0)
 
 
-def run_writers(
-    writers: int, per_writer: int, post: Any, warm: int = 50
-) -> tuple[float, int, dict[str, int], int]:
+class WriterRun(NamedTuple):
+    rate: float  # transactions (post calls) per second, all writers
+    errors: int
+    waits: dict[str, int]  # heavyweight-lock waits seen, by wait event
+    samples: int  # pg_stat_activity polls
+    states: dict[str, float]  # mean writer backends per state (LockWaits.states)
+
+
+def run_writers(writers: int, per_writer: int, post: Any, warm: int = 50) -> WriterRun:
     """`writers` threads (own connections) each calling post(writer, i) for i < per_writer
-    (after `warm` warm-up calls): (tx/s, errors, lock waits by event, polls)."""
+    (after `warm` warm-up calls), pg_stat_activity sampled meanwhile (LockWaits)."""
     errors = [0] * writers
     pids = [0] * writers
     barrier = threading.Barrier(writers + 1)
@@ -170,10 +208,12 @@ def run_writers(
         t.join()
     seconds = time.perf_counter() - started
     waits = sampler.stop()
-    return writers * per_writer / seconds, sum(errors), waits, sampler.samples
+    return WriterRun(
+        writers * per_writer / seconds, sum(errors), waits, sampler.samples, sampler.states
+    )
 
 
-def _contention(run: str, writers: int, per_writer: int) -> tuple[float, int, dict[str, int], int]:
+def _contention(run: str, writers: int, per_writer: int) -> WriterRun:
     def post(w: int, i: int) -> None:
         transaction_post(postings=split_postings(f"orders:{run}c{w}-{i}", i), overdraft=HOT)
 
@@ -486,12 +526,13 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
         "client_cpu": round(raw.client_cpu / n * 1e6),
         "db_cpu": None if raw.backend_cpu is None else round(raw.backend_cpu / n * 1e6),
     }
-    rate, errors, waits, polls = _contention(run + "c", 4, sizes.per_writer)
-    figures["contention_tx_per_s"] = round(rate)
-    figures["contention_errors"] = errors
-    figures["contention_row_lock_waits"] = row_lock_waits(waits)
-    figures["contention_lock_waits"] = waits
-    figures["contention_lock_samples"] = polls
+    contended = _contention(run + "c", 4, sizes.per_writer)
+    figures["contention_tx_per_s"] = round(contended.rate)
+    figures["contention_errors"] = contended.errors
+    figures["contention_row_lock_waits"] = row_lock_waits(contended.waits)
+    figures["contention_lock_waits"] = contended.waits
+    figures["contention_lock_samples"] = contended.samples
+    figures["contention_writers_by_state"] = contended.states
     figures["bulk_postings_per_s"] = round(_bulk(run + "b", sizes.bulk_batches, BULK_BATCH))
     started = time.perf_counter()
     figures["balance_read_postings"] = ensure_history(sizes.history)
@@ -585,8 +626,9 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
       rider, platform:fees and the restaurant), which posts without any read from its second
       run (speculation, ledger/README.md), and the same postings posted plain, the order
       account funds-checked in both;
-    - script_contention_tx_per_s / _errors / _row_lock_waits: ORDER_SCRIPT from 4 writers
-      through the hot accounts (stripe:balance, platform:fees), order accounts checked;
+    - script_contention_tx_per_s / _errors / _row_lock_waits / _writers_by_state (as `bench
+      ledger`'s): ORDER_SCRIPT from 4 writers through the hot accounts (stripe:balance,
+      platform:fees), order accounts checked;
     - flow_contention_tx_per_s / _errors / _row_lock_waits: the product's order flow from 4
       writers (marketplace/flows/payment.num then split.num per order: script transactions/s),
       the same hot accounts, order accounts checked;
@@ -767,12 +809,13 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     def contended(w: int, i: int) -> None:
         transaction_post(script=ORDER_SCRIPT, vars=_order_vars(f"orders:{tag}-sc{w}-{i}", i))
 
-    rate4, errors, waits, polls = run_writers(4, per_writer, contended)
-    figures["script_contention_tx_per_s"] = round(rate4)
-    figures["script_contention_errors"] = errors
-    figures["script_contention_row_lock_waits"] = row_lock_waits(waits)
-    figures["script_contention_lock_waits"] = waits
-    figures["script_contention_lock_samples"] = polls
+    scripts = run_writers(4, per_writer, contended)
+    figures["script_contention_tx_per_s"] = round(scripts.rate)
+    figures["script_contention_errors"] = scripts.errors
+    figures["script_contention_row_lock_waits"] = row_lock_waits(scripts.waits)
+    figures["script_contention_lock_waits"] = scripts.waits
+    figures["script_contention_lock_samples"] = scripts.samples
+    figures["script_contention_writers_by_state"] = scripts.states
 
     # the product's own order flow from 4 writers: payment.num (stripe:balance, unbounded, to
     # the order through the payment's transit account; the fee back to stripe:balance), then
@@ -791,10 +834,11 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
         )
         transaction_post(script=FLOW_SPLIT, vars={**flow_vars(i), "order": order})
 
-    rate_flow, errors, waits, polls = run_writers(4, per_writer // 2, flow_order)
-    figures["flow_contention_tx_per_s"] = round(2 * rate_flow)
-    figures["flow_contention_errors"] = errors
-    figures["flow_contention_row_lock_waits"] = row_lock_waits(waits)
-    figures["flow_contention_lock_samples"] = polls
+    flows = run_writers(4, per_writer // 2, flow_order)
+    figures["flow_contention_tx_per_s"] = round(2 * flows.rate)
+    figures["flow_contention_errors"] = flows.errors
+    figures["flow_contention_row_lock_waits"] = row_lock_waits(flows.waits)
+    figures["flow_contention_lock_samples"] = flows.samples
+    figures["flow_contention_writers_by_state"] = flows.states
     figures["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return figures

@@ -84,10 +84,38 @@ def test_bench_ledger_quick_prints_the_required_keys(capsys, settings, monkeypat
         "balance_read_p50_ms",
         "balance_read_postings",
         "raw_sql_tx_per_s",
+        "contention_writers_by_state",
     ):
         assert key in line, key
     assert line["contention_errors"] == 0
     assert line["balance_read_postings"] >= 200
+    states = line["contention_writers_by_state"]
+    assert set(states) == {"cpu", "wal", "lock", "client", "other"}
+    # the mean number of the 4 writers' backends seen in each state
+    assert all(n >= 0 for n in states.values())
+    assert sum(states.values()) <= 4.05
+
+
+@pytest.mark.parametrize(
+    ("state", "wait_type", "wait_event", "expected"),
+    [
+        ("active", None, None, "cpu"),
+        ("active", "IO", "WALSync", "wal"),
+        ("active", "LWLock", "WALWrite", "wal"),
+        ("active", "Lock", "transactionid", "lock"),
+        ("idle", "Client", "ClientRead", "client"),
+        ("active", "Client", "ClientRead", "client"),
+        ("idle in transaction", None, None, "client"),
+        ("active", "LWLock", "BufferContent", "other"),
+        ("active", "IO", "DataFileRead", "other"),
+    ],
+)
+def test_bench_writers_are_classified_by_what_their_backend_waits_on(
+    state, wait_type, wait_event, expected
+):
+    from benchmarks.ledger import writer_state
+
+    assert writer_state(state, wait_type, wait_event) == expected
 
 
 def test_the_sealer_is_scheduled_by_celery_beat():
