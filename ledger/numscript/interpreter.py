@@ -188,6 +188,48 @@ def _parsed(type_name: str, raw: str, span: Span) -> Value:
     return parsed
 
 
+def completed_portions(given: tuple[Fraction | None, ...], span: Span) -> list[Fraction]:
+    """An allotment's portions (each >= 0, None for `remaining`) checked and completed, once
+    per set of portions (the list is shared, never changed). Raises InvalidAllotmentSum."""
+    known = _ALLOTMENTS.get(given)
+    if known is not None:
+        return known
+    values: list[Fraction] = []
+    total = ZERO
+    remaining_index = -1
+    for index, portion in enumerate(given):
+        if portion is None:
+            remaining_index = index
+            values.append(ZERO)
+            continue
+        values.append(portion)
+        total += portion
+    if remaining_index >= 0:
+        if total > 1:
+            raise InvalidAllotmentSum(total, span, remaining=True)
+        values[remaining_index] = ONE - total
+    elif total != 1:
+        raise InvalidAllotmentSum(total, span)
+    if len(_ALLOTMENTS) >= _PARSED_VARS_MAX:
+        _ALLOTMENTS.clear()
+    _ALLOTMENTS[given] = values
+    return values
+
+
+def allot(amount: int, values: list[Fraction]) -> list[int]:
+    """Split ``amount`` by completed portions: each part is floor(portion x amount), then the
+    leftover units go one each to the parts in the order written (not largest-remainder:
+    upstream's ``makeAllotment``)."""
+    parts = [amount * v.numerator // v.denominator for v in values]
+    left = amount - sum(parts)
+    index = 0
+    while left > 0:
+        parts[index] += 1
+        left -= 1
+        index += 1
+    return parts
+
+
 def run(
     program: Program,
     *,
@@ -1013,19 +1055,8 @@ class _Run:
     # --- destinations ----------------------------------------------------------------
 
     def _allot(self, amount: int, portions: list[Expr | None], span: Span) -> list[int]:
-        """Split ``amount`` by the portions (None = remaining): each part is floor(portion x
-        amount), then the leftover units go one each to the parts in the order written (not
-        largest-remainder: upstream's ``makeAllotment``)."""
-        values = self._portions(portions, span)
-        parts = [amount * v.numerator // v.denominator for v in values]
-        left = amount - sum(parts)
-        # leftover units go to the first items, in the order written (not largest remainder)
-        index = 0
-        while left > 0:
-            parts[index] += 1
-            left -= 1
-            index += 1
-        return parts
+        """Split ``amount`` by the portions (None = remaining): see ``allot``."""
+        return allot(amount, self._portions(portions, span))
 
     def _portions(self, portions: list[Expr | None], span: Span) -> list[Fraction]:
         """The allotment's portions evaluated, ``remaining`` as what the others leave."""
@@ -1041,30 +1072,7 @@ class _Run:
             if value < 0:
                 raise NegativePortion(value, expr.span)
             given.append(value)
-        key = tuple(given)
-        known = _ALLOTMENTS.get(key)
-        if known is not None:
-            return known
-        values: list[Fraction] = []
-        total = ZERO
-        remaining_index = -1
-        for index, portion in enumerate(given):
-            if portion is None:
-                remaining_index = index
-                values.append(ZERO)
-                continue
-            values.append(portion)
-            total += portion
-        if remaining_index >= 0:
-            if total > 1:
-                raise InvalidAllotmentSum(total, span, remaining=True)
-            values[remaining_index] = ONE - total
-        elif total != 1:
-            raise InvalidAllotmentSum(total, span)
-        if len(_ALLOTMENTS) >= _PARSED_VARS_MAX:
-            _ALLOTMENTS.clear()
-        _ALLOTMENTS[key] = values
-        return values
+        return completed_portions(tuple(given), span)
 
     def _kept_or_to(self, target: KeptOrTo, amount: int) -> None:
         if type(target) is Kept:
