@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connections
 
-from ledger.errors import InsufficientFunds, ReferenceConflict
+from ledger.errors import InsufficientFunds, ReferenceConflict, ScriptError
 from ledger.models import Transaction
 from ledger.selectors import balance_get
 from ledger.services import script_reads, scripts, transaction_post
@@ -64,6 +64,40 @@ def test_the_split_template_posts_without_reading_from_its_second_run(reads, spe
             ("restaurants:1", 720),
         ]
         assert balance_get(address=f"orders:{i}", asset="USD/2") == 0
+
+
+@pytest.mark.django_db
+def test_the_split_templates_speculative_runs_are_the_generated_function(
+    monkeypatch, speculative_writes
+):
+    # given: funded orders, and the interpreter counted where the speculative run calls it
+    from ledger.numscript import compiled
+
+    transaction_post(postings=[p("world", f"orders:{i}", 1000) for i in (1, 2, 3)])
+    interpreted = []
+    real_run = compiled.run
+
+    def counted(*args, **kwargs):
+        interpreted.append(args)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(compiled, "run", counted)
+
+    # when: the split template runs for each (from the second, speculatively)
+    results = [transaction_post(script=SPLIT, vars=split_vars(f"orders:{i}")) for i in (1, 2, 3)]
+
+    # then: both speculative writes held, and no speculative run needed the interpreter
+    assert speculative_writes == [True, True]
+    assert interpreted == []
+    assert [(x.destination, x.amount) for x in results[2].postings] == [
+        ("riders:1", 200),
+        ("platform:fees", 80),
+        ("restaurants:1", 720),
+    ]
+    # and a run the function cannot answer (a negative amount) gets the interpreter's error
+    with pytest.raises(ScriptError, match="negative"):
+        transaction_post(script=SPLIT, vars={**split_vars("orders:3"), "amount": "USD/2 -5"})
+    assert len(interpreted) == 1
 
 
 @pytest.mark.django_db
