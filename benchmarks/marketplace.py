@@ -1,6 +1,8 @@
 """Benchmark `webhooks`: Stripe webhook ingest (verify + store + 200) through gunicorn.
 
-Starts `gunicorn config.wsgi -w 2` on a free loopback port with the same DATABASE_URL, Celery
+Starts gunicorn as deployed (`config.wsgi -c python:ops.gunicorn_conf`: 2 gthread workers of
+8 threads, keep-alive; `BENCH_WEBHOOKS_CONF=0`: 2 plain sync workers, the figure of the
+passes before the twelfth) on a free loopback port with the same DATABASE_URL, Celery
 not eager (so processing is only *published* to Redis, on a throw-away queue deleted at the
 end), signs N distinct events, POSTs them from a few client threads with keep-alive
 sessions, and reports events/s and latency percentiles. Inbox rows it created are deleted.
@@ -33,9 +35,9 @@ WORKERS = 2
 # connection, reconnecting when gunicorn's sync workers close it) costs a third of the CPU
 # of `requests`, which otherwise takes ~40% of the machine away from the server under test.
 CLIENT = os.environ.get("BENCH_WEBHOOKS_CLIENT", "http")
-# BENCH_WEBHOOKS_CONF=1: gunicorn with the production settings (gthread, keep-alive) instead
-# of plain sync workers.
-WEB_CONF = os.environ.get("BENCH_WEBHOOKS_CONF", "") == "1"
+# gunicorn with the production settings (ops/gunicorn_conf.py: gthread, keep-alive), as
+# deployed and as `bench stack` runs it; BENCH_WEBHOOKS_CONF=0: plain sync workers instead.
+WEB_CONF = os.environ.get("BENCH_WEBHOOKS_CONF", "1") != "0"
 Poster = Callable[[bytes, str], tuple[int, bytes]]
 
 
