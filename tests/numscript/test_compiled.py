@@ -7,6 +7,7 @@ templates, and every case of the conformance suite whose script is in the subset
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def _compare(source: str, vars: dict[str, str], metadata=None, flags=frozenset()
     program = parse(source)
     entry = compiled_for(program)
     assert entry is not None, "not in the subset"
-    fn, _steps = entry
+    fn, steps = entry
     mine, theirs = Recording(metadata), Recording(metadata)
     try:
         result = fn(vars, mine)
@@ -82,7 +83,9 @@ def _compare(source: str, vars: dict[str, str], metadata=None, flags=frozenset()
         return False
     if result is None:
         return False
-    expected = run(program, vars=vars, store=theirs, feature_flags=flags)
+    # the interpreter agrees, within the step budget the generated function claims it needs
+    budget = dataclasses.replace(lim.current(), max_steps=steps)
+    expected = run(program, vars=vars, store=theirs, feature_flags=flags, limits=budget)
     assert result == expected
     assert mine.effects() == theirs.effects()
     return True
