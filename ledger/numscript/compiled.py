@@ -103,6 +103,9 @@ def compiled_for(program: Program) -> tuple[Compiled, int] | None:
         entry: tuple[Compiled, int] | None = _Generator(program).build()
     except _NotInSubset:
         entry = None
+    except (SyntaxError, RecursionError, MemoryError):
+        # Python's own limits on the generated code (nesting past 100 levels): not compiled
+        entry = None
     with _LOCK:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
@@ -395,13 +398,13 @@ class _Generator:
         if type(dest) is DestInorder:
             left = self.local("l")
             self.emit(depth, f"{left} = {amount}")
-            inner = depth
+            inner = depth + 1
             for clause in dest.clauses:
                 if type(clause.target) is not To:
                     raise _NotInSubset("kept")
-                # a clause's cap is read only while something is left (as the interpreter)
-                self.emit(inner, f"if {left} != 0:")
-                inner += 1
+                # a clause's cap is read only while something is left: once nothing is, no
+                # later block runs (the interpreter's loop stops there)
+                self.emit(depth, f"if {left} != 0:")
                 cap = self.value(clause.cap, TYPE_MONETARY)
                 share = self.local("n")
                 self.emit(inner, f"if {cap}.asset != {asset}:")

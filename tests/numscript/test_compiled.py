@@ -321,3 +321,32 @@ def test_a_step_budget_below_what_the_template_may_need_runs_the_interpreter():
             run_speculative(program, vars=dict(SPLIT_VARS), store=Recording(metadata))
     finally:
         lim.configure(saved)
+
+
+@pytest.mark.parametrize("shape", ["deep", "wide", "deeper than python nests"])
+def test_deep_and_wide_destinations_answer_as_the_interpreter(shape):
+    # given: nested allotments as deep as the parser allows, or 300 in-order clauses, or a
+    # nesting past what Python's compiler takes (a limit raised for the test)
+    saved = lim.current()
+    dest = "@d"
+    if shape == "wide":
+        clauses = " ".join(f"max [COIN 1] to @d{i}" for i in range(300))
+        dest = "{ " + clauses + " remaining to @e }"
+    elif shape == "deep":
+        for _ in range(45):
+            dest = "{ 50% to " + dest + " remaining to @e }"
+    else:  # each in-order level nests the generated code one level deeper
+        for _ in range(120):
+            dest = "{ max [COIN 600] to " + dest + " remaining to @e }"
+    source = f"send [COIN 1000] ( source = @s allowing unbounded overdraft destination = {dest} )"
+    if shape == "deeper than python nests":
+        lim.configure(dataclasses.replace(saved, max_depth=400, max_steps=10**6))
+    try:
+        program = parse(source)
+        # when
+        got = run_speculative(program, vars={}, store=Recording())
+        # then: the same postings as the interpreter, whichever way they were computed
+        assert got == run(program, vars={}, store=Recording())
+        assert (compiled_for(program) is None) == (shape == "deeper than python nests")
+    finally:
+        lim.configure(saved)
