@@ -103,8 +103,9 @@ def compiled_for(program: Program) -> tuple[Compiled, int] | None:
         entry: tuple[Compiled, int] | None = _Generator(program).build()
     except _NotInSubset:
         entry = None
-    except (SyntaxError, RecursionError, MemoryError):
-        # Python's own limits on the generated code (nesting past 100 levels): not compiled
+    except Exception:
+        # Python's own limits on the generated code (nesting past 100 levels), or any shape
+        # the generator did not foresee: not compiled, the interpreter runs it
         entry = None
     with _LOCK:
         if len(_CACHE) >= _CACHE_MAX:
