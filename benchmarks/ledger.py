@@ -213,6 +213,19 @@ def run_writers(writers: int, per_writer: int, post: Any, warm: int = 50) -> Wri
     )
 
 
+def writer_figures(prefix: str, result: WriterRun, *, tx_per_call: int = 1) -> dict[str, Any]:
+    """A multi-writer run's figures, named `<prefix>_...` (tx_per_call: transactions per post
+    call, for the rate)."""
+    return {
+        f"{prefix}_tx_per_s": round(tx_per_call * result.rate),
+        f"{prefix}_errors": result.errors,
+        f"{prefix}_row_lock_waits": row_lock_waits(result.waits),
+        f"{prefix}_lock_waits": result.waits,
+        f"{prefix}_lock_samples": result.samples,
+        f"{prefix}_writers_by_state": result.states,
+    }
+
+
 def _contention(run: str, writers: int, per_writer: int) -> WriterRun:
     def post(w: int, i: int) -> None:
         transaction_post(postings=split_postings(f"orders:{run}c{w}-{i}", i), overdraft=HOT)
@@ -526,13 +539,7 @@ def bench_ledger(quick: bool) -> dict[str, Any]:
         "client_cpu": round(raw.client_cpu / n * 1e6),
         "db_cpu": None if raw.backend_cpu is None else round(raw.backend_cpu / n * 1e6),
     }
-    contended = _contention(run + "c", 4, sizes.per_writer)
-    figures["contention_tx_per_s"] = round(contended.rate)
-    figures["contention_errors"] = contended.errors
-    figures["contention_row_lock_waits"] = row_lock_waits(contended.waits)
-    figures["contention_lock_waits"] = contended.waits
-    figures["contention_lock_samples"] = contended.samples
-    figures["contention_writers_by_state"] = contended.states
+    figures |= writer_figures("contention", _contention(run + "c", 4, sizes.per_writer))
     figures["bulk_postings_per_s"] = round(_bulk(run + "b", sizes.bulk_batches, BULK_BATCH))
     started = time.perf_counter()
     figures["balance_read_postings"] = ensure_history(sizes.history)
@@ -809,13 +816,7 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     def contended(w: int, i: int) -> None:
         transaction_post(script=ORDER_SCRIPT, vars=_order_vars(f"orders:{tag}-sc{w}-{i}", i))
 
-    scripts = run_writers(4, per_writer, contended)
-    figures["script_contention_tx_per_s"] = round(scripts.rate)
-    figures["script_contention_errors"] = scripts.errors
-    figures["script_contention_row_lock_waits"] = row_lock_waits(scripts.waits)
-    figures["script_contention_lock_waits"] = scripts.waits
-    figures["script_contention_lock_samples"] = scripts.samples
-    figures["script_contention_writers_by_state"] = scripts.states
+    figures |= writer_figures("script_contention", run_writers(4, per_writer, contended))
 
     # the product's own order flow from 4 writers: payment.num (stripe:balance, unbounded, to
     # the order through the payment's transit account; the fee back to stripe:balance), then
@@ -835,10 +836,6 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
         transaction_post(script=FLOW_SPLIT, vars={**flow_vars(i), "order": order})
 
     flows = run_writers(4, per_writer // 2, flow_order)
-    figures["flow_contention_tx_per_s"] = round(2 * flows.rate)
-    figures["flow_contention_errors"] = flows.errors
-    figures["flow_contention_row_lock_waits"] = row_lock_waits(flows.waits)
-    figures["flow_contention_lock_samples"] = flows.samples
-    figures["flow_contention_writers_by_state"] = flows.states
+    figures |= writer_figures("flow_contention", flows, tx_per_call=2)
     figures["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return figures
