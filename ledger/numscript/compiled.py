@@ -88,7 +88,11 @@ class _NotInSubset(Exception):
 # --- the cache --------------------------------------------------------------------------------
 
 _CACHE: dict[str, tuple[Compiled, int] | None] = {}
-_CACHE_MAX = 1024
+# Any ledger API client may post scripts: generated code is kept for at most this many
+# templates per process (emptied when full), and only for templates this short (the
+# product's are under 1.5 KiB), so what it holds stays small; others run the interpreter.
+_CACHE_MAX = 256
+MAX_SOURCE_CHARS = 4096
 _LOCK = threading.Lock()
 
 
@@ -99,6 +103,8 @@ def compiled_for(program: Program) -> tuple[Compiled, int] | None:
         return _CACHE[program.source]
     except KeyError:
         pass
+    if len(program.source) > MAX_SOURCE_CHARS:
+        return None
     try:
         entry: tuple[Compiled, int] | None = _Generator(program).build()
     except _NotInSubset:

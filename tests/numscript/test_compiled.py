@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ledger.numscript import limits as lim
 from ledger.numscript import parse, run
 from ledger.numscript.bench import SPLIT_SCRIPT, SPLIT_VARS
-from ledger.numscript.compiled import compiled_for, run_speculative
+from ledger.numscript.compiled import MAX_SOURCE_CHARS, compiled_for, run_speculative
 from ledger.numscript.errors import StepBudgetExceeded
 from ledger.numscript.specs import find_spec_files
 
@@ -325,20 +325,21 @@ def test_a_step_budget_below_what_the_template_may_need_runs_the_interpreter():
 
 @pytest.mark.parametrize("shape", ["deep", "wide", "deeper than python nests"])
 def test_deep_and_wide_destinations_answer_as_the_interpreter(shape):
-    # given: nested allotments as deep as the parser allows, or 300 in-order clauses, or a
+    # given: nested allotments as deep as the parser allows, or 150 in-order clauses, or a
     # nesting past what Python's compiler takes (a limit raised for the test)
     saved = lim.current()
     dest = "@d"
     if shape == "wide":
-        clauses = " ".join(f"max [COIN 1] to @d{i}" for i in range(300))
+        clauses = " ".join(f"max [COIN 1] to @d{i}" for i in range(150))
         dest = "{ " + clauses + " remaining to @e }"
     elif shape == "deep":
         for _ in range(45):
             dest = "{ 50% to " + dest + " remaining to @e }"
-    else:  # each in-order level nests the generated code one level deeper
-        for _ in range(120):
+    else:  # each in-order level nests the generated code two levels deeper
+        for _ in range(60):
             dest = "{ max [COIN 600] to " + dest + " remaining to @e }"
     source = f"send [COIN 1000] ( source = @s allowing unbounded overdraft destination = {dest} )"
+    assert len(source) <= MAX_SOURCE_CHARS
     if shape == "deeper than python nests":
         lim.configure(dataclasses.replace(saved, max_depth=400, max_steps=10**6))
     try:
@@ -350,3 +351,23 @@ def test_deep_and_wide_destinations_answer_as_the_interpreter(shape):
         assert (compiled_for(program) is None) == (shape == "deeper than python nests")
     finally:
         lim.configure(saved)
+
+
+def test_a_long_template_runs_the_interpreter_and_the_cache_stays_bounded():
+    from ledger.numscript import compiled
+
+    # given: a template of the subset longer than the generated code is kept for
+    sends = "\n".join(
+        f"send [COIN {i}] ( source = @world destination = @d{i} )" for i in range(1, 120)
+    )
+    assert len(sends) > compiled.MAX_SOURCE_CHARS
+    program = parse(sends)
+    # when / then: not compiled, the interpreter's answer
+    assert compiled_for(program) is None
+    assert run_speculative(program, vars={}, store=Recording()) == run(
+        program, vars={}, store=Recording()
+    )
+    # and many distinct templates never keep more than the cache's size
+    for i in range(compiled._CACHE_MAX + 10):
+        compiled_for(parse(f"send [COIN {i}] ( source = @world destination = @d )"))
+    assert len(compiled._CACHE) <= compiled._CACHE_MAX
