@@ -29,6 +29,7 @@ Workload: an order's split, one transaction of 4 postings: `stripe:balance` -> `
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import threading
@@ -211,6 +212,51 @@ def run_writers(writers: int, per_writer: int, post: Any, warm: int = 50) -> Wri
     return WriterRun(
         writers * per_writer / seconds, sum(errors), waits, sampler.samples, sampler.states
     )
+
+
+def run_writer_processes(writers: int, per_writer: int, post: Any, warm: int = 50) -> WriterRun:
+    """`run_writers` with each writer in a process of its own (forked), as the product's
+    writers are (Celery's prefork pool, gunicorn's workers): the writers' Python runs in
+    parallel instead of taking turns on one interpreter lock."""
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(writers + 1, timeout=300)
+    pids = context.Queue()
+    errors = context.Queue()
+    connections.close_all()  # each writer opens its own connection
+
+    def work(w: int) -> None:
+        failed = 0
+        try:
+            connection.ensure_connection()
+            pids.put(connection.connection.info.backend_pid)  # type: ignore[union-attr]
+            for i in range(warm):
+                post(w, per_writer + i)
+            barrier.wait()
+            for i in range(per_writer):
+                try:
+                    post(w, i)
+                except Exception:
+                    failed += 1
+        except Exception:
+            failed = per_writer
+            barrier.abort()
+        finally:
+            errors.put(failed)
+            connections.close_all()
+
+    processes = [context.Process(target=work, args=(w,)) for w in range(writers)]
+    for process in processes:
+        process.start()
+    sampler = LockWaits()
+    sampler.start([pids.get(timeout=300) for _ in processes])
+    barrier.wait()
+    started = time.perf_counter()
+    failed = sum(errors.get(timeout=600) for _ in processes)
+    seconds = time.perf_counter() - started
+    for process in processes:
+        process.join()
+    waits = sampler.stop()
+    return WriterRun(writers * per_writer / seconds, failed, waits, sampler.samples, sampler.states)
 
 
 def writer_figures(prefix: str, result: WriterRun, *, tx_per_call: int = 1) -> dict[str, Any]:
@@ -638,7 +684,9 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
       platform:fees), order accounts checked;
     - flow_contention_tx_per_s / _errors / _row_lock_waits: the product's order flow from 4
       writers (marketplace/flows/payment.num then split.num per order: script transactions/s),
-      the same hot accounts, order accounts checked;
+      the same hot accounts, order accounts checked; flow_processes_*: the same from 4 writer
+      processes instead of 4 threads of this one (the product's writers are processes: no
+      interpreter lock shared between them);
     - script_post_p50_ms, interpreter_p50_ms, store_p50_ms (database time of the script's
       reads), interpreter_share: of the split script's posts."""
     from ledger.numscript import StaticStore, parse, run
@@ -822,14 +870,14 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
     # the order through the payment's transit account; the fee back to stripe:balance), then
     # split.num (the order's amount, funds-checked, to the rider, platform:fees and the
     # restaurant): two script transactions per order through the hot accounts
-    def flow_order(w: int, i: int) -> None:
-        order = f"orders:{tag}-fc{w}-{i}"
+    def flow_order(w: int, i: int, kind: str = "fc") -> None:
+        order = f"orders:{tag}-{kind}{w}-{i}"
         transaction_post(
             script=FLOW_PAYMENT,
             vars={
                 "amount": f"{ASSET} {amount}",
                 "fee": f"{ASSET} {amount // 30}",
-                "payment": f"payments:{tag}-fc{w}-{i}",
+                "payment": f"payments:{tag}-{kind}{w}-{i}",
                 "order": order,
             },
         )
@@ -837,5 +885,8 @@ def bench_numscript(quick: bool) -> dict[str, Any]:
 
     flows = run_writers(4, per_writer // 2, flow_order)
     figures |= writer_figures("flow_contention", flows, tx_per_call=2)
+    # the same from 4 writer processes, as the product runs its writers
+    flows = run_writer_processes(4, per_writer // 2, lambda w, i: flow_order(w, i, "fp"))
+    figures |= writer_figures("flow_processes", flows, tx_per_call=2)
     figures["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return figures
