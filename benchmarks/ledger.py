@@ -176,6 +176,21 @@ class WriterRun(NamedTuple):
     states: dict[str, float]  # mean writer backends per state (LockWaits.states)
 
 
+def _writer_loop(w: int, per_writer: int, post: Any, warm: int, barrier: Any) -> int:
+    """One writer's run: `warm` calls, the start line (`barrier`), then post(w, i) for i <
+    per_writer; returns how many of those raised."""
+    for i in range(warm):
+        post(w, per_writer + i)
+    barrier.wait()
+    failed = 0
+    for i in range(per_writer):
+        try:
+            post(w, i)
+        except Exception:
+            failed += 1
+    return failed
+
+
 def run_writers(writers: int, per_writer: int, post: Any, warm: int = 50) -> WriterRun:
     """`writers` threads (own connections) each calling post(writer, i) for i < per_writer
     (after `warm` warm-up calls), pg_stat_activity sampled meanwhile (LockWaits)."""
@@ -187,14 +202,7 @@ def run_writers(writers: int, per_writer: int, post: Any, warm: int = 50) -> Wri
         try:
             connection.ensure_connection()
             pids[w] = connection.connection.info.backend_pid  # type: ignore[union-attr]
-            for i in range(warm):
-                post(w, per_writer + i)
-            barrier.wait()
-            for i in range(per_writer):
-                try:
-                    post(w, i)
-                except Exception:
-                    errors[w] += 1
+            errors[w] = _writer_loop(w, per_writer, post, warm, barrier)
         finally:
             connections.close_all()
 
@@ -229,14 +237,7 @@ def run_writer_processes(writers: int, per_writer: int, post: Any, warm: int = 5
         try:
             connection.ensure_connection()
             pids.put(connection.connection.info.backend_pid)  # type: ignore[union-attr]
-            for i in range(warm):
-                post(w, per_writer + i)
-            barrier.wait()
-            for i in range(per_writer):
-                try:
-                    post(w, i)
-                except Exception:
-                    failed += 1
+            failed = _writer_loop(w, per_writer, post, warm, barrier)
         except Exception:
             failed = per_writer
             barrier.abort()

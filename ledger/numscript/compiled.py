@@ -209,23 +209,15 @@ class _Generator:
             self.emit(1, f"store.drain(*{drain})")
         self.emit(1, "return ExecutionResult(postings, {}, {})")
         source = "def _compiled(inputs, store):\n" + "\n".join(self.lines) + "\n"
+        # the names the fragments use (builtins come with exec's globals)
         namespace: dict[str, Any] = {
             **self.constants,
             "ExecutionResult": ExecutionResult,
             "Posting": Posting,
-            "Monetary": Monetary,
             "WORLD": WORLD,
             "allot": allot,
             "completed_portions": completed_portions,
             "parsed": _parsed,
-            "str": str,
-            "type": type,
-            "getattr": getattr,
-            "max": max,
-            "min": min,
-            "list": list,
-            "zip": zip,
-            "Fraction": Fraction,
         }
         code = compile(source, f"<numscript compiled: {len(program.source)} chars>", "exec")
         exec(code, namespace)  # noqa: S102 -- fixed fragments only (see the class docstring)
