@@ -96,7 +96,9 @@ def test_a_worker_killed_mid_drain_leaves_nothing_behind(
     # given: many new events, a worker (leases of 2 s) draining them
     settings.STRIPE_EVENTS_DRAINS = 1
     settings.STRIPE_EVENTS_LEASE = 2.0
-    ids = arrive(600)
+    # (enough of them, and polled often enough, that a fast machine is still mid-drain at the
+    # kill: with 600 polled every 0.1 s, the drain once finished between two polls)
+    ids = arrive(2000)
     queue = settings.STRIPE_EVENTS_QUEUE
     worker = start_worker(broker, queue, STRIPE_EVENTS_LEASE="2", STRIPE_EVENTS_DRAIN_BATCH="50")
 
@@ -105,7 +107,7 @@ def test_a_worker_killed_mid_drain_leaves_nothing_behind(
         return StripeEvent.objects.filter(stripe_id__in=ids, status="ignored").count() >= 20
 
     try:
-        wait_for(some_done, 120, "the drain to start")
+        wait_for(some_done, 120, "the drain to start", every=0.005)
     finally:
         for pid in reversed(descendants(worker.pid)):  # the pool's processes, then the master
             with contextlib.suppress(ProcessLookupError):
