@@ -256,18 +256,26 @@ def write_script(
     """`write_postgres` for one speculative Numscript run, with its metadata checked and its
     drain computed by the write: also raises SpeculationRefused. Returns the transaction and its
     drain's parts (empty without a drain, or for a replay)."""
-    parts = checks.drain_parts
-    drained = checks.drain_held is not None
     params = post_params([item], plan, balance_shards())
-    params += [
-        text_array(list(checks.metadata)),
-        text_array(list(checks.metadata.values())),
-        "1" if drained else None,  # the first key
-        str(checks.drain_held) if drained else None,
-        _int_array([num for num, _den, _key in parts]),
-        _int_array([den for _num, den, _key in parts]),
-        _int_array([key + 1 for _num, _den, key in parts]),
-    ]
+    metadata = checks.metadata
+    params += [text_array(metadata), text_array(metadata.values())]
+    if checks.drain_held is None:
+        params += [None, None, "{}", "{}", "{}"]
+    else:
+        nums: list[str] = []
+        dens: list[str] = []
+        keys: list[str] = []
+        for num, den, key in checks.drain_parts:
+            nums.append(str(num))
+            dens.append(str(den))
+            keys.append(str(key + 1))
+        params += [
+            "1",  # the first key
+            str(checks.drain_held),
+            "{" + ",".join(nums) + "}",
+            "{" + ",".join(dens) + "}",
+            "{" + ",".join(keys) + "}",
+        ]
     [row] = _call(_GUARDED_SCRIPT_POST_SQL if guarded else _SCRIPT_POST_SQL, params, plan)
     return Written(*row[:6]), list(row[6] or ())
 
