@@ -317,7 +317,9 @@ class _Generator:
                 given.append("None")
                 continue
             portion = self.value(item.portion, TYPE_PORTION)
-            self.emit(depth, f"if {portion} < 0:")
+            # a portion is a Fraction (denominator > 0): the sign is the numerator's, without
+            # Fraction's comparison protocol
+            self.emit(depth, f"if {portion}.numerator < 0:")
             self.emit(depth + 1, "return None")
             given.append(portion)
         name = self.local("q")

@@ -272,10 +272,11 @@ def script_execute(
 
 
 def _validated(*, program: Program, source: str, vars: Mapping[str, str], **kw: Any) -> _Run:
-    if not isinstance(vars, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in vars.items()
-    ):
+    if not isinstance(vars, Mapping):
         raise InvalidTransaction("Script vars must map names to strings.")
+    for name, value in vars.items():
+        if not (isinstance(name, str) and isinstance(value, str)):
+            raise InvalidTransaction("Script vars must map names to strings.")
     ref = validate_reference(kw.pop("reference"))
     meta = validate_metadata(kw.pop("metadata"))
     return _Run(
