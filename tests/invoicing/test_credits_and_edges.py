@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import connection, transaction
 
 from invoicing.check import invoices_check
 from invoicing.models import Invoice, InvoicingAnomaly, OrderInvoicing
@@ -19,7 +19,7 @@ from invoicing.services import (
     order_model_override,
     profile_set,
 )
-from marketplace.models import Dispute
+from marketplace.models import Dispute, Order
 from marketplace.services.disputes import dispute_sync
 from tests.invoicing.helpers import (
     coupon,
@@ -263,3 +263,69 @@ def test_check_command_exits_non_zero_on_a_mismatch(capsys):
         call_command("invoices", "check")
 
     assert "customer documents total" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5000])
+def test_the_check_reads_orders_and_documents_a_chunk_at_a_time(chunk, monkeypatch):
+    # given: a closed month with five orders (model B: per-order invoices, then the month-end
+    # commission invoice and rider statement), one order's invoice total tampered with
+    r = restaurant("B")
+    d = rider()
+    orders = [delivered_order(r, d) for _ in range(5)]
+    invoices_issue([o.pk for o in orders])
+    period = f"{orders[0].delivered_at:%Y-%m}"
+    invoices_issue_period(period=period)
+    later = datetime.now(UTC) + timedelta(days=40)
+    tampered = Invoice.objects.filter(order_id=orders[3].pk).first()
+    with transaction.atomic(), connection.cursor() as cursor:  # past the trigger, as an attacker
+        cursor.execute("SET LOCAL session_replication_role = replica")  # no user triggers
+        cursor.execute(
+            "UPDATE invoicing_invoice SET total_gross = total_gross + 1, total_net = total_net + 1 "
+            "WHERE id = %s",
+            [tampered.pk],
+        )
+        cursor.execute("SET LOCAL session_replication_role = origin")
+    # when: the check runs with a chunk of 1, 2 or 5,000 ids per statement (a month of
+    # 100,000 orders once passed PostgreSQL's 65,535 parameters in one statement)
+    monkeypatch.setattr("invoicing.check.CHECK_CHUNK", chunk)
+    for result in (invoices_check(period=period, now=later), invoices_check(now=later)):
+        # then: every order and document is counted once, and the tampered total is found
+        assert result.orders == 5
+        assert result.documents == Invoice.objects.count()
+        assert result.mismatches == [
+            f"{tampered.display_number}: total {tampered.total_gross + 1}, "
+            f"lines {tampered.total_gross}"
+        ]
+
+
+def test_the_whole_book_check_reads_every_documented_order_whatever_its_status():
+    # given: a documented order whose status is no longer paid or delivered (set back by a
+    # manual fix); its split and documents are in place
+    r = restaurant("A")
+    order = delivered_order(r, rider())
+    invoices_issue([order.pk])
+    Order.objects.filter(pk=order.pk).update(status="canceled")
+
+    # when / then: the check without a period still ties it out (it read only paid and
+    # delivered orders before, so a documented order in any other state went unchecked)
+    result = invoices_check()
+    assert result.orders == 1 and result.ok
+
+
+def test_the_check_of_a_month_past_65535_orders_runs(monkeypatch):
+    # given: a month whose order ids pass PostgreSQL's 65,535 parameters per statement (the
+    # check once sent them in one `IN (...)` and failed: `bench invoicing`, 100,000 orders)
+    r = restaurant("A")
+    order = delivered_order(r, rider())
+    invoices_issue([order.pk])
+    period = f"{order.delivered_at:%Y-%m}"
+    many = [order.pk, *range(10**9, 10**9 + 70_000)]  # ids of no order: nothing to tie out
+    monkeypatch.setattr("invoicing.check.period_orders", lambda month: many)
+
+    # when
+    result = invoices_check(period=period)
+
+    # then: every id is read, the real order's documents counted and tied out
+    assert result.orders == 70_001
+    assert result.documents == Invoice.objects.filter(order_id=order.pk).count() > 0
+    assert result.ok
