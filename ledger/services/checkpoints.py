@@ -146,12 +146,24 @@ def _fold(cursor, old_w: int, new_w: int) -> int:  # type: ignore[no-untyped-def
     count = int(cursor.fetchone()[0])
     if count:
         where = "p.transaction_id > %s AND p.transaction_id <= %s"
-        # WHERE 1 = 1: SQLite's parser needs a WHERE before an upsert's ON CONFLICT.
+        # Each posting counts in every run at or after its timestamp. Summed first per key and
+        # per the first such run (an index probe per posting), then spread over the runs from
+        # that one on: the work is the postings plus the rows written, not postings x runs
+        # (2.7 million back-dated postings before 113 runs: stopped after 18 minutes joined
+        # posting by run, 23 s so). A key whose postings cancel out (an order account funded
+        # and drained between the same two runs) changes no run and is skipped.
         cursor.execute(
+            "WITH d AS ("
+            " SELECT (SELECT min(r.at) FROM ledger_checkpointrun r WHERE r.at >= x.timestamp)"
+            " AS first_at, x.account_id, x.asset, sum(x.amount) AS amount"
+            f" FROM ({_signed_postings(where)}) x"
+            " GROUP BY 1, x.account_id, x.asset HAVING sum(x.amount) <> 0"
+            ") "
             "INSERT INTO ledger_checkpoint (run_id, account_id, asset, balance) "
-            "SELECT r.id, x.account_id, x.asset, sum(x.amount) FROM ledger_checkpointrun r "
-            f"JOIN ({_signed_postings(where)}) x ON x.timestamp <= r.at WHERE 1 = 1 "
-            "GROUP BY r.id, x.account_id, x.asset "
+            "SELECT r.id, d.account_id, d.asset, sum(d.amount) FROM d "
+            # WHERE: SQLite's parser needs one before an upsert's ON CONFLICT
+            "JOIN ledger_checkpointrun r ON r.at >= d.first_at WHERE d.first_at IS NOT NULL "
+            "GROUP BY r.id, d.account_id, d.asset HAVING sum(d.amount) <> 0 "
             "ON CONFLICT (run_id, account_id, asset) "
             "DO UPDATE SET balance = ledger_checkpoint.balance + excluded.balance",
             [old_w, new_w, old_w, new_w],

@@ -209,6 +209,39 @@ def test_an_uncovered_transaction_committed_late_is_counted_once():
     assert balance_get(address="a", asset="USD/2", at=hour(5)) == 105
 
 
+def test_a_back_dated_import_folds_into_each_later_run_once():
+    # given: runs at hours 10, 20 and 30 covering a first posting
+    first = transaction_post(postings=[p("world", "a", 1)], timestamp=hour(1))
+    for at in (10, 20, 30):
+        checkpoints_run(at=hour(at), watermark=first.transaction.id, prune=False)
+    # when: an import back-dates orders between the runs (each order account funded and
+    # drained in the same interval) and one posting after the last run, then a run folds them
+    for h in (5, 15, 15, 25):
+        transaction_post(
+            postings=[p("world", "order", 40), p("order", "a", 40)], timestamp=hour(h)
+        )
+    transaction_post(postings=[p("world", "b", 9)], timestamp=hour(35))
+    result = checkpoints_run(at=hour(40), prune=False)
+
+    # then: each run holds what precedes it, once; the order account, netting to zero in
+    # every interval, gets no row from the fold
+    assert result.folded == 9
+    by_run = {
+        (run_at, address): balance
+        for run_at, address, balance in Checkpoint.objects.filter(
+            run__at__lte=hour(30)
+        ).values_list("run__at", "account__address", "balance")
+    }
+    assert {k: v for k, v in by_run.items() if k[1] == "a"} == {
+        (hour(10), "a"): 41,
+        (hour(20), "a"): 121,
+        (hour(30), "a"): 161,
+    }
+    assert not [k for k in by_run if k[1] in ("order", "b")]
+    for n in (4, 5, 10, 15, 29, 35, 40):
+        assert_same_as_plain(hour(n))
+
+
 def test_balance_sheet_now_is_the_balance_rows_with_future_back_dated_and_late_transactions():
     # given: no run yet (read from the balance rows)
     first = transaction_post(postings=[p("world", "a", 100), p("a", "b", 30)], timestamp=hour(1))
