@@ -217,9 +217,7 @@ def test_a_back_dated_import_folds_into_each_later_run_once():
     # when: an import back-dates orders between the runs (each order account funded and
     # drained in the same interval) and one posting after the last run, then a run folds them
     for h in (5, 15, 15, 25):
-        transaction_post(
-            postings=[p("world", "order", 40), p("order", "a", 40)], timestamp=hour(h)
-        )
+        transaction_post(postings=[p("world", "order", 40), p("order", "a", 40)], timestamp=hour(h))
     transaction_post(postings=[p("world", "b", 9)], timestamp=hour(35))
     result = checkpoints_run(at=hour(40), prune=False)
 
